@@ -1,0 +1,148 @@
+/* vlm info: what a checkpoint is — family, dimensions, parameter counts, dtypes, bytes on disk,
+ * naming scheme and special token ids. The weights are bound, so a broken checkpoint fails here. */
+#include <stdio.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "io/hf_cache.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+typedef struct {
+    int64_t vision_params, text_params;
+    uint64_t vision_bytes, text_bytes, file_bytes;
+    int dtype_count[VLM_DT_COUNT];
+} tally;
+
+static void count(const vlm_safetensors *st, const vlm_checkpoint_parts *parts, tally *t) {
+    memset(t, 0, sizeof *t);
+    const char *vp = vlm_vision_prefix(parts->naming);
+    for (int i = 0; i < st->n_entries; i++) {
+        const vlm_st_entry *e = &st->entries[i];
+        vlm_tensor tt = vlm_st_tensor(e);
+        int64_t n = vlm_tensor_numel(&tt);
+        if (!strncmp(e->name, vp, strlen(vp))) {
+            t->vision_params += n;
+            t->vision_bytes += e->nbytes;
+        } else {
+            t->text_params += n;
+            t->text_bytes += e->nbytes;
+        }
+        t->dtype_count[e->dtype]++;
+    }
+    for (int i = 0; i < st->n_files; i++) t->file_bytes += st->files[i].map.size;
+}
+
+static void dtypes_str(const tally *t, char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int d = 0; d < VLM_DT_COUNT; d++)
+        if (t->dtype_count[d] && n < cap)
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? "," : "", vlm_dtype_name((vlm_dtype)d));
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *model_id = NULL;
+    int json = 0;
+    vlm_arg spec[] = {
+        {"--model-id", ARG_STR, &model_id, "ID", "checkpoint directory or Hugging Face model id"},
+        {"--json", ARG_FLAG, &json, NULL, "print JSON instead of text"},
+        {0},
+    };
+    int r = vlm_args_parse("info", "--model-id ID [--json]", spec, argc, argv);
+    if (r) return r < 0 ? 0 : r;
+    if (!model_id) return vlm_usage_error("info", "--model-id is required");
+
+    char dir[VLM_PATH_MAX];
+    vlm_model_config cfg;
+    vlm_safetensors *st = NULL;
+    vlm_checkpoint_parts parts;
+    vlm_vision_weights vw = {0};
+    vlm_text_weights tw = {0};
+    vlm_status s = vlm_resolve_model(model_id, dir, sizeof dir);
+    if (s == VLM_OK) s = vlm_config_load(dir, &cfg);
+    if (s == VLM_OK) s = vlm_st_open(dir, &st);
+    if (s == VLM_OK) s = vlm_detect_parts(st, &parts);
+    if (s == VLM_OK) s = vlm_bind_weights(st, &cfg, parts.has_vision, parts.has_text, &vw, &tw);
+    if (s != VLM_OK) {
+        vlm_st_close(st);
+        vlm_err_ctx(s, "%s", model_id);
+        return vlm_cli_fail(s);
+    }
+    tally t;
+    count(st, &parts, &t);
+    char dts[128];
+    dtypes_str(&t, dts, sizeof dts);
+    const vlm_text_config *tc = &cfg.text;
+    const vlm_vision_config *vc = &cfg.vision;
+    const char *naming = parts.naming == VLM_NAMES_NESTED ? "model.visual/model.language_model" : "visual/model";
+    if (json) {
+        vlm_strbuf b = {0};
+        vlm_sb_printf(&b, "{\"path\": ");
+        vlm_sb_json_string(&b, dir, strlen(dir));
+        vlm_sb_printf(&b, ", \"family\": \"%s\", \"model_type\": \"%s\", \"naming\": \"%s\", \"dtypes\": \"%s\",\n",
+                      vlm_family_name(cfg.family), cfg.model_type, naming, dts);
+        vlm_sb_printf(&b, " \"has_vision\": %s, \"has_text\": %s,\n", parts.has_vision ? "true" : "false",
+                      parts.has_text ? "true" : "false");
+        vlm_sb_printf(&b,
+                      " \"text\": {\"hidden_size\": %d, \"num_layers\": %d, \"num_heads\": %d, \"num_kv_heads\": %d, "
+                      "\"head_dim\": %d, \"intermediate_size\": %d, \"vocab_size\": %d, \"tie_word_embeddings\": %s, "
+                      "\"rope_theta\": %g, \"mrope_section\": [%d, %d, %d]},\n",
+                      tc->hidden, tc->n_layers, tc->n_heads, tc->n_kv_heads, tc->head_dim, tc->intermediate, tc->vocab,
+                      tc->tie_embeddings ? "true" : "false", tc->rope_theta, tc->mrope_section[0],
+                      tc->mrope_section[1], tc->mrope_section[2]);
+        vlm_sb_printf(&b,
+                      " \"vision\": {\"depth\": %d, \"width\": %d, \"num_heads\": %d, \"head_dim\": %d, "
+                      "\"mlp_hidden\": %d, \"out_hidden\": %d, \"patch_size\": %d, \"merge_size\": %d, "
+                      "\"window_size\": %d, \"fullatt_blocks\": [",
+                      vc->depth, vc->width, vc->n_heads, vc->head_dim, vc->mlp_hidden, vc->out_hidden, vc->patch_size,
+                      vc->merge_size, cfg.family == VLM_FAMILY_QWEN2_5_VL ? vc->window_size : 0);
+        for (int i = 0; i < vc->n_fullatt; i++) vlm_sb_printf(&b, "%s%d", i ? ", " : "", vc->fullatt_blocks[i]);
+        vlm_sb_printf(&b, "]},\n \"params\": {\"vision\": %lld, \"language\": %lld, \"total\": %lld},\n",
+                      (long long)t.vision_params, (long long)t.text_params,
+                      (long long)(t.vision_params + t.text_params));
+        vlm_sb_printf(&b, " \"bytes\": {\"vision\": %llu, \"language\": %llu, \"files\": %llu, \"num_files\": %d},\n",
+                      (unsigned long long)t.vision_bytes, (unsigned long long)t.text_bytes,
+                      (unsigned long long)t.file_bytes, st->n_files);
+        vlm_sb_printf(&b, " \"special_tokens\": {\"image\": %d, \"video\": %d, \"vision_start\": %d, "
+                          "\"vision_end\": %d, \"bos\": %d, \"eos\": [",
+                      cfg.tokens.image_token_id, cfg.tokens.video_token_id, cfg.tokens.vision_start_id,
+                      cfg.tokens.vision_end_id, cfg.tokens.bos_token_id);
+        for (int i = 0; i < cfg.gen.n_eos; i++) vlm_sb_printf(&b, "%s%d", i ? ", " : "", cfg.gen.eos_ids[i]);
+        vlm_sb_printf(&b, "]}}\n");
+        fputs(b.data, stdout);
+        vlm_sb_free(&b);
+    } else {
+        printf("path:            %s\n", dir);
+        printf("family:          %s (%s), naming %s, dtypes %s\n", vlm_family_name(cfg.family), cfg.model_type, naming,
+               dts);
+        printf("language model:  hidden %d, %d layers, %d heads / %d KV heads, head_dim %d, MLP %d, vocab %d, %s\n",
+               tc->hidden, tc->n_layers, tc->n_heads, tc->n_kv_heads, tc->head_dim, tc->intermediate, tc->vocab,
+               tc->tie_embeddings ? "tied lm_head" : "separate lm_head");
+        printf("                 rope_theta %g, mrope_section [%d, %d, %d]\n", tc->rope_theta, tc->mrope_section[0],
+               tc->mrope_section[1], tc->mrope_section[2]);
+        printf("vision encoder:  %d blocks, width %d, %d heads (head_dim %d), MLP %d, merger -> %d\n", vc->depth,
+               vc->width, vc->n_heads, vc->head_dim, vc->mlp_hidden, vc->out_hidden);
+        if (cfg.family == VLM_FAMILY_QWEN2_5_VL) {
+            printf("                 window %d px, full attention in blocks [", vc->window_size);
+            for (int i = 0; i < vc->n_fullatt; i++) printf("%s%d", i ? ", " : "", vc->fullatt_blocks[i]);
+            printf("]\n");
+        }
+        printf("parameters:      vision %.3f M, language %.3f M, total %.3f M (%.2f G)\n", t.vision_params / 1e6,
+               t.text_params / 1e6, (t.vision_params + t.text_params) / 1e6,
+               (t.vision_params + t.text_params) / 1e9);
+        printf("bytes on disk:   vision %.1f MB, language %.1f MB, %d file(s) %.1f MB\n", t.vision_bytes / 1048576.0,
+               t.text_bytes / 1048576.0, st->n_files, t.file_bytes / 1048576.0);
+        printf("special tokens:  image %d, video %d, vision_start %d, vision_end %d, eos", cfg.tokens.image_token_id,
+               cfg.tokens.video_token_id, cfg.tokens.vision_start_id, cfg.tokens.vision_end_id);
+        for (int i = 0; i < cfg.gen.n_eos; i++) printf(" %d", cfg.gen.eos_ids[i]);
+        printf("\n");
+    }
+    vlm_vision_weights_free(&vw);
+    vlm_text_weights_free(&tw);
+    vlm_st_close(st);
+    return 0;
+}

@@ -1,0 +1,110 @@
+#include "model/dump.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/memory.h"
+#include "io/safetensors.h"
+
+typedef struct {
+    char name[96];
+    vlm_st_spec spec;
+    void *data;
+} dump_item;
+
+struct vlm_dump {
+    dump_item *items;
+    int n, cap;
+};
+
+vlm_status vlm_dump_create(vlm_dump **out) {
+    *out = calloc(1, sizeof **out);
+    return *out ? VLM_OK : vlm_err(VLM_ERR_NOMEM, "out of memory");
+}
+
+void vlm_dump_free(vlm_dump *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n; i++) free(d->items[i].data);
+    free(d->items);
+    free(d);
+}
+
+/* A slot for name (reused when the name exists), with bytes of storage. */
+static vlm_status slot(vlm_dump *d, const char *name, vlm_dtype t, int ndim, const int64_t *shape, void **data) {
+    dump_item *it = NULL;
+    for (int i = 0; i < d->n; i++)
+        if (!strcmp(d->items[i].name, name)) it = &d->items[i];
+    if (!it) {
+        if (d->n == d->cap) {
+            int cap = d->cap ? 2 * d->cap : 16;
+            dump_item *p = realloc(d->items, (size_t)cap * sizeof *p);
+            if (!p) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+            d->items = p;
+            d->cap = cap;
+        }
+        it = &d->items[d->n++];
+        memset(it, 0, sizeof *it);
+    }
+    free(it->data);
+    snprintf(it->name, sizeof it->name, "%s", name);
+    it->spec = (vlm_st_spec){.name = it->name, .dtype = t, .ndim = ndim};
+    for (int i = 0; i < ndim; i++) it->spec.shape[i] = shape[i];
+    size_t bytes = vlm_st_spec_bytes(&it->spec);
+    it->data = malloc(bytes ? bytes : 1);
+    if (!it->data) return vlm_err(VLM_ERR_NOMEM, "out of memory dumping %s", name);
+    *data = it->data;
+    return VLM_OK;
+}
+
+vlm_status vlm_dump_f32(vlm_dump *d, vlm_backend *be, const char *name, const float *dev, int64_t rows, int64_t cols) {
+    if (!d) return VLM_OK;
+    void *p;
+    int64_t shape[2] = {rows, cols};
+    VLM_TRY(slot(d, name, VLM_DT_F32, 2, shape, &p));
+    VLM_TRY(vlm_sync(be));
+    return vlm_to_host(be, p, dev, (size_t)(rows * cols) * sizeof(float));
+}
+
+vlm_status vlm_dump_f32_host(vlm_dump *d, const char *name, const float *data, int ndim, const int64_t *shape) {
+    if (!d) return VLM_OK;
+    void *p;
+    VLM_TRY(slot(d, name, VLM_DT_F32, ndim, shape, &p));
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    memcpy(p, data, (size_t)n * sizeof(float));
+    return VLM_OK;
+}
+
+vlm_status vlm_dump_i64(vlm_dump *d, const char *name, const int64_t *data, int ndim, const int64_t *shape) {
+    if (!d) return VLM_OK;
+    void *p;
+    VLM_TRY(slot(d, name, VLM_DT_I64, ndim, shape, &p));
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    memcpy(p, data, (size_t)n * sizeof(int64_t));
+    return VLM_OK;
+}
+
+vlm_status vlm_dump_i32_as_i64(vlm_dump *d, const char *name, const int32_t *data, int ndim, const int64_t *shape) {
+    if (!d) return VLM_OK;
+    void *p;
+    VLM_TRY(slot(d, name, VLM_DT_I64, ndim, shape, &p));
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int64_t i = 0; i < n; i++) ((int64_t *)p)[i] = data[i];
+    return VLM_OK;
+}
+
+vlm_status vlm_dump_write(const vlm_dump *d, const char *path) {
+    vlm_st_spec *specs = calloc((size_t)d->n + 1, sizeof *specs);
+    const void **data = calloc((size_t)d->n + 1, sizeof *data);
+    vlm_status s = (!specs || !data) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
+    for (int i = 0; s == VLM_OK && i < d->n; i++) {
+        specs[i] = d->items[i].spec;
+        data[i] = d->items[i].data;
+    }
+    if (s == VLM_OK) s = vlm_st_save(path, specs, data, d->n, NULL, NULL, 0);
+    free(specs);
+    free(data);
+    return s;
+}
