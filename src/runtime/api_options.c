@@ -1,0 +1,35 @@
+/* The small, model-independent parts of the public API: option defaults and name parsing. */
+#include <string.h>
+
+#include "vlm.h"
+
+void vlm_load_options_init(vlm_load_options *o) {
+    memset(o, 0, sizeof *o);
+    o->model_id = "Qwen/Qwen2.5-VL-3B-Instruct";
+    o->mode = VLM_MODE_ORIGINAL;
+    o->output_dir = "split_models";
+    o->device = VLM_DEV_AUTO;
+}
+
+void vlm_request_init(vlm_request *r) {
+    memset(r, 0, sizeof *r);
+    r->sampling.max_tokens = 128;
+    r->sampling.use_generation_config = 1;
+    r->sampling.temperature = -1;
+    r->sampling.top_k = -1;
+    r->sampling.top_p = -1;
+    r->sampling.repetition_penalty = -1;
+}
+
+static const char *const k_modes[] = {"original", "split_native", "run_onnx"};
+
+int vlm_mode_parse(const char *name, vlm_mode *out) {
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, k_modes[i])) {
+            *out = (vlm_mode)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *vlm_mode_name(vlm_mode m) { return (unsigned)m < 3 ? k_modes[m] : "?"; }
