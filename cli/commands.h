@@ -3,6 +3,7 @@
 #ifndef VLM_CLI_COMMANDS_H
 #define VLM_CLI_COMMANDS_H
 
+int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_make_synthetic(int argc, char **argv);
 int cmd_split(int argc, char **argv);
