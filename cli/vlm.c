@@ -17,6 +17,7 @@ static const command k_commands[] = {
     {"info", cmd_info, "describe a checkpoint: family, dimensions, parameters, dtypes, sizes"},
     {"make-synthetic", cmd_make_synthetic, "write a checkpoint with a real architecture and random weights"},
     {"bench", cmd_bench, "measure and compare the modes: timings, throughput, memory, JSON/CSV/chart"},
+    {"quantize", cmd_quantize, "write a quantized copy of a checkpoint (q4_0, q8_0 or nf4 weights)"},
     {"split", cmd_split, "write the vision encoder and language model as separate artifacts"},
 };
 enum { N_COMMANDS = sizeof k_commands / sizeof k_commands[0] };

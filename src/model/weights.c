@@ -1,5 +1,7 @@
 #include "model/weights.h"
 
+#include "model/quantize.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,11 @@ static vlm_status bind(binder *b, vlm_tensor *out, int ndim, const int64_t *shap
     }
     const vlm_st_entry *e = vlm_st_find(b->st, name);
     if (!e) return vlm_err(VLM_ERR_NOT_FOUND, "missing tensor %s", name);
+    if (e->dtype == VLM_DT_U8) { /* a quantized checkpoint (model/quantize.h) */
+        VLM_TRY(vlm_quant_bind(b->st, e, ndim, shape, out));
+        b->used[e - b->st->entries] = 1;
+        return VLM_OK;
+    }
     if (e->dtype != VLM_DT_F32 && e->dtype != VLM_DT_F16 && e->dtype != VLM_DT_BF16)
         return vlm_err(VLM_ERR_UNSUPPORTED, "tensor %s has dtype %s; weights must be F32, F16 or BF16", name,
                        vlm_dtype_name(e->dtype));

@@ -1,5 +1,7 @@
 #include "tensor/tensor.h"
 
+#include "tensor/quant.h"
+
 #include <immintrin.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +14,7 @@ static const struct {
     [VLM_DT_F32] = {"F32", 4, 1},   [VLM_DT_F16] = {"F16", 2, 1}, [VLM_DT_BF16] = {"BF16", 2, 1},
     [VLM_DT_I64] = {"I64", 8, 1},   [VLM_DT_I32] = {"I32", 4, 1}, [VLM_DT_I8] = {"I8", 1, 1},
     [VLM_DT_U8] = {"U8", 1, 1},     [VLM_DT_Q8_0] = {"Q8_0", 34, 32},
-    [VLM_DT_Q4_0] = {"Q4_0", 18, 32},
+    [VLM_DT_Q4_0] = {"Q4_0", 18, 32}, [VLM_DT_NF4] = {"NF4", 34, 64},
 };
 
 const char *vlm_dtype_name(vlm_dtype t) { return (unsigned)t < VLM_DT_COUNT ? k_dtypes[t].name : "?"; }
@@ -78,6 +80,9 @@ void vlm_to_f32(vlm_dtype t, const void *src, float *dst, size_t n) {
         for (; i < n; i++) dst[i] = vlm_f16_to_f32(s[i]);
         break;
     }
-    default: memset(dst, 0, n * sizeof(float)); break; /* callers check the dtype first */
+    default:
+        if (vlm_dtype_is_quantized(t)) vlm_dequantize_row(t, src, dst, (int64_t)n); /* embedding rows */
+        else memset(dst, 0, n * sizeof(float)); /* callers check the dtype first */
+        break;
     }
 }

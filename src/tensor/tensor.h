@@ -19,6 +19,7 @@ typedef enum {
     /* Block-quantized formats (src/tensor/quant.h): rows of K weights stored as K/block blocks. */
     VLM_DT_Q8_0, /* 32 weights: f16 scale + 32 x int8 (34 bytes) */
     VLM_DT_Q4_0, /* 32 weights: f16 scale + 16 bytes of 4-bit values (18 bytes) */
+    VLM_DT_NF4,  /* 64 weights: f16 absmax + 32 bytes of 4-bit NormalFloat codes (34 bytes) */
     VLM_DT_COUNT
 } vlm_dtype;
 
@@ -36,7 +37,7 @@ const char *vlm_dtype_name(vlm_dtype t);          /* "F32", "BF16", "Q4_0", ... 
 int vlm_dtype_from_name(const char *name, vlm_dtype *t); /* 0 on success */
 /* Bytes per element for plain dtypes; for block formats, bytes per block (see block_size). */
 size_t vlm_dtype_size(vlm_dtype t);
-/* Elements per block: 1 for plain dtypes, 32 for Q8_0 / Q4_0. */
+/* Elements per block: 1 for plain dtypes, 32 for Q8_0 / Q4_0, 64 for NF4. */
 int vlm_dtype_block(vlm_dtype t);
 int vlm_dtype_is_quantized(vlm_dtype t);
 
@@ -61,7 +62,8 @@ static inline uint16_t vlm_f32_to_bf16(float f) {
 float vlm_f16_to_f32(uint16_t h);
 uint16_t vlm_f32_to_f16(float f);
 
-/* Converts n elements of a plain float dtype (F32, F16, BF16) to f32. */
+/* Converts n elements of a plain float dtype (F32, F16, BF16) to f32; for a block format, n is a
+ * multiple of its block and the blocks are dequantized (tensor/quant.h). */
 void vlm_to_f32(vlm_dtype t, const void *src, float *dst, size_t n);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "base/cpu.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/quant_kernels.h"
 
 enum { GEMV_MAX_M = 8, PANEL_N = 64 };
 
@@ -126,6 +127,10 @@ static void gemm_panels(float *y, const float *x, const vlm_tensor *w, const flo
 }
 
 void vlm_cpu_matmul(float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
+    if (vlm_dtype_is_quantized(w->dtype)) {
+        vlm_cpu_matmul_quant(y, x, w, bias, M);
+        return;
+    }
     if (M <= GEMV_MAX_M || vlm_dtype_is_quantized(w->dtype)) gemv(y, x, w, bias, M);
     else gemm_panels(y, x, w, bias, M);
 }

@@ -1,0 +1,242 @@
+/* Quantized matrix products on a real-size language model, against BF16 and the machine's read
+ * bandwidth measured in the same run.
+ *
+ *   bench_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] [--threads N]
+ *               [--requantize] [--prefill M]
+ *
+ * For each type it quantizes the language model of DIR (default /work/models/q25-3b) into
+ * WORK/<name>-<type> (reused when its manifest is fresh, unless --requantize), reports the time and
+ * the sizes on disk and in memory, then times "decode tokens": one matrix-vector product with every
+ * linear weight of the language model in layer order plus the lm_head, the work a decoder does
+ * with its weights per generated token (attention, norms and the rest are not included). Variants
+ * run in alternating rounds (bandwidth drifts on shared hosts); the table gives the median, and
+ * the bound = bytes read per token / bandwidth (best of the two probes around the rounds). */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cpu.h"
+#include "base/membw.h"
+#include "base/memory.h"
+#include "base/timer.h"
+#include "io/file.h"
+#include "io/safetensors.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/quant_kernels.h"
+#include "model/config.h"
+#include "model/quantize.h"
+#include "model/weights.h"
+#include "runtime/fingerprint.h"
+#include "tensor/quant.h"
+
+enum { MAX_VARIANTS = 4, MAX_ROUNDS = 64 };
+
+typedef struct {
+    char name[16];
+    char dir[VLM_PATH_MAX];
+    vlm_safetensors *st;
+    vlm_text_weights tw;
+    uint64_t bytes;      /* weight bytes read per token */
+    uint64_t disk_bytes; /* safetensors files of the directory */
+    uint64_t rss_delta;  /* resident growth when its weights were first touched */
+    double quant_s;      /* < 0: reused */
+    double t[MAX_ROUNDS];
+    double prefill_gflops;
+} variant;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t dir_safetensors_bytes(const char *dir) {
+    DIR *d = opendir(dir);
+    uint64_t total = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        char path[VLM_PATH_MAX];
+        uint64_t size;
+        int64_t mt;
+        if (n > 12 && !strcmp(e->d_name + n - 12, ".safetensors") &&
+            vlm_path_join(path, sizeof path, dir, e->d_name) == VLM_OK && vlm_file_stat(path, &size, &mt) == VLM_OK)
+            total += size;
+    }
+    if (d) closedir(d);
+    return total;
+}
+
+/* Every linear weight in the order a decode step reads them. */
+static int token_mats(const vlm_text_weights *tw, const vlm_tensor **out) {
+    int n = 0;
+    for (int l = 0; l < tw->n_layers; l++) {
+        const vlm_text_layer_weights *L = &tw->layers[l];
+        const vlm_tensor *m[] = {&L->q_w, &L->k_w, &L->v_w, &L->o_w, &L->gate_w, &L->up_w, &L->down_w};
+        for (int i = 0; i < 7; i++) out[n++] = m[i];
+    }
+    out[n++] = &tw->lm_head;
+    return n;
+}
+
+static double token_pass(const vlm_text_weights *tw, const float *x, float *y) {
+    const vlm_tensor *mats[7 * 128 + 1];
+    int n = token_mats(tw, mats);
+    double t0 = vlm_now();
+    for (int i = 0; i < n; i++) vlm_cpu_matmul(y, x, mats[i], NULL, 1);
+    return vlm_now() - t0;
+}
+
+static uint64_t token_bytes(const vlm_text_weights *tw) {
+    const vlm_tensor *mats[7 * 128 + 1];
+    int n = token_mats(tw, mats);
+    uint64_t b = 0;
+    for (int i = 0; i < n; i++) b += mats[i]->nbytes;
+    return b;
+}
+
+static vlm_status open_variant(variant *v, const vlm_model_config *cfg, const float *x, float *y) {
+    VLM_TRY(vlm_st_open(v->dir, &v->st));
+    vlm_vision_weights vw;
+    VLM_TRY(vlm_bind_weights(v->st, cfg, 0, 1, &vw, &v->tw));
+    v->bytes = token_bytes(&v->tw);
+    uint64_t r0 = vlm_rss_bytes();
+    token_pass(&v->tw, x, y); /* faults the weights in */
+    v->rss_delta = vlm_rss_bytes() - r0;
+    v->disk_bytes = dir_safetensors_bytes(v->dir);
+    return VLM_OK;
+}
+
+/* Prefill-sized product on one layer's MLP weights: GFLOP/s. */
+static double prefill(const vlm_text_weights *tw, int M, const float *x, float *y) {
+    const vlm_text_layer_weights *L = &tw->layers[0];
+    const vlm_tensor *m[] = {&L->gate_w, &L->up_w, &L->down_w};
+    double flops = 0, best = 1e30;
+    for (int i = 0; i < 3; i++) flops += 2.0 * M * (double)m[i]->shape[0] * (double)m[i]->shape[1];
+    for (int r = 0; r < 3; r++) {
+        double t0 = vlm_now();
+        for (int i = 0; i < 3; i++) vlm_cpu_matmul(y, x, m[i], NULL, M);
+        double t = vlm_now() - t0;
+        if (t < best) best = t;
+    }
+    return flops / best / 1e9;
+}
+
+int main(int argc, char **argv) {
+    const char *model = "/work/models/q25-3b", *work = "/tmp/vlm-bench-quant", *types = "q4_0,nf4,q8_0";
+    int rounds = 5, threads = 0, requant = 0, prefill_m = 64;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--work") && i + 1 < argc) work = argv[++i];
+        else if (!strcmp(argv[i], "--types") && i + 1 < argc) types = argv[++i];
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--prefill") && i + 1 < argc) prefill_m = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--requantize")) requant = 1;
+        else {
+            fprintf(stderr, "usage: bench_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] "
+                            "[--threads N] [--requantize] [--prefill M]\n");
+            return 2;
+        }
+    }
+    if (rounds < 1 || rounds > MAX_ROUNDS) rounds = 5;
+    if (threads > 0) vlm_set_threads(threads);
+    vlm_model_config cfg;
+    if (vlm_config_load(model, &cfg) != VLM_OK) {
+        fprintf(stderr, "bench_quant: %s\n", vlm_last_error());
+        return 1;
+    }
+    printf("bench_quant: %s, %d threads, %s, quantized path %s (machine shared with other jobs)\n", model,
+           vlm_threads(), vlm_cpu_name(), vlm_qpath_name(vlm_cpu_quant_path()));
+
+    variant v[MAX_VARIANTS] = {0};
+    int nv = 1;
+    snprintf(v[0].name, sizeof v[0].name, "bf16");
+    snprintf(v[0].dir, sizeof v[0].dir, "%s", model);
+    v[0].quant_s = -1;
+    char list[64];
+    snprintf(list, sizeof list, "%s", types);
+    for (char *tok = strtok(list, ","); tok && nv < MAX_VARIANTS; tok = strtok(NULL, ",")) {
+        vlm_quant_options o;
+        vlm_quant_options_default(&o);
+        o.language_only = 1;
+        if (vlm_quant_from_tag(tok, &o.linear) != 0) {
+            fprintf(stderr, "bench_quant: unknown type %s\n", tok);
+            return 2;
+        }
+        variant *q = &v[nv++];
+        snprintf(q->name, sizeof q->name, "%s", tok);
+        const char *base = strrchr(model, '/');
+        snprintf(q->dir, sizeof q->dir, "%s/%s-%s", work, base ? base + 1 : model, tok);
+        char kind[64], why[VLM_PATH_MAX + 256];
+        vlm_quant_kind(&o, kind, sizeof kind);
+        q->quant_s = -1;
+        if (requant || !vlm_manifest_is_fresh(q->dir, kind, model, why, sizeof why)) {
+            vlm_quant_stats qs;
+            vlm_mkdirs(work);
+            if (vlm_quantize_checkpoint(model, q->dir, &o, &qs) != VLM_OK) {
+                fprintf(stderr, "bench_quant: %s\n", vlm_last_error());
+                return 1;
+            }
+            q->quant_s = qs.seconds;
+        }
+    }
+
+    int64_t kmax = cfg.text.intermediate > cfg.text.hidden ? cfg.text.intermediate : cfg.text.hidden;
+    size_t xn = (size_t)kmax * (size_t)(prefill_m > 0 ? prefill_m : 1);
+    size_t yn = (size_t)cfg.text.vocab > (size_t)kmax * (size_t)prefill_m ? (size_t)cfg.text.vocab
+                                                                            : (size_t)kmax * (size_t)prefill_m;
+    float *x = vlm_alloc(xn * sizeof(float), "inputs"), *y = vlm_alloc(yn * sizeof(float), "outputs");
+    if (!x || !y) return 1;
+    uint64_t rng = 1;
+    for (size_t i = 0; i < xn; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+    }
+    for (int i = 0; i < nv; i++) {
+        if (open_variant(&v[i], &cfg, x, y) != VLM_OK) {
+            fprintf(stderr, "bench_quant: %s: %s\n", v[i].dir, vlm_last_error());
+            return 1;
+        }
+    }
+
+    double bw0 = vlm_measure_read_bandwidth((size_t)1 << 30, 3, 0);
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < nv; i++) v[(i + r) % nv].t[r] = token_pass(&v[(i + r) % nv].tw, x, y);
+    double bw1 = vlm_measure_read_bandwidth((size_t)1 << 30, 3, 0);
+    double bw = bw0 > bw1 ? bw0 : bw1;
+    if (prefill_m > 0)
+        for (int i = 0; i < nv; i++) v[i].prefill_gflops = prefill(&v[i].tw, prefill_m, x, y);
+
+    printf("read bandwidth (1 GiB, %d threads): %.1f GB/s before, %.1f GB/s after the rounds; bound uses %.1f\n",
+           vlm_threads(), bw0, bw1, bw);
+    printf("\n%-6s %10s %10s %9s %8s %8s %9s %8s %10s\n", "type", "MB/token", "ms/token", "tok/s", "GB/s",
+           "%bound", "x bf16", "min ms", "prefill GF");
+    double bf16_ms = 0;
+    uint64_t lm0 = 1;
+    for (int i = 0; i < nv; i++) {
+        double s[MAX_ROUNDS];
+        memcpy(s, v[i].t, sizeof(double) * (size_t)rounds);
+        qsort(s, (size_t)rounds, sizeof *s, cmp_double);
+        double med = s[rounds / 2], gbs = (double)v[i].bytes / med / 1e9;
+        if (i == 0) bf16_ms = med;
+        printf("%-6s %10.1f %10.1f %9.2f %8.1f %7.1f%% %8.2fx %8.1f %10.1f\n", v[i].name, (double)v[i].bytes / 1e6,
+               med * 1e3, 1.0 / med, gbs, 100.0 * gbs / bw, bf16_ms / med, s[0] * 1e3, v[i].prefill_gflops);
+    }
+    printf("\n%-6s %14s %16s %14s %12s\n", "type", "LM tensors MB", "safetensors MB", "resident MB", "quantize s");
+    for (int i = 0; i < nv; i++) {
+        vlm_checkpoint_parts parts;
+        uint64_t lm = vlm_st_bytes_with_prefix(v[i].st, "");
+        if (vlm_detect_parts(v[i].st, &parts) == VLM_OK && parts.has_vision)
+            lm -= vlm_st_bytes_with_prefix(v[i].st, vlm_vision_prefix(parts.naming));
+        char qs[32];
+        if (v[i].quant_s >= 0) snprintf(qs, sizeof qs, "%.1f", v[i].quant_s);
+        else snprintf(qs, sizeof qs, i ? "(reused)" : "-");
+        printf("%-6s %14.1f %16.1f %14.1f %12s   (%.1f%% smaller than bf16)\n", v[i].name, (double)lm / 1e6,
+               (double)v[i].disk_bytes / 1e6, (double)v[i].rss_delta / 1e6, qs,
+               i ? 100.0 * (1.0 - (double)lm / (double)lm0) : 0.0);
+        if (i == 0) lm0 = lm;
+    }
+    printf("(bf16 safetensors include the vision tower; resident = RSS growth when the weights were first read)\n");
+    return 0;
+}

@@ -1,0 +1,122 @@
+/* The quantized matrix product's driver (see quant_kernels.h): picks the path, quantizes the input
+ * rows once into a per-thread buffer (grown on the first call of each size, never per token), and
+ * splits the output rows over OpenMP threads. */
+#include <omp.h>
+#include <stdlib.h>
+
+#include "base/cpu.h"
+#include "kernels/cpu/quant_kernels.h"
+#include "tensor/quant.h"
+
+/* Weight rows per task: small enough to balance two threads on the narrowest matrix (k_proj:
+ * 256 rows), big enough that a chunk of a wide matrix stays in L2 while large M passes over it. */
+enum { ROW_CHUNK = 16 };
+
+static vlm_qpath g_forced = VLM_QPATH_AUTO;
+
+static int can_run(vlm_qpath p) {
+    switch (p) {
+    case VLM_QPATH_SCALAR: return 1;
+    case VLM_QPATH_AVX2: return vlm_cpu()->avx2 && vlm_cpu()->fma && vlm_cpu()->f16c;
+    case VLM_QPATH_AVX512: return vlm_cpu_has_avx512() && vlm_cpu()->avx512_vnni;
+    default: return 0;
+    }
+}
+
+void vlm_cpu_quant_set_path(vlm_qpath p) { g_forced = p; }
+
+vlm_qpath vlm_cpu_quant_path(void) {
+    if (g_forced != VLM_QPATH_AUTO && can_run(g_forced)) return g_forced;
+    if (can_run(VLM_QPATH_AVX512)) return VLM_QPATH_AVX512;
+    if (can_run(VLM_QPATH_AVX2)) return VLM_QPATH_AVX2;
+    return VLM_QPATH_SCALAR;
+}
+
+const char *vlm_qpath_name(vlm_qpath p) {
+    switch (p) {
+    case VLM_QPATH_SCALAR: return "scalar";
+    case VLM_QPATH_AVX2: return "avx2";
+    case VLM_QPATH_AVX512: return "avx512-vnni";
+    default: return "auto";
+    }
+}
+
+/* The calling thread's activation buffer. */
+static _Thread_local void *t_buf;
+static _Thread_local size_t t_cap;
+
+static int act_alloc(vlm_qact *a, int M, int64_t K) {
+    a->K = K;
+    a->nb = K / VLM_QA_BLOCK;
+    size_t qbytes = ((size_t)M * (size_t)K + 64 + 63) / 64 * 64; /* + 64: room for a full-vector tail load */
+    size_t need = qbytes + 2 * (size_t)M * (size_t)a->nb * sizeof(float);
+    if (need > t_cap) {
+        free(t_buf);
+        t_buf = aligned_alloc(64, (need + 63) / 64 * 64);
+        t_cap = t_buf ? need : 0;
+        if (!t_buf) return -1;
+    }
+    a->q = t_buf;
+    a->d = (float *)((char *)t_buf + qbytes);
+    a->s = a->d + (size_t)M * (size_t)a->nb;
+    return 0;
+}
+
+/* Without a buffer (out of memory): dequantize block by block and dot with the f32 input. */
+static void matmul_unbuffered(float *y, const float *x, const vlm_tensor *w, int M) {
+    int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+    int bk = vlm_dtype_block(w->dtype);
+    size_t rb = vlm_dtype_row_bytes(w->dtype, K), bs = vlm_dtype_size(w->dtype);
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float blk[64];
+        for (int m = 0; m < M; m++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k += bk) {
+                vlm_dequantize_row(w->dtype, (const uint8_t *)w->data + (size_t)n * rb + (size_t)(k / bk) * bs, blk, bk);
+                for (int j = 0; j < bk; j++) acc += (double)blk[j] * x[(size_t)m * K + k + j];
+            }
+            y[(size_t)m * N + n] = (float)acc;
+        }
+    }
+}
+
+void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
+    int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+    vlm_qact a;
+    if (M <= 0 || N <= 0) return;
+    if (act_alloc(&a, M, K) != 0) {
+        matmul_unbuffered(y, x, w, M);
+    } else {
+        vlm_qpath path = vlm_cpu_quant_path();
+        void (*quant_row)(const float *, int64_t, int8_t *, float *, float *) =
+            path == VLM_QPATH_AVX512 ? vlm_qact_row_avx512 : path == VLM_QPATH_AVX2 ? vlm_qact_row_avx2 : vlm_qact_row_scalar;
+        vlm_qrows_fn rows = path == VLM_QPATH_AVX512 ? vlm_qrows_avx512 : path == VLM_QPATH_AVX2 ? vlm_qrows_avx2 : vlm_qrows_scalar;
+        int tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512 : path == VLM_QPATH_AVX2 ? VLM_QTILE_AVX2 : VLM_QTILE_SCALAR;
+        size_t rb = vlm_dtype_row_bytes(w->dtype, K);
+        int64_t nchunks = (N + ROW_CHUNK - 1) / ROW_CHUNK;
+#pragma omp parallel num_threads(vlm_threads())
+        {
+#pragma omp for schedule(static)
+            for (int m = 0; m < M; m++)
+                quant_row(x + (size_t)m * K, K, a.q + (size_t)m * K, a.d + (size_t)m * a.nb, a.s + (size_t)m * a.nb);
+            /* Matrix-vector (M <= tile): each thread streams a contiguous share of the weights once.
+             * Otherwise each chunk of weight rows stays in cache while all input rows pass over it. */
+#pragma omp for schedule(static)
+            for (int64_t c = 0; c < nchunks; c++) {
+                int64_t n0 = c * ROW_CHUNK, n1 = n0 + ROW_CHUNK < N ? n0 + ROW_CHUNK : N;
+                for (int m0 = 0; m0 < M; m0 += tile) {
+                    vlm_qact t = a;
+                    t.q += (size_t)m0 * K;
+                    t.d += (size_t)m0 * a.nb;
+                    t.s += (size_t)m0 * a.nb;
+                    int mt = M - m0 < tile ? M - m0 : tile;
+                    rows(w->dtype, &t, mt, (const uint8_t *)w->data, rb, n0, n1, y + (size_t)m0 * N, N);
+                }
+            }
+        }
+    }
+    if (bias)
+        for (int m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) y[(size_t)m * N + n] += bias[n];
+}
