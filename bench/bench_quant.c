@@ -30,13 +30,18 @@
 #include "runtime/fingerprint.h"
 #include "tensor/quant.h"
 
-enum { MAX_VARIANTS = 4, MAX_ROUNDS = 64 };
+enum { MAX_VARIANTS = 8, MAX_ROUNDS = 64 };
+
+enum { MAX_MATS = 7 * 128 + 1 };
 
 typedef struct {
-    char name[16];
+    char name[24];
     char dir[VLM_PATH_MAX];
     vlm_safetensors *st;
     vlm_text_weights tw;
+    vlm_tensor mats[MAX_MATS]; /* as the CPU backend keeps them (vlm_cpu_quant_prepare) */
+    int n_mats;
+    int interleave;
     uint64_t bytes;      /* weight bytes read per token */
     uint64_t disk_bytes; /* safetensors files of the directory */
     uint64_t rss_delta;  /* resident growth when its weights were first touched */
@@ -70,7 +75,7 @@ static uint64_t dir_safetensors_bytes(const char *dir) {
 /* Every linear weight in the order a decode step reads them. */
 static int token_mats(const vlm_text_weights *tw, const vlm_tensor **out) {
     int n = 0;
-    for (int l = 0; l < tw->n_layers; l++) {
+    for (int l = 0; l < tw->n_layers && n + 7 < MAX_MATS; l++) {
         const vlm_text_layer_weights *L = &tw->layers[l];
         const vlm_tensor *m[] = {&L->q_w, &L->k_w, &L->v_w, &L->o_w, &L->gate_w, &L->up_w, &L->down_w};
         for (int i = 0; i < 7; i++) out[n++] = m[i];
@@ -79,38 +84,34 @@ static int token_mats(const vlm_text_weights *tw, const vlm_tensor **out) {
     return n;
 }
 
-static double token_pass(const vlm_text_weights *tw, const float *x, float *y) {
-    const vlm_tensor *mats[7 * 128 + 1];
-    int n = token_mats(tw, mats);
+static double token_pass(const variant *v, const float *x, float *y) {
     double t0 = vlm_now();
-    for (int i = 0; i < n; i++) vlm_cpu_matmul(y, x, mats[i], NULL, 1);
+    for (int i = 0; i < v->n_mats; i++) vlm_cpu_matmul(y, x, &v->mats[i], NULL, 1);
     return vlm_now() - t0;
-}
-
-static uint64_t token_bytes(const vlm_text_weights *tw) {
-    const vlm_tensor *mats[7 * 128 + 1];
-    int n = token_mats(tw, mats);
-    uint64_t b = 0;
-    for (int i = 0; i < n; i++) b += mats[i]->nbytes;
-    return b;
 }
 
 static vlm_status open_variant(variant *v, const vlm_model_config *cfg, const float *x, float *y) {
     VLM_TRY(vlm_st_open(v->dir, &v->st));
     vlm_vision_weights vw;
     VLM_TRY(vlm_bind_weights(v->st, cfg, 0, 1, &vw, &v->tw));
-    v->bytes = token_bytes(&v->tw);
+    const vlm_tensor *src[MAX_MATS];
+    v->n_mats = token_mats(&v->tw, src);
     uint64_t r0 = vlm_rss_bytes();
-    token_pass(&v->tw, x, y); /* faults the weights in */
+    v->bytes = 0;
+    for (int i = 0; i < v->n_mats; i++) {
+        if (v->interleave) VLM_TRY(vlm_cpu_quant_prepare(src[i], &v->mats[i]));
+        else v->mats[i] = *src[i];
+        v->bytes += v->mats[i].nbytes;
+    }
+    token_pass(v, x, y); /* faults the weights in */
     v->rss_delta = vlm_rss_bytes() - r0;
     v->disk_bytes = dir_safetensors_bytes(v->dir);
     return VLM_OK;
 }
 
 /* Prefill-sized product on one layer's MLP weights: GFLOP/s. */
-static double prefill(const vlm_text_weights *tw, int M, const float *x, float *y) {
-    const vlm_text_layer_weights *L = &tw->layers[0];
-    const vlm_tensor *m[] = {&L->gate_w, &L->up_w, &L->down_w};
+static double prefill(const variant *v, int M, const float *x, float *y) {
+    const vlm_tensor *m[] = {&v->mats[4], &v->mats[5], &v->mats[6]}; /* layer 0: gate, up, down */
     double flops = 0, best = 1e30;
     for (int i = 0; i < 3; i++) flops += 2.0 * M * (double)m[i]->shape[0] * (double)m[i]->shape[1];
     for (int r = 0; r < 3; r++) {
@@ -124,7 +125,7 @@ static double prefill(const vlm_text_weights *tw, int M, const float *x, float *
 
 int main(int argc, char **argv) {
     const char *model = "/work/models/q25-3b", *work = "/tmp/vlm-bench-quant", *types = "q4_0,nf4,q8_0";
-    int rounds = 5, threads = 0, requant = 0, prefill_m = 64;
+    int rounds = 5, threads = 0, requant = 0, prefill_m = 64, plain = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--work") && i + 1 < argc) work = argv[++i];
@@ -133,9 +134,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prefill") && i + 1 < argc) prefill_m = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--requantize")) requant = 1;
+        else if (!strcmp(argv[i], "--plain")) plain = 1;
         else {
             fprintf(stderr, "usage: bench_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] "
-                            "[--threads N] [--requantize] [--prefill M]\n");
+                            "[--threads N] [--requantize] [--prefill M] [--plain]\n");
             return 2;
         }
     }
@@ -149,7 +151,7 @@ int main(int argc, char **argv) {
     printf("bench_quant: %s, %d threads, %s, quantized path %s (machine shared with other jobs)\n", model,
            vlm_threads(), vlm_cpu_name(), vlm_qpath_name(vlm_cpu_quant_path()));
 
-    variant v[MAX_VARIANTS] = {0};
+    static variant v[MAX_VARIANTS];
     int nv = 1;
     snprintf(v[0].name, sizeof v[0].name, "bf16");
     snprintf(v[0].dir, sizeof v[0].dir, "%s", model);
@@ -166,6 +168,7 @@ int main(int argc, char **argv) {
         }
         variant *q = &v[nv++];
         snprintf(q->name, sizeof q->name, "%s", tok);
+        q->interleave = 1;
         const char *base = strrchr(model, '/');
         snprintf(q->dir, sizeof q->dir, "%s/%s-%s", work, base ? base + 1 : model, tok);
         char kind[64], why[VLM_PATH_MAX + 256];
@@ -182,6 +185,15 @@ int main(int argc, char **argv) {
         }
     }
 
+    /* --plain: the Q4_0 / Q8_0 file layout as bound, next to the interleaved copies */
+    for (int i = 1, n0 = nv; plain && i < n0 && nv < MAX_VARIANTS; i++) {
+        if (strcmp(v[i].name, "q4_0") && strcmp(v[i].name, "q8_0")) continue; /* NF4 has one layout */
+        char name[sizeof v[i].name];
+        snprintf(name, sizeof name, "%.16s-plain", v[i].name);
+        v[nv] = v[i];
+        memcpy(v[nv].name, name, sizeof name);
+        v[nv++].interleave = 0;
+    }
     int64_t kmax = cfg.text.intermediate > cfg.text.hidden ? cfg.text.intermediate : cfg.text.hidden;
     size_t xn = (size_t)kmax * (size_t)(prefill_m > 0 ? prefill_m : 1);
     size_t yn = (size_t)cfg.text.vocab > (size_t)kmax * (size_t)prefill_m ? (size_t)cfg.text.vocab
@@ -202,15 +214,15 @@ int main(int argc, char **argv) {
 
     double bw0 = vlm_measure_read_bandwidth((size_t)1 << 30, 3, 0);
     for (int r = 0; r < rounds; r++)
-        for (int i = 0; i < nv; i++) v[(i + r) % nv].t[r] = token_pass(&v[(i + r) % nv].tw, x, y);
+        for (int i = 0; i < nv; i++) v[(i + r) % nv].t[r] = token_pass(&v[(i + r) % nv], x, y);
     double bw1 = vlm_measure_read_bandwidth((size_t)1 << 30, 3, 0);
     double bw = bw0 > bw1 ? bw0 : bw1;
     if (prefill_m > 0)
-        for (int i = 0; i < nv; i++) v[i].prefill_gflops = prefill(&v[i].tw, prefill_m, x, y);
+        for (int i = 0; i < nv; i++) v[i].prefill_gflops = prefill(&v[i], prefill_m, x, y);
 
     printf("read bandwidth (1 GiB, %d threads): %.1f GB/s before, %.1f GB/s after the rounds; bound uses %.1f\n",
            vlm_threads(), bw0, bw1, bw);
-    printf("\n%-6s %10s %10s %9s %8s %8s %9s %8s %10s\n", "type", "MB/token", "ms/token", "tok/s", "GB/s",
+    printf("\n%-10s %10s %10s %9s %8s %8s %9s %8s %10s\n", "type", "MB/token", "ms/token", "tok/s", "GB/s",
            "%bound", "x bf16", "min ms", "prefill GF");
     double bf16_ms = 0;
     uint64_t lm0 = 1;
@@ -220,10 +232,10 @@ int main(int argc, char **argv) {
         qsort(s, (size_t)rounds, sizeof *s, cmp_double);
         double med = s[rounds / 2], gbs = (double)v[i].bytes / med / 1e9;
         if (i == 0) bf16_ms = med;
-        printf("%-6s %10.1f %10.1f %9.2f %8.1f %7.1f%% %8.2fx %8.1f %10.1f\n", v[i].name, (double)v[i].bytes / 1e6,
+        printf("%-10s %10.1f %10.1f %9.2f %8.1f %7.1f%% %8.2fx %8.1f %10.1f\n", v[i].name, (double)v[i].bytes / 1e6,
                med * 1e3, 1.0 / med, gbs, 100.0 * gbs / bw, bf16_ms / med, s[0] * 1e3, v[i].prefill_gflops);
     }
-    printf("\n%-6s %14s %16s %14s %12s\n", "type", "LM tensors MB", "safetensors MB", "resident MB", "quantize s");
+    printf("\n%-10s %14s %16s %14s %12s\n", "type", "LM tensors MB", "safetensors MB", "resident MB", "quantize s");
     for (int i = 0; i < nv; i++) {
         vlm_checkpoint_parts parts;
         uint64_t lm = vlm_st_bytes_with_prefix(v[i].st, "");
@@ -232,7 +244,7 @@ int main(int argc, char **argv) {
         char qs[32];
         if (v[i].quant_s >= 0) snprintf(qs, sizeof qs, "%.1f", v[i].quant_s);
         else snprintf(qs, sizeof qs, i ? "(reused)" : "-");
-        printf("%-6s %14.1f %16.1f %14.1f %12s   (%.1f%% smaller than bf16)\n", v[i].name, (double)lm / 1e6,
+        printf("%-10s %14.1f %16.1f %14.1f %12s   (%.1f%% smaller than bf16)\n", v[i].name, (double)lm / 1e6,
                (double)v[i].disk_bytes / 1e6, (double)v[i].rss_delta / 1e6, qs,
                i ? 100.0 * (1.0 - (double)lm / (double)lm0) : 0.0);
         if (i == 0) lm0 = lm;

@@ -71,6 +71,43 @@ static void test_layouts(void) {
     CHECK(!memcmp(via, out, sizeof via));
 }
 
+/* Interleaved rows hold the same blocks (tail groups included) and dequantize the same. */
+static void test_interleaved(void) {
+    vlm_dtype ts[] = {VLM_DT_Q4_0, VLM_DT_Q8_0};
+    int64_t Ks[] = {32, 32 * 16, 32 * 37, 32 * 344};
+    for (int i = 0; i < 2; i++) {
+        for (int k = 0; k < 4; k++) {
+            int64_t K = Ks[k], nb = K / 32;
+            size_t rb = vlm_dtype_row_bytes(ts[i], K), bs = vlm_dtype_size(ts[i]);
+            float *x = malloc(sizeof(float) * (size_t)K), *a = malloc(sizeof(float) * (size_t)K),
+                  *b = malloc(sizeof(float) * (size_t)K);
+            uint8_t *q = malloc(rb), *r = malloc(rb), blk[34];
+            for (int64_t j = 0; j < K; j++) x[j] = test_rand(&g_rng);
+            CHECK(vlm_quantize_row(ts[i], x, q, K) == 0);
+            vlm_quant_interleave_row(ts[i], q, r, K);
+            CHECK(vlm_dtype_row_bytes(vlm_quant_interleaved(ts[i]), K) == rb);
+            int same = 1;
+            for (int64_t j = 0; j < nb; j++) {
+                vlm_quant_interleaved_block(vlm_quant_interleaved(ts[i]), r, nb, j, blk);
+                same &= !memcmp(blk, q + (size_t)j * bs, bs);
+            }
+            CHECK_MSG(same, "%s K=%lld", vlm_quant_tag(ts[i]), (long long)K);
+            /* the documented position of one byte: block 17's packed byte 5 sits in group 1, step 1 */
+            if (nb >= 18) {
+                int G = nb - 16 < 16 ? (int)(nb - 16) : 16;
+                CHECK(r[16 * bs + 2 * G + 4 * G + 4 * 1 + 1] == q[17 * bs + 2 + 5]);
+            }
+            vlm_dequantize_row(ts[i], q, a, K);
+            vlm_dequantize_row(vlm_quant_interleaved(ts[i]), r, b, K);
+            CHECK(!memcmp(a, b, sizeof(float) * (size_t)K));
+            free(x), free(a), free(b), free(q), free(r);
+        }
+    }
+    CHECK(vlm_quant_base(VLM_DT_Q4_0_R16) == VLM_DT_Q4_0 && vlm_quant_interleaved(VLM_DT_NF4) == VLM_DT_NF4);
+    vlm_dtype t;
+    CHECK(vlm_quant_from_tag("q4_0_r16", &t) == -1); /* not a file format */
+}
+
 /* The bound of element w of a block whose stored scale is d (quant.h). */
 static double elem_bound(vlm_dtype t, float d, float w) {
     double slack = 1e-6 * fabs((double)d) + 1e-30;
@@ -168,6 +205,7 @@ static void test_special_blocks(void) {
         CHECK(vlm_quantize_row(t, x, q, bk) == -1);
         x[3] = 0;
         CHECK(vlm_quantize_row(t, x, q, bk) == 0);
+        CHECK(vlm_quantize_row(t, x, q, bk / 2) == -1); /* not whole blocks: refused, nothing written */
     }
 }
 
@@ -176,5 +214,6 @@ int main(void) {
     RUN(test_layouts);
     RUN(test_round_trip);
     RUN(test_special_blocks);
+    RUN(test_interleaved);
     return test_summary();
 }

@@ -36,6 +36,18 @@ static qmat make_qmat(vlm_dtype t, int64_t N, int64_t K, float sigma) {
     return m;
 }
 
+/* The CPU backend's interleaved copy (Q4_0 / Q8_0 -> *_R16), made here directly (prepare() only
+ * makes it when the AVX-512 path runs). */
+static void interleave_qmat(qmat *m) {
+    int64_t N = m->w.shape[0], K = m->w.shape[1];
+    size_t rb = vlm_dtype_row_bytes(m->w.dtype, K);
+    uint8_t *buf = malloc(m->w.nbytes);
+    for (int64_t n = 0; n < N; n++) vlm_quant_interleave_row(m->w.dtype, (uint8_t *)m->w.data + n * rb, buf + n * rb, K);
+    free(m->w.data);
+    m->w.data = buf;
+    m->w.dtype = vlm_quant_interleaved(m->w.dtype);
+}
+
 static void free_qmat(qmat *m) {
     free(m->w.data);
     free(m->deq);
@@ -49,7 +61,7 @@ static float *rand_vec(size_t n, float scale) {
 
 /* Activation quantization: every path gives the same bytes, NaN blocks included. */
 static void test_act_quant(void) {
-    enum { K = 32 * 37 };
+    enum { K = 64 * 19 };
     float *x = rand_vec(K, 3.0f);
     for (int j = 64; j < 96; j++) x[j] = 0; /* an all-zero block */
     x[200] = NAN;
@@ -74,7 +86,8 @@ static void test_act_quant(void) {
 /* Compares y = x · w^T on path p with the scalar reference and with the f32 product of the
  * dequantized weights (bound: activation rounding, NF4's int8 code book, float rounding). */
 static void check_shape(vlm_qpath p, vlm_dtype t, int64_t N, int64_t K, int M, int with_bias) {
-    qmat m = make_qmat(t, N, K, 0.05f);
+    qmat m = make_qmat(vlm_quant_base(t), N, K, 0.05f);
+    if (t != vlm_quant_base(t)) interleave_qmat(&m);
     float *x = rand_vec((size_t)M * K, 2.0f), *bias = with_bias ? rand_vec((size_t)N, 1.0f) : NULL;
     float *y = malloc(sizeof(float) * (size_t)(M * N));
     int64_t nb = K / 32;
@@ -130,13 +143,13 @@ static int path_runs(vlm_qpath p) {
 
 static void test_paths(void) {
     vlm_qpath paths[] = {VLM_QPATH_SCALAR, VLM_QPATH_AVX2, VLM_QPATH_AVX512};
-    vlm_dtype ts[] = {VLM_DT_Q4_0, VLM_DT_Q8_0, VLM_DT_NF4};
+    vlm_dtype ts[] = {VLM_DT_Q4_0, VLM_DT_Q8_0, VLM_DT_NF4, VLM_DT_Q4_0_R16, VLM_DT_Q8_0_R16};
     for (int pi = 0; pi < 3; pi++) {
         if (!path_runs(paths[pi])) {
             fprintf(stderr, "  (the %s path cannot run on this CPU: not tested)\n", vlm_qpath_name(paths[pi]));
             continue;
         }
-        for (int ti = 0; ti < 3; ti++) {
+        for (int ti = 0; ti < 5; ti++) {
             vlm_dtype t = ts[ti];
             /* one group; an odd block count; full groups and an odd tail; full groups and an even tail */
             int64_t Ks[] = {128, 96, 32 * 47, 64 * 33};
@@ -178,9 +191,39 @@ static void test_dispatch_and_threads(void) {
     free_qmat(&m);
 }
 
+/* The backend's weight preparation: interleaved copies compute the same products (integer block
+ * dots are identical; only the float summation order differs), embedding rows read back the same,
+ * and release frees the copy. */
+static void test_prepare(void) {
+    vlm_dtype ts[] = {VLM_DT_Q4_0, VLM_DT_Q8_0, VLM_DT_NF4};
+    for (int i = 0; i < 3; i++) {
+        qmat m = make_qmat(ts[i], 45, 64 * 19, 0.05f);
+        vlm_tensor dev;
+        CHECK_OK(vlm_cpu_quant_prepare(&m.w, &dev));
+        int avx512 = vlm_cpu_quant_path() == VLM_QPATH_AVX512;
+        CHECK(dev.dtype == (avx512 ? vlm_quant_interleaved(ts[i]) : ts[i]));
+        CHECK(ts[i] != VLM_DT_NF4 || dev.data == m.w.data);
+        float *x = rand_vec(5 * 64 * 19, 1.0f), y0[5 * 45], y1[5 * 45];
+        vlm_cpu_matmul(y0, x, &m.w, NULL, 5);
+        vlm_cpu_matmul(y1, x, &dev, NULL, 5);
+        CHECK(test_close(vlm_dtype_name(dev.dtype), y1, y0, 5 * 45, 1e-5f, 1e-5f));
+        int32_t ids[2] = {44, 3};
+        float e[2 * 64 * 19];
+        vlm_cpu_embed(e, &dev, ids, 2);
+        CHECK(!memcmp(e, m.deq + 44 * 64 * 19, sizeof(float) * 64 * 19));
+        CHECK(!memcmp(e + 64 * 19, m.deq + 3 * 64 * 19, sizeof(float) * 64 * 19));
+        void *before = dev.data;
+        vlm_cpu_quant_release(&dev);
+        CHECK(dev.data == (avx512 && ts[i] != VLM_DT_NF4 ? NULL : before));
+        free(x);
+        free_qmat(&m);
+    }
+}
+
 int main(void) {
     RUN(test_act_quant);
     RUN(test_paths);
     RUN(test_dispatch_and_threads);
+    RUN(test_prepare);
     return test_summary();
 }

@@ -118,6 +118,7 @@ int vlm_quantize_row(vlm_dtype t, const float *x, void *dst, int64_t K) {
     int bk = vlm_dtype_block(t), bad = 0;
     size_t bs = vlm_dtype_size(t);
     uint8_t *o = dst;
+    if (bk <= 1 || K % bk) return -1;
     for (int64_t k = 0; k < K; k += bk, o += bs, x += bk) {
         switch (t) {
         case VLM_DT_Q8_0: bad |= quantize_q8_0(x, o); break;
@@ -129,7 +130,53 @@ int vlm_quantize_row(vlm_dtype t, const float *x, void *dst, int64_t K) {
     return bad ? -1 : 0;
 }
 
+vlm_dtype vlm_quant_interleaved(vlm_dtype t) {
+    return t == VLM_DT_Q4_0 ? VLM_DT_Q4_0_R16 : t == VLM_DT_Q8_0 ? VLM_DT_Q8_0_R16 : t;
+}
+
+vlm_dtype vlm_quant_base(vlm_dtype t) {
+    return t == VLM_DT_Q4_0_R16 ? VLM_DT_Q4_0 : t == VLM_DT_Q8_0_R16 ? VLM_DT_Q8_0 : t;
+}
+
+/* Where byte j of block i's packed values sits in a group of G interleaved blocks. */
+static size_t interleaved_at(int G, int i, int j) { return (size_t)(2 * G + (j / 4) * 4 * G + 4 * i + j % 4); }
+
+void vlm_quant_interleave_row(vlm_dtype t, const void *src, void *dst, int64_t K) {
+    size_t bs = vlm_dtype_size(t);
+    int64_t nb = K / vlm_dtype_block(t);
+    const uint8_t *s = src;
+    uint8_t *d = dst;
+    for (int64_t g0 = 0; g0 < nb; g0 += 16) {
+        int G = nb - g0 < 16 ? (int)(nb - g0) : 16;
+        for (int i = 0; i < G; i++) {
+            const uint8_t *b = s + (size_t)(g0 + i) * bs;
+            d[2 * i] = b[0], d[2 * i + 1] = b[1];
+            for (int j = 0; j < (int)bs - 2; j++) d[interleaved_at(G, i, j)] = b[2 + j];
+        }
+        d += (size_t)G * bs;
+    }
+}
+
+void vlm_quant_interleaved_block(vlm_dtype t, const void *row, int64_t nb, int64_t b, uint8_t *out) {
+    vlm_dtype base = vlm_quant_base(t);
+    size_t bs = vlm_dtype_size(base);
+    int64_t g0 = b / 16 * 16;
+    int G = nb - g0 < 16 ? (int)(nb - g0) : 16, i = (int)(b - g0);
+    const uint8_t *g = (const uint8_t *)row + (size_t)g0 * bs;
+    out[0] = g[2 * i], out[1] = g[2 * i + 1];
+    for (int j = 0; j < (int)bs - 2; j++) out[2 + j] = g[interleaved_at(G, i, j)];
+}
+
 void vlm_dequantize_row(vlm_dtype t, const void *src, float *dst, int64_t K) {
+    if (t != vlm_quant_base(t)) { /* interleaved: block by block through the plain layout */
+        uint8_t blk[34];
+        int64_t nb = K / 32;
+        for (int64_t b = 0; b < nb; b++) {
+            vlm_quant_interleaved_block(t, src, nb, b, blk);
+            vlm_dequantize_row(vlm_quant_base(t), blk, dst + b * 32, 32);
+        }
+        return;
+    }
     int bk = vlm_dtype_block(t);
     size_t bs = vlm_dtype_size(t);
     const uint8_t *b = src;

@@ -20,7 +20,17 @@
  *         clamped: |w - w'| <= |w| - 7 |d| <= |d|.
  *   NF4:  |w - w'| <= absmax * (half the gap between the two codes around w / absmax), at most
  *         0.1519 * absmax (between -1 and -0.696); finer near zero, where normal weights are.
- */
+ * A block whose scale underflows f16 (largest magnitude below ~1e-7 for Q8_0 / Q4_0, 6e-8 for NF4)
+ * comes back as zeros.
+ *
+ * Interleaved copies (Q4_0_R16, Q8_0_R16), made by the CPU backend when it loads weights (never in
+ * files): the blocks of each row in groups of 16 (a row's last group has G = the blocks left), a
+ * group of G blocks being
+ *     G f16 scales, then for each step s (4 for Q4_0: the 16 packed bytes / 4; 8 for Q8_0) and each
+ *     block i < G, the 4 bytes qs_i[4s .. 4s + 3]
+ * : the same bytes as the G blocks (a row keeps its size), placed so that one 512-bit load holds 4
+ * bytes of each of 16 blocks and a vpdpbusd accumulates one whole block per int32 lane, which
+ * takes a permute, a conversion and a multiply-add per 64 weights out of the inner loop. */
 #ifndef VLM_TENSOR_QUANT_H
 #define VLM_TENSOR_QUANT_H
 
@@ -48,8 +58,16 @@ const char *vlm_quant_known_tags(void);
  * Returns 0, or -1 when a value is not finite or a scale does not fit an f16 (|w| > ~5e5): the
  * block is then written as zeros and the caller reports the tensor. */
 int vlm_quantize_row(vlm_dtype t, const float *x, void *dst, int64_t K);
-/* The reverse: K weights of a quantized row as f32. */
+/* The reverse: K weights of a quantized row as f32 (for the interleaved layouts, a whole row). */
 void vlm_dequantize_row(vlm_dtype t, const void *src, float *dst, int64_t K);
+/* Interleaved layouts: Q4_0 -> Q4_0_R16, Q8_0 -> Q8_0_R16 (others: themselves), and back. */
+vlm_dtype vlm_quant_interleaved(vlm_dtype t);
+vlm_dtype vlm_quant_base(vlm_dtype t);
+/* One row of K weights of format t (Q4_0 or Q8_0) into its interleaved layout, and block b of an
+ * interleaved row (nb blocks) back into the plain block layout (out: vlm_dtype_size bytes). */
+void vlm_quant_interleave_row(vlm_dtype t, const void *src, void *dst, int64_t K);
+void vlm_quant_interleaved_block(vlm_dtype t, const void *row, int64_t nb, int64_t b, uint8_t *out);
+
 /* The f32 value of a block's stored scale (d, or absmax for NF4). */
 static inline float vlm_quant_block_scale(const void *block) {
     const uint8_t *b = block;

@@ -20,6 +20,10 @@ typedef enum {
     VLM_DT_Q8_0, /* 32 weights: f16 scale + 32 x int8 (34 bytes) */
     VLM_DT_Q4_0, /* 32 weights: f16 scale + 16 bytes of 4-bit values (18 bytes) */
     VLM_DT_NF4,  /* 64 weights: f16 absmax + 32 bytes of 4-bit NormalFloat codes (34 bytes) */
+    /* The CPU backend's interleaved copies of Q4_0 / Q8_0 (same bytes per row, blocks regrouped by
+     * 16 for SIMD; tensor/quant.h). Made at load, never found in files. */
+    VLM_DT_Q4_0_R16,
+    VLM_DT_Q8_0_R16,
     VLM_DT_COUNT
 } vlm_dtype;
 
@@ -62,8 +66,8 @@ static inline uint16_t vlm_f32_to_bf16(float f) {
 float vlm_f16_to_f32(uint16_t h);
 uint16_t vlm_f32_to_f16(float f);
 
-/* Converts n elements of a plain float dtype (F32, F16, BF16) to f32; for a block format, n is a
- * multiple of its block and the blocks are dequantized (tensor/quant.h). */
+/* Converts n elements of a plain float dtype (F32, F16, BF16) to f32; for a block format, the n
+ * elements are one row of a matrix (an embedding row) and are dequantized (tensor/quant.h). */
 void vlm_to_f32(vlm_dtype t, const void *src, float *dst, size_t n);
 
 #endif

@@ -6,6 +6,7 @@
 #include "base/cpu.h"
 #include "base/memory.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/quant_kernels.h"
 
 /* Allocations carry a small header with their size, for the in-use / peak accounting. */
 typedef struct {
@@ -37,8 +38,7 @@ static vlm_status cpu_copy_bytes(vlm_backend *be, void *dst, const void *src, si
 static vlm_status cpu_sync(vlm_backend *be) { return VLM_OK; }
 
 static vlm_status cpu_weight(vlm_backend *be, const vlm_tensor *host, vlm_tensor *dev) {
-    *dev = *host; /* a view into the mapping: no copy */
-    return VLM_OK;
+    return vlm_cpu_quant_prepare(host, dev); /* a view into the mapping, or an interleaved quantized copy */
 }
 
 static vlm_status cpu_weight_f32(vlm_backend *be, const vlm_tensor *host, vlm_tensor *dev) {
@@ -55,7 +55,7 @@ static vlm_status cpu_weight_f32(vlm_backend *be, const vlm_tensor *host, vlm_te
     return VLM_OK;
 }
 
-static void cpu_weight_free(vlm_backend *be, vlm_tensor *dev) { (void)be, (void)dev; }
+static void cpu_weight_free(vlm_backend *be, vlm_tensor *dev) { vlm_cpu_quant_release(dev); }
 
 static void cpu_matmul(vlm_backend *be, float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
     vlm_cpu_matmul(y, x, w, bias, M);

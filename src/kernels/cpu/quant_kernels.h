@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/error.h"
 #include "tensor/tensor.h"
 
 enum { VLM_QA_BLOCK = 32 }; /* activation block */
@@ -33,6 +34,13 @@ typedef enum { VLM_QPATH_AUTO = 0, VLM_QPATH_SCALAR, VLM_QPATH_AVX2, VLM_QPATH_A
 
 /* y = x · w^T (+ bias) for a quantized w [N, K] (K a multiple of the block). */
 void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const float *bias, int M);
+
+/* Weights as the CPU backend keeps them (its `weight` op): Q4_0 and Q8_0 matrices become their
+ * interleaved copies (Q4_0_R16 / Q8_0_R16, a new allocation; the source pages are dropped from the
+ * resident set, so memory holds one copy) when the AVX-512 VNNI path runs; anything else is a view
+ * of host. vlm_cpu_quant_release frees what prepare allocated (and leaves views alone). */
+vlm_status vlm_cpu_quant_prepare(const vlm_tensor *host, vlm_tensor *dev);
+void vlm_cpu_quant_release(vlm_tensor *dev);
 
 /* The path used (AUTO resolves to the best this CPU runs). Forcing a path the CPU lacks falls back
  * to AUTO. For tests and benchmarks; not thread-safe against concurrent matmuls. */
@@ -49,7 +57,12 @@ typedef struct {
     float *d, *s;
     int64_t K;
     int64_t nb;
+    int8_t *qt; /* for interleaved weights: row m's values in the same interleaving, at qt + m*K */
 } vlm_qact;
+
+/* Row q (K values) in the interleaved order of tensor/quant.h's R16 layouts: per group of G <= 16
+ * blocks, 8 steps of G lanes of 4 bytes (lane i of step s: bytes 4s .. 4s + 3 of block i). */
+void vlm_qact_interleave(const int8_t *q, int64_t K, int8_t *qt);
 
 /* Quantizes one row of K (a multiple of 32) floats; every path gives the same bytes. A block with
  * a non-finite value gets q = 0 and d = s = NaN, so the outputs that use it are NaN. */
@@ -68,6 +81,10 @@ void vlm_qrows_avx2(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, siz
                     float *y, int64_t ldy);
 void vlm_qrows_avx512(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0, int64_t n1,
                       float *y, int64_t ldy);
+
+/* Interleaved weights (Q4_0_R16, Q8_0_R16): one int32 lane per block, M <= VLM_QTILE_AVX512. */
+void vlm_qrows_r16_avx512(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0,
+                          int64_t n1, float *y, int64_t ldy);
 
 /* The reference dot product of one quantized weight row with one quantized activation row. */
 double vlm_qdot_ref(vlm_dtype t, const uint8_t *wrow, const int8_t *q, const float *d, int64_t K);

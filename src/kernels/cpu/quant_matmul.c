@@ -3,8 +3,11 @@
  * splits the output rows over OpenMP threads. */
 #include <omp.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/cpu.h"
+#include "base/memory.h"
 #include "kernels/cpu/quant_kernels.h"
 #include "tensor/quant.h"
 
@@ -45,11 +48,11 @@ const char *vlm_qpath_name(vlm_qpath p) {
 static _Thread_local void *t_buf;
 static _Thread_local size_t t_cap;
 
-static int act_alloc(vlm_qact *a, int M, int64_t K) {
+static int act_alloc(vlm_qact *a, int M, int64_t K, int interleaved) {
     a->K = K;
     a->nb = K / VLM_QA_BLOCK;
     size_t qbytes = ((size_t)M * (size_t)K + 64 + 63) / 64 * 64; /* + 64: room for a full-vector tail load */
-    size_t need = qbytes + 2 * (size_t)M * (size_t)a->nb * sizeof(float);
+    size_t need = qbytes * (interleaved ? 2 : 1) + 2 * (size_t)M * (size_t)a->nb * sizeof(float);
     if (need > t_cap) {
         free(t_buf);
         t_buf = aligned_alloc(64, (need + 63) / 64 * 64);
@@ -57,7 +60,8 @@ static int act_alloc(vlm_qact *a, int M, int64_t K) {
         if (!t_buf) return -1;
     }
     a->q = t_buf;
-    a->d = (float *)((char *)t_buf + qbytes);
+    a->qt = interleaved ? (int8_t *)t_buf + qbytes : NULL;
+    a->d = (float *)((char *)t_buf + qbytes * (interleaved ? 2 : 1));
     a->s = a->d + (size_t)M * (size_t)a->nb;
     return 0;
 }
@@ -84,8 +88,9 @@ static void matmul_unbuffered(float *y, const float *x, const vlm_tensor *w, int
 void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
     int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
     vlm_qact a;
+    int interleaved = vlm_quant_base(w->dtype) != w->dtype;
     if (M <= 0 || N <= 0) return;
-    if (act_alloc(&a, M, K) != 0) {
+    if (act_alloc(&a, M, K, interleaved) != 0) {
         matmul_unbuffered(y, x, w, M);
     } else {
         vlm_qpath path = vlm_cpu_quant_path();
@@ -93,13 +98,19 @@ void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const f
             path == VLM_QPATH_AVX512 ? vlm_qact_row_avx512 : path == VLM_QPATH_AVX2 ? vlm_qact_row_avx2 : vlm_qact_row_scalar;
         vlm_qrows_fn rows = path == VLM_QPATH_AVX512 ? vlm_qrows_avx512 : path == VLM_QPATH_AVX2 ? vlm_qrows_avx2 : vlm_qrows_scalar;
         int tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512 : path == VLM_QPATH_AVX2 ? VLM_QTILE_AVX2 : VLM_QTILE_SCALAR;
+        if (interleaved) { /* only AVX-512 has kernels for these; other paths use the reference */
+            rows = path == VLM_QPATH_AVX512 ? vlm_qrows_r16_avx512 : vlm_qrows_scalar;
+            tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512 : VLM_QTILE_SCALAR;
+        }
         size_t rb = vlm_dtype_row_bytes(w->dtype, K);
         int64_t nchunks = (N + ROW_CHUNK - 1) / ROW_CHUNK;
 #pragma omp parallel num_threads(vlm_threads())
         {
 #pragma omp for schedule(static)
-            for (int m = 0; m < M; m++)
+            for (int m = 0; m < M; m++) {
                 quant_row(x + (size_t)m * K, K, a.q + (size_t)m * K, a.d + (size_t)m * a.nb, a.s + (size_t)m * a.nb);
+                if (interleaved) vlm_qact_interleave(a.q + (size_t)m * K, K, a.qt + (size_t)m * K);
+            }
             /* Matrix-vector (M <= tile): each thread streams a contiguous share of the weights once.
              * Otherwise each chunk of weight rows stays in cache while all input rows pass over it. */
 #pragma omp for schedule(static)
@@ -108,6 +119,7 @@ void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const f
                 for (int m0 = 0; m0 < M; m0 += tile) {
                     vlm_qact t = a;
                     t.q += (size_t)m0 * K;
+                    if (t.qt) t.qt += (size_t)m0 * K;
                     t.d += (size_t)m0 * a.nb;
                     t.s += (size_t)m0 * a.nb;
                     int mt = M - m0 < tile ? M - m0 : tile;
@@ -119,4 +131,34 @@ void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const f
     if (bias)
         for (int m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) y[(size_t)m * N + n] += bias[n];
+}
+
+vlm_status vlm_cpu_quant_prepare(const vlm_tensor *host, vlm_tensor *dev) {
+    *dev = *host;
+    vlm_dtype it = vlm_quant_interleaved(host->dtype);
+    if (it == host->dtype || host->ndim != 2 || vlm_cpu_quant_path() != VLM_QPATH_AVX512) return VLM_OK;
+    int64_t N = host->shape[0], K = host->shape[1];
+    size_t rb = vlm_dtype_row_bytes(host->dtype, K);
+    uint8_t *buf = vlm_alloc(host->nbytes, "an interleaved copy of quantized weights");
+    if (!buf) return VLM_ERR_NOMEM;
+#pragma omp parallel for schedule(static) num_threads(vlm_threads())
+    for (int64_t n = 0; n < N; n++)
+        vlm_quant_interleave_row(host->dtype, (const uint8_t *)host->data + (size_t)n * rb, buf + (size_t)n * rb, K);
+#ifdef MADV_PAGEOUT
+    /* The source pages (a file mapping, normally) are not read again: a hint to reclaim them, so
+     * memory holds one copy. PAGEOUT never loses data (unlike DONTNEED on anonymous memory), and
+     * a view read later faults back in. */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), p0 = (uintptr_t)host->data;
+    uintptr_t a = (p0 + page - 1) & ~(page - 1), b = (p0 + host->nbytes) & ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_PAGEOUT);
+#endif
+    dev->dtype = it;
+    dev->data = buf;
+    return VLM_OK;
+}
+
+void vlm_cpu_quant_release(vlm_tensor *dev) {
+    if (vlm_quant_base(dev->dtype) == dev->dtype) return; /* a view: nothing to free */
+    vlm_free(dev->data);
+    dev->data = NULL;
 }

@@ -43,18 +43,34 @@ static int weight_level(vlm_dtype t, const uint8_t *blk, int e) {
     }
 }
 
+void vlm_qact_interleave(const int8_t *q, int64_t K, int8_t *qt) {
+    int64_t nb = K / VLM_QA_BLOCK;
+    for (int64_t g0 = 0; g0 < nb; g0 += 16) {
+        int G = nb - g0 < 16 ? (int)(nb - g0) : 16;
+        int8_t *o = qt + g0 * VLM_QA_BLOCK;
+        for (int s = 0; s < 8; s++)
+            for (int i = 0; i < G; i++) memcpy(o + 4 * (s * G + i), q + (g0 + i) * VLM_QA_BLOCK + 4 * s, 4);
+    }
+}
+
 double vlm_qdot_ref(vlm_dtype t, const uint8_t *wrow, const int8_t *q, const float *d, int64_t K) {
-    int wb = vlm_dtype_block(t);
-    size_t bs = vlm_dtype_size(t);
+    vlm_dtype base = vlm_quant_base(t);
+    int wb = vlm_dtype_block(base);
+    size_t bs = vlm_dtype_size(base);
     double acc = 0;
+    uint8_t tmp[34];
     for (int64_t b = 0; b < K / VLM_QA_BLOCK; b++) {
         int64_t k0 = b * VLM_QA_BLOCK;
         const uint8_t *blk = wrow + (size_t)(k0 / wb) * bs;
+        if (base != t) { /* interleaved: this block in the plain layout */
+            vlm_quant_interleaved_block(t, wrow, K / wb, k0 / wb, tmp);
+            blk = tmp;
+        }
         int e0 = (int)(k0 % wb);
         int dot = 0;
-        for (int j = 0; j < VLM_QA_BLOCK; j++) dot += weight_level(t, blk, e0 + j) * q[k0 + j];
+        for (int j = 0; j < VLM_QA_BLOCK; j++) dot += weight_level(base, blk, e0 + j) * q[k0 + j];
         double dw = vlm_quant_block_scale(blk);
-        if (t == VLM_DT_NF4) dw /= 127.0;
+        if (base == VLM_DT_NF4) dw /= 127.0;
         acc += dw * (double)d[b] * (double)dot;
     }
     return acc;
