@@ -2,6 +2,7 @@
  * clarity: it runs once per weight when a checkpoint is quantized (threads split the rows). */
 #include "tensor/quant.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 #include <strings.h>
@@ -39,6 +40,9 @@ int vlm_quant_from_tag(const char *tag, vlm_dtype *t) {
 
 const char *vlm_quant_known_tags(void) { return "q4_0, q8_0, nf4"; }
 
+/* Round to nearest, ties to even (the default MXCSR mode): lrintf without the library call. */
+static inline long round_even(float v) { return _mm_cvtss_si32(_mm_set_ss(v)); }
+
 static void put_f16(uint8_t *b, uint16_t h) {
     b[0] = (uint8_t)(h & 0xff);
     b[1] = (uint8_t)(h >> 8);
@@ -50,33 +54,41 @@ static int32_t scale_f16(float d) {
     return vlm_f32_to_f16(d);
 }
 
+/* Largest magnitude of n (a multiple of 4) values: four independent chains, not one long one. */
+static float block_amax(const float *x, int n) {
+    float m[4] = {0, 0, 0, 0};
+    for (int j = 0; j < n; j += 4)
+        for (int k = 0; k < 4; k++) m[k] = fabsf(x[j + k]) > m[k] ? fabsf(x[j + k]) : m[k];
+    float a = m[0] > m[1] ? m[0] : m[1], b = m[2] > m[3] ? m[2] : m[3];
+    return a > b ? a : b;
+}
+
 static int block_finite(const float *x, int n) {
-    for (int j = 0; j < n; j++)
-        if (!isfinite(x[j])) return 0;
-    return 1;
+    int ok = 1;
+    for (int j = 0; j < n; j++) ok &= isfinite(x[j]) != 0;
+    return ok;
 }
 
 static int quantize_q8_0(const float *x, uint8_t *b) {
-    float amax = 0;
-    for (int j = 0; j < VLM_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+    float amax = block_amax(x, VLM_QK8_0);
     int32_t h = block_finite(x, VLM_QK8_0) ? scale_f16(amax / 127.0f) : -1;
     memset(b, 0, 34);
     if (h < 0) return -1;
     put_f16(b, (uint16_t)h);
     float d = vlm_f16_to_f32((uint16_t)h), id = d != 0.0f ? 1.0f / d : 0.0f;
     for (int j = 0; j < VLM_QK8_0; j++) {
-        long q = lrintf(x[j] * id);
+        long q = round_even(x[j] * id);
         ((int8_t *)b)[2 + j] = (int8_t)(q < -127 ? -127 : q > 127 ? 127 : q);
     }
     return 0;
 }
 
 static int quantize_q4_0(const float *x, uint8_t *b) {
-    float amax = 0, m = 0;
-    for (int j = 0; j < VLM_QK4_0; j++) {
-        if (fabsf(x[j]) > amax) {
-            amax = fabsf(x[j]);
+    float amax = block_amax(x, VLM_QK4_0), m = 0;
+    for (int j = 0; j < VLM_QK4_0; j++) { /* the first element of largest magnitude, with its sign */
+        if (fabsf(x[j]) == amax) {
             m = x[j];
+            break;
         }
     }
     int32_t h = block_finite(x, VLM_QK4_0) ? scale_f16(m / -8.0f) : -1;
@@ -85,7 +97,7 @@ static int quantize_q4_0(const float *x, uint8_t *b) {
     put_f16(b, (uint16_t)h);
     float d = vlm_f16_to_f32((uint16_t)h), id = d != 0.0f ? 1.0f / d : 0.0f;
     for (int j = 0; j < VLM_QK4_0 / 2; j++) {
-        long q0 = lrintf(x[j] * id) + 8, q1 = lrintf(x[j + 16] * id) + 8;
+        long q0 = round_even(x[j] * id) + 8, q1 = round_even(x[j + 16] * id) + 8;
         q0 = q0 < 0 ? 0 : q0 > 15 ? 15 : q0;
         q1 = q1 < 0 ? 0 : q1 > 15 ? 15 : q1;
         b[2 + j] = (uint8_t)(q0 | q1 << 4);
@@ -94,23 +106,23 @@ static int quantize_q4_0(const float *x, uint8_t *b) {
 }
 
 /* The index of the code nearest v (v in about [-1, 1]): codes are ascending, so count the
- * midpoints below v. */
-static int nf4_index(float v) {
+ * midpoints below v (ties go to the lower code). */
+static int nf4_index(float v, const float *mid) {
     int i = 0;
-    while (i < 15 && v > 0.5f * (vlm_nf4_code[i] + vlm_nf4_code[i + 1])) i++;
+    for (int k = 0; k < 15; k++) i += v > mid[k];
     return i;
 }
 
 static int quantize_nf4(const float *x, uint8_t *b) {
-    float amax = 0;
-    for (int j = 0; j < VLM_QK_NF4; j++) amax = fmaxf(amax, fabsf(x[j]));
+    float amax = block_amax(x, VLM_QK_NF4);
     int32_t h = block_finite(x, VLM_QK_NF4) ? scale_f16(amax) : -1;
     memset(b, 0, 34);
     if (h < 0) return -1;
     put_f16(b, (uint16_t)h);
-    float a = vlm_f16_to_f32((uint16_t)h), ia = a != 0.0f ? 1.0f / a : 0.0f;
+    float a = vlm_f16_to_f32((uint16_t)h), ia = a != 0.0f ? 1.0f / a : 0.0f, mid[15];
+    for (int k = 0; k < 15; k++) mid[k] = 0.5f * (vlm_nf4_code[k] + vlm_nf4_code[k + 1]);
     for (int j = 0; j < VLM_QK_NF4 / 2; j++)
-        b[2 + j] = (uint8_t)(nf4_index(x[j] * ia) | nf4_index(x[j + 32] * ia) << 4);
+        b[2 + j] = (uint8_t)(nf4_index(x[j] * ia, mid) | nf4_index(x[j + 32] * ia, mid) << 4);
     return 0;
 }
 

@@ -14,7 +14,7 @@ void vlm_qact_row_scalar(const float *x, int64_t K, int8_t *q, float *d, float *
         int finite = 1;
         for (int j = 0; j < VLM_QA_BLOCK; j++) {
             finite &= isfinite(xb[j]) != 0;
-            amax = fmaxf(amax, fabsf(xb[j]));
+            amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
         }
         if (!finite) {
             memset(qb, 0, VLM_QA_BLOCK);
