@@ -2,7 +2,7 @@
  * bandwidth measured in the same run.
  *
  *   bench_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] [--threads N]
- *               [--requantize] [--prefill M]
+ *               [--requantize] [--prefill M] [--plain] [--spin]
  *
  * For each type it quantizes the language model of DIR (default /work/models/q25-3b) into
  * WORK/<name>-<type> (reused when its manifest is fresh, unless --requantize), reports the time and
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/cpu.h"
 #include "base/membw.h"
@@ -123,7 +124,19 @@ static double prefill(const variant *v, int M, const float *x, float *y) {
     return flops / best / 1e9;
 }
 
+/* libgomp reads its wait policy when it loads, before main: set it by running again. Active
+ * spinning (its default) costs a whole scheduler tick (4 ms) at a barrier whenever another process
+ * holds one of the cores, which on a shared 2-core machine dominates 253 products per token. */
+static void passive_waits(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--spin")) return;
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+    passive_waits(argc, argv);
     const char *model = "/work/models/q25-3b", *work = "/tmp/vlm-bench-quant", *types = "q4_0,nf4,q8_0";
     int rounds = 5, threads = 0, requant = 0, prefill_m = 64, plain = 0;
     for (int i = 1; i < argc; i++) {
@@ -135,9 +148,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prefill") && i + 1 < argc) prefill_m = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--requantize")) requant = 1;
         else if (!strcmp(argv[i], "--plain")) plain = 1;
+        else if (!strcmp(argv[i], "--spin")) continue;
         else {
             fprintf(stderr, "usage: bench_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] "
-                            "[--threads N] [--requantize] [--prefill M] [--plain]\n");
+                            "[--threads N] [--requantize] [--prefill M] [--plain] [--spin]\n");
             return 2;
         }
     }
@@ -148,8 +162,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_quant: %s\n", vlm_last_error());
         return 1;
     }
-    printf("bench_quant: %s, %d threads, %s, quantized path %s (machine shared with other jobs)\n", model,
-           vlm_threads(), vlm_cpu_name(), vlm_qpath_name(vlm_cpu_quant_path()));
+    const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
+    printf("bench_quant: %s, %d threads, %s, quantized path %s, OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s (machine "
+           "shared with other jobs)\n",
+           model, vlm_threads(), vlm_cpu_name(), vlm_qpath_name(vlm_cpu_quant_path()), wp ? wp : "(default)",
+           sc ? sc : "(default)");
 
     static variant v[MAX_VARIANTS];
     int nv = 1;

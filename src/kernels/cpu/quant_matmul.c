@@ -112,12 +112,21 @@ void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const f
         }
         size_t rb = vlm_dtype_row_bytes(w->dtype, K);
         int64_t chunk = rows_per_chunk(M, tile, rb, N, vlm_threads()), nchunks = (N + chunk - 1) / chunk;
+        /* a few input rows are quantized here (microseconds), sparing the threads a barrier */
+        int serial = M <= tile;
+        for (int m = 0; serial && m < M; m++) {
+            quant_row(x + (size_t)m * K, K, a.q + (size_t)m * K, a.d + (size_t)m * a.nb, a.s + (size_t)m * a.nb);
+            if (interleaved) vlm_qact_interleave(a.q + (size_t)m * K, K, a.qt + (size_t)m * K);
+        }
 #pragma omp parallel num_threads(vlm_threads())
         {
+            if (!serial) {
 #pragma omp for schedule(static)
-            for (int m = 0; m < M; m++) {
-                quant_row(x + (size_t)m * K, K, a.q + (size_t)m * K, a.d + (size_t)m * a.nb, a.s + (size_t)m * a.nb);
-                if (interleaved) vlm_qact_interleave(a.q + (size_t)m * K, K, a.qt + (size_t)m * K);
+                for (int m = 0; m < M; m++) {
+                    quant_row(x + (size_t)m * K, K, a.q + (size_t)m * K, a.d + (size_t)m * a.nb,
+                              a.s + (size_t)m * a.nb);
+                    if (interleaved) vlm_qact_interleave(a.q + (size_t)m * K, K, a.qt + (size_t)m * K);
+                }
             }
             /* Matrix-vector (M <= tile): each thread streams a contiguous share of the weights once.
              * Otherwise each chunk of weight rows stays in cache while all input rows pass over it. */
