@@ -84,6 +84,7 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     if (t == VLM_DT_Q4_0) {
         for (int64_t j = 0; j < a->nb; j++) {
             const uint8_t *b = row + 18 * j;
+            _mm_prefetch((const char *)b + VLM_QPREFETCH, _MM_HINT_T0);
             __m128i x = _mm_loadu_si128((const __m128i *)(b + 2));
             __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), m0f);
             block_rows(acc, _mm256_sub_epi8(w, _mm256_set1_epi8(8)), vlm_quant_block_scale(b), a, M, j);
@@ -91,12 +92,14 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     } else if (t == VLM_DT_Q8_0) {
         for (int64_t j = 0; j < a->nb; j++) {
             const uint8_t *b = row + 34 * j;
+            _mm_prefetch((const char *)b + VLM_QPREFETCH, _MM_HINT_T0);
             block_rows(acc, _mm256_loadu_si256((const __m256i *)(b + 2)), vlm_quant_block_scale(b), a, M, j);
         }
     } else { /* NF4: one 64-weight block feeds two activation blocks */
         const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)vlm_nf4_i8));
         for (int64_t j = 0; j < a->nb; j += 2) {
             const uint8_t *b = row + 34 * (j / 2);
+            _mm_prefetch((const char *)b + VLM_QPREFETCH, _MM_HINT_T0);
             __m256i x = _mm256_loadu_si256((const __m256i *)(b + 2));
             float dw = vlm_quant_block_scale(b) * (1.0f / 127.0f);
             block_rows(acc, _mm256_shuffle_epi8(lut, _mm256_and_si256(x, m0f)), dw, a, M, j);

@@ -147,7 +147,10 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     #pragma GCC unroll 8
     for (int m = 0; m < M; m++) acc0[m] = acc1[m] = _mm512_setzero_ps();
     int64_t full = a->nb / 16 * 16;
+    const int gb = t == VLM_DT_Q8_0 ? 16 * 34 : t == VLM_DT_Q4_0 ? 16 * 18 : 8 * 34; /* bytes per group */
     for (int64_t j0 = 0; j0 < full; j0 += 16) {
+        for (int l = 0; l < gb; l += 64)
+            _mm_prefetch((const char *)row + (j0 / 16) * gb + VLM_QPREFETCH + l, _MM_HINT_T0);
         group_scales(t, a, M, row, j0, 16, sc, acc0);
 #pragma GCC unroll 8
         for (int u = 0; u < 8; u += 2) {

@@ -86,7 +86,10 @@ static ALWAYS_INLINE void row_kernel(const vlm_dtype t, const vlm_qact *a, const
 #pragma GCC unroll 8
     for (int m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
     int64_t full = a->nb / 16 * 16;
-    for (int64_t g0 = 0; g0 < full; g0 += 16) group(t, a, M, row + bs * g0, g0, 16, 1, acc);
+    for (int64_t g0 = 0; g0 < full; g0 += 16) {
+        for (int l = 0; l < 16 * bs; l += 64) _mm_prefetch((const char *)row + bs * g0 + VLM_QPREFETCH + l, _MM_HINT_T0);
+        group(t, a, M, row + bs * g0, g0, 16, 1, acc);
+    }
     if (full < a->nb) group(t, a, M, row + bs * full, full, (int)(a->nb - full), 0, acc);
 #pragma GCC unroll 8
     for (int m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(acc[m]);
