@@ -15,6 +15,7 @@ typedef struct {
 static const command k_commands[] = {
     {"info", cmd_info, "describe a checkpoint: family, dimensions, parameters, dtypes, sizes"},
     {"make-synthetic", cmd_make_synthetic, "write a checkpoint with a real architecture and random weights"},
+    {"tokenize", cmd_tokenize, "encode text to token ids with a checkpoint's tokenizer, or decode ids"},
 };
 enum { N_COMMANDS = sizeof k_commands / sizeof k_commands[0] };
 
