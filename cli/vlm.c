@@ -15,6 +15,7 @@ typedef struct {
 static const command k_commands[] = {
     {"info", cmd_info, "describe a checkpoint: family, dimensions, parameters, dtypes, sizes"},
     {"make-synthetic", cmd_make_synthetic, "write a checkpoint with a real architecture and random weights"},
+    {"preprocess", cmd_preprocess, "decode images and run the image processor: pixel_values + image_grid_thw"},
 };
 enum { N_COMMANDS = sizeof k_commands / sizeof k_commands[0] };
 
