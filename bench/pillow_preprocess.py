@@ -8,8 +8,9 @@ numpy 1.24):
            temporal repeat and the patch reshape/transpose of _preprocess
 
 usage: pillow_preprocess.py [--runs N] [--make-jpeg SRC.png OUT.jpg] IMAGE...
-Prints one JSON object per image on stdout: median ms per stage, the resized size and the SHA-256
-of the float32 pixel_values (so the C side can check it computed the same thing).
+Prints one JSON object per image on stdout: median wall-clock ms per stage ("decode", "resize",
+"arith") and median thread CPU ms ("cpu_decode", ...; fairer on a busy machine), the resized size
+and the SHA-256 of the float32 pixel_values (so the C side can check it computed the same thing).
 --make-jpeg first writes SRC as a quality-90 JPEG (4:2:0) with Pillow, for the JPEG benchmark.
 """
 import hashlib
@@ -61,24 +62,25 @@ def arithmetic(resized):
 
 
 def bench(path, runs):
-    times = {"decode": [], "resize": [], "arith": []}
+    stages = ("decode", "resize", "arith")
+    times = {k: [] for k in stages + tuple("cpu_" + k for k in stages)}
     out = None
     for r in range(runs + 1):  # the first run warms caches and is not counted
-        t0 = time.perf_counter()
+        t, c = [time.perf_counter()], [time.thread_time()]
         im = Image.open(path)
         im = ImageOps.exif_transpose(im)
         im = im.convert("RGB")
-        t1 = time.perf_counter()
+        t.append(time.perf_counter()), c.append(time.thread_time())
         h, w = smart_resize(im.height, im.width)
         resized = im.resize((w, h), Image.BICUBIC)
-        t2 = time.perf_counter()
+        t.append(time.perf_counter()), c.append(time.thread_time())
         pv, grid = arithmetic(resized)
         pv = np.ascontiguousarray(pv)
-        t3 = time.perf_counter()
+        t.append(time.perf_counter()), c.append(time.thread_time())
         if r:
-            times["decode"].append((t1 - t0) * 1e3)
-            times["resize"].append((t2 - t1) * 1e3)
-            times["arith"].append((t3 - t2) * 1e3)
+            for i, k in enumerate(stages):
+                times[k].append((t[i + 1] - t[i]) * 1e3)
+                times["cpu_" + k].append((c[i + 1] - c[i]) * 1e3)
         out = (pv, grid, h, w, im.size)
     pv, grid, h, w, size = out
     res = {k: statistics.median(v) for k, v in times.items()}

@@ -119,12 +119,13 @@ static void test_resize_properties(void) {
 }
 
 /* Each pixel value is the same function of (x, y, channel), so every pixel_values entry says where
- * it came from. */
-static void test_patchify_layout(void) {
+ * it came from. Qwen's sizes, and others that take the scalar path (patch under 8) or odd frames. */
+static void check_layout(int P, int M, int T, int gw_blocks, int gh_blocks) {
     vlm_preproc_config c = qwen_config();
+    c.patch_size = P, c.merge_size = M, c.temporal_patch_size = T;
     c.do_rescale = 0;
     c.do_normalize = 0; /* values stay the u8 levels */
-    const int W = 56, H = 84; /* grid 6 x 4 patches, merged 3 x 2 */
+    const int W = P * M * gw_blocks, H = P * M * gh_blocks, gw = W / P, gh = H / P, dim = 3 * T * P * P;
     vlm_image img;
     CHECK_OK(vlm_image_alloc(&img, W, H));
     for (int y = 0; y < H; y++)
@@ -132,29 +133,35 @@ static void test_patchify_layout(void) {
             for (int ch = 0; ch < 3; ch++) img.rgb[((size_t)y * W + x) * 3 + ch] = (uint8_t)((x * 7 + y * 3 + ch * 50) & 255);
     vlm_pixel_values pv;
     CHECK_OK(vlm_image_patchify(&img, &c, &pv));
-    CHECK(pv.n_patches == 24 && pv.patch_dim == 1176);
-    CHECK(pv.grid_thw[0] == 1 && pv.grid_thw[1] == 6 && pv.grid_thw[2] == 4);
+    CHECK(pv.n_patches == gw * gh && pv.patch_dim == dim);
+    CHECK(pv.grid_thw[0] == 1 && pv.grid_thw[1] == gh && pv.grid_thw[2] == gw);
     int bad = 0;
-    for (int r = 0; r < 24; r++) {
-        /* rows: h block (3), w block (2), then the 2x2 group in raster order */
-        int blk = r / 4, in = r % 4;
-        int ph = (blk / 2) * 2 + in / 2, pw = (blk % 2) * 2 + in % 2;
+    for (int r = 0; r < gw * gh && pv.data; r++) {
+        /* rows: h block, w block, then the MxM group in raster order */
+        int blk = r / (M * M), in = r % (M * M);
+        int ph = (blk / gw_blocks) * M + in / M, pw = (blk % gw_blocks) * M + in % M;
         for (int ch = 0; ch < 3; ch++)
-            for (int t = 0; t < 2; t++)
-                for (int y = 0; y < 14; y++)
-                    for (int x = 0; x < 14; x++) {
-                        int gx = pw * 14 + x, gy = ph * 14 + y;
+            for (int t = 0; t < T; t++)
+                for (int y = 0; y < P; y++)
+                    for (int x = 0; x < P; x++) {
+                        int gx = pw * P + x, gy = ph * P + y;
                         float want = (float)((gx * 7 + gy * 3 + ch * 50) & 255);
-                        bad += pv.data[(size_t)r * 1176 + ((ch * 2 + t) * 14 + y) * 14 + x] != want;
+                        bad += pv.data[(size_t)r * dim + ((ch * T + t) * P + y) * P + x] != want;
                     }
     }
-    CHECK_MSG(bad == 0, "%d misplaced values", bad);
+    CHECK_MSG(bad == 0, "patch %d merge %d frames %d: %d misplaced values", P, M, T, bad);
     vlm_pixel_values_free(&pv);
-    /* not a multiple of 28 */
-    img.width = 42;
-    CHECK_ERR(vlm_image_patchify(&img, &c, &pv), VLM_ERR_INVALID, "multiple of 28");
+    img.width = W - 1; /* fits in the buffer, no longer a multiple */
+    CHECK_ERR(vlm_image_patchify(&img, &c, &pv), VLM_ERR_INVALID, "is not a multiple of");
     img.width = W;
     vlm_image_free(&img);
+}
+
+static void test_patchify_layout(void) {
+    check_layout(14, 2, 2, 2, 3); /* 56 x 84: grid 6 x 4, merged 3 x 2 */
+    check_layout(4, 2, 3, 3, 2);
+    check_layout(8, 1, 1, 5, 4);
+    check_layout(9, 3, 2, 2, 1);
 }
 
 /* value = float32(u8 · (1/255 in double)), then (value − mean) / std in float32. */
@@ -212,6 +219,33 @@ static void test_preprocess_errors_and_overrides(void) {
     vlm_image_free(&img);
 }
 
+/* The processor resizes and patchifies strip by strip in parallel; it must give the same bytes as
+ * the scalar whole-image resize followed by patchify, for up- and downscaling and any strip split. */
+static void test_fused_matches_separate_steps(void) {
+    vlm_preproc_config c = qwen_config();
+    uint64_t rng = 77;
+    static const long long cases[][4] = {/* w, h, min_pixels, max_pixels */
+                                         {1920, 1080, 3136, 12845056}, {333, 517, 3136, 12845056}, {640, 480, 3136, 50000},
+                                         {50, 70, 300000, 12845056},   {1000, 20, 3136, 12845056}, {97, 97, 3136, 7000},
+                                         {2000, 1500, 3136, 400000},   {56, 84, 3136, 12845056}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        vlm_image img = random_image((int)cases[i][0], (int)cases[i][1], &rng, (int)(i & 1)), ref;
+        vlm_pixel_values got, want;
+        CHECK_OK(vlm_preprocess_image(&img, &c, cases[i][2], cases[i][3], &got));
+        int rh, rw;
+        CHECK_OK(vlm_smart_resize(img.height, img.width, 28, cases[i][2], cases[i][3], &rh, &rw));
+        CHECK_OK(vlm_image_resize_bicubic_ref(&img, rw, rh, &ref));
+        CHECK_OK(vlm_image_patchify(&ref, &c, &want));
+        CHECK_MSG(got.data && want.data && got.n_patches == want.n_patches &&
+                      !memcmp(got.data, want.data, (size_t)got.n_patches * got.patch_dim * sizeof(float)),
+                  "%lldx%lld -> %dx%d", cases[i][0], cases[i][1], rw, rh);
+        vlm_pixel_values_free(&got);
+        vlm_pixel_values_free(&want);
+        vlm_image_free(&ref);
+        vlm_image_free(&img);
+    }
+}
+
 int main(void) {
     RUN(test_smart_resize);
     RUN(test_resize_simd_matches_reference);
@@ -219,5 +253,6 @@ int main(void) {
     RUN(test_patchify_layout);
     RUN(test_rescale_normalize_values);
     RUN(test_preprocess_errors_and_overrides);
+    RUN(test_fused_matches_separate_steps);
     return test_summary();
 }
