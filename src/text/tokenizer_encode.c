@@ -220,7 +220,7 @@ static size_t next_char(const unsigned char *s, size_t n, size_t i) {
 /* Split stage `stage` over s[0, n): matches and the gaps between them are both pieces
  * (behavior Isolated), each cut further by the next stage, then encoded. */
 static vlm_status split(vlm_tokenizer *t, int stage, const unsigned char *s, size_t n, vlm_ids *ids) {
-    if (stage == t->n_split) return encode_piece(t, s, n, ids);
+    if (stage >= t->n_split || stage >= VLM_TOK_MAX_SPLITS) return encode_piece(t, s, n, ids);
     const vlm_tok_regex *r = &t->split[stage];
     size_t pos = 0, start = 0;
     while (start < n) {
