@@ -217,6 +217,8 @@ static void test_bad_small(void) {
     CHECK_ERR(vlm_tok_load_buffer("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}} x", 55, "trail.json", &t),
               VLM_ERR_FORMAT, "text after the JSON value");
     CHECK_ERR(vlm_tok_load_buffer("{\"added_tokens\": []}", 20, "nomodel.json", &t), VLM_ERR_FORMAT, "no \"model\"");
+    const char *twice = "{\"model\": {\"type\": \"BPE\"}, \"model\": {}}";
+    CHECK_ERR(vlm_tok_load_buffer(twice, strlen(twice), "twice.json", &t), VLM_ERR_FORMAT, "a second \"model\"");
 }
 
 /* ---- broken copies of the real file ---- */

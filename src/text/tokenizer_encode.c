@@ -174,16 +174,51 @@ static int32_t whole_piece(vlm_tokenizer *t, const unsigned char *s, size_t n) {
     return vlm_tok_map_get(t, &t->vocab, (const char *)t->piece_form, m);
 }
 
+static int slot_inline(size_t len, size_t n) { return len <= VLM_TOK_SLOT_BYTES && n <= VLM_TOK_SLOT_IDS; }
+
+/* The cached ids of a piece, or NULL. */
+static const int32_t *cache_get(const vlm_tokenizer *t, const vlm_tok_cache_slot *slot, uint32_t h, const unsigned char *s,
+                                size_t n) {
+    if (slot->hash != h || slot->len != n) return NULL;
+    if (slot_inline(n, slot->n)) return memcmp(slot->u.in.bytes, s, n) ? NULL : slot->u.in.ids;
+    const char *a = t->cache_arena + slot->u.off;
+    return memcmp(a + 4u * slot->n, s, n) ? NULL : (const int32_t *)a;
+}
+
+static void cache_put(vlm_tokenizer *t, vlm_tok_cache_slot *slot, uint32_t h, const unsigned char *s, size_t n,
+                      const int32_t *ids, size_t count) {
+    if (count > 255) return;
+    if (!slot_inline(n, count)) {
+        size_t need = 4 * count + ((n + 3) & ~(size_t)3);
+        if (t->cache_used + need > VLM_TOK_CACHE_ARENA) { /* full: start over */
+            memset(t->cache, 0, VLM_TOK_CACHE_SLOTS * sizeof *t->cache);
+            t->cache_used = 0;
+        }
+        slot->u.off = (uint32_t)t->cache_used;
+        memcpy(t->cache_arena + t->cache_used, ids, 4 * count);
+        memcpy(t->cache_arena + t->cache_used + 4 * count, s, n);
+        t->cache_used += need;
+    } else {
+        memcpy(slot->u.in.bytes, s, n);
+        memcpy(slot->u.in.ids, ids, 4 * count);
+    }
+    slot->hash = h;
+    slot->len = (uint8_t)n;
+    slot->n = (uint8_t)count;
+}
+
 static vlm_status encode_piece(vlm_tokenizer *t, const unsigned char *s, size_t n, vlm_ids *ids) {
     if (n == 1) return vlm_ids_push(ids, t->byte_id[s[0]]);
     vlm_tok_cache_slot *slot = NULL;
-    uint64_t h = 0;
+    uint32_t h = 0;
     if (n <= VLM_TOK_CACHE_MAX_PIECE && !t->cache_off) {
-        h = vlm_tok_hash(s, n);
-        slot = &t->cache[h & (VLM_TOK_CACHE_SLOTS - 1)];
-        if (slot->hash == h && slot->len == n && !memcmp(t->cache_arena + slot->off + 4u * slot->n, s, n)) {
+        uint64_t h64 = vlm_tok_hash(s, n);
+        h = (uint32_t)(h64 >> 32);
+        slot = &t->cache[h64 & (VLM_TOK_CACHE_SLOTS - 1)];
+        const int32_t *hit = cache_get(t, slot, h, s, n);
+        if (hit) {
             VLM_TRY(vlm_ids_reserve(ids, slot->n));
-            memcpy(ids->v + ids->n, t->cache_arena + slot->off, 4u * slot->n);
+            memcpy(ids->v + ids->n, hit, 4u * slot->n);
             ids->n += slot->n;
             return VLM_OK;
         }
@@ -192,20 +227,7 @@ static vlm_status encode_piece(vlm_tokenizer *t, const unsigned char *s, size_t 
     int32_t whole = t->ignore_merges ? whole_piece(t, s, n) : -1;
     if (whole >= 0) VLM_TRY(vlm_ids_push(ids, whole));
     else VLM_TRY(bpe_piece(t, s, n, ids));
-    if (slot) {
-        size_t count = ids->n - before, need = (4 * count + n + 3) & ~(size_t)3;
-        if (t->cache_used + need > VLM_TOK_CACHE_ARENA) { /* full: start over */
-            memset(t->cache, 0, VLM_TOK_CACHE_SLOTS * sizeof *t->cache);
-            t->cache_used = 0;
-        }
-        slot->hash = h;
-        slot->off = (uint32_t)t->cache_used;
-        slot->len = (uint16_t)n;
-        slot->n = (uint16_t)count;
-        memcpy(t->cache_arena + t->cache_used, ids->v + before, 4 * count);
-        memcpy(t->cache_arena + t->cache_used + 4 * count, s, n);
-        t->cache_used += need;
-    }
+    if (slot) cache_put(t, slot, h, s, n, ids->v + before, ids->n - before);
     return VLM_OK;
 }
 

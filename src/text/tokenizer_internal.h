@@ -54,10 +54,21 @@ typedef struct {
     size_t mask;
 } vlm_tok_map;
 
+/* A cached piece: short ones (<= 12 bytes, <= 3 ids: most words) entirely in the 32-byte slot,
+ * so a hit costs one cache miss; longer ones in cache_arena. */
+enum { VLM_TOK_SLOT_BYTES = 12, VLM_TOK_SLOT_IDS = 3 };
 typedef struct {
-    uint64_t hash;
-    uint32_t off; /* into cache_arena: the piece bytes, then n int32 ids */
-    uint16_t len, n;
+    uint32_t hash; /* high half of the piece's hash */
+    uint8_t len;   /* piece bytes; 0: empty slot */
+    uint8_t n;     /* ids */
+    uint16_t pad;
+    union {
+        struct {
+            char bytes[VLM_TOK_SLOT_BYTES];
+            int32_t ids[VLM_TOK_SLOT_IDS];
+        } in;
+        uint32_t off; /* into cache_arena: n int32 ids, then the piece bytes */
+    } u;
 } vlm_tok_cache_slot;
 
 /* Scratch for one BPE word (grown as needed, kept between calls). */

@@ -80,6 +80,10 @@ static vlm_status scan(vlm_tokenizer *t, vlm_tokjs *js, sections *sec, vlm_tok_b
         if (s == VLM_OK) s = vlm_tokjs_expect(js, ':');
         if (s != VLM_OK) break;
         if (!strcmp(key.data, "model")) {
+            if (sec->model.p) {
+                s = vlm_tokjs_fail(js, "a second \"model\"");
+                break;
+            }
             vlm_tokjs_ws(js);
             sec->model.p = js->p;
             s = scan_model(t, js, sec, &key, bu);
