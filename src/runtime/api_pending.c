@@ -24,8 +24,4 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     return vlm_err(VLM_ERR_UNAVAILABLE, "the inference pipeline is not built yet (development build)");
 }
 void vlm_result_free(vlm_result *r) { memset(r, 0, sizeof *r); }
-int vlm_onnx_available(char *reason, size_t cap) {
-    if (reason) snprintf(reason, cap, "ONNX Runtime support is not built yet (development build)");
-    return 0;
-}
 int vlm_cuda_usable(char *reason, size_t cap) { return vlm_cuda_available(reason, cap); }
