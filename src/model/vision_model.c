@@ -376,12 +376,21 @@ static vlm_status dump_layout(vlm_dump *d, const vlm_vision_layout *l) {
     return vlm_dump_i32_as_i64(d, "vision_cu_window_seqlens", l->window_segments, 1, cs);
 }
 
+/* Host memory for the CPU backend; free GPU memory for a device backend (whose buffers also
+ * hold a copy of pixel_values). What this model already holds counts as available. */
 static vlm_status check_available(vlm_vision_model *m, const vlm_model_config *cfg, const int (*grids)[3],
                                   int n_images) {
-    if (!on_cpu(m)) return VLM_OK; /* device memory: the backend reports a failed allocation */
-    uint64_t avail = vlm_available_memory_bytes();
-    if (!avail) return VLM_OK; /* unknown here: let the allocation decide */
-    return vlm_vision_check_memory(cfg, grids, n_images, avail + m->buf.bytes, 0);
+    uint64_t avail;
+    if (on_cpu(m)) {
+        avail = vlm_available_memory_bytes();
+    } else {
+        uint64_t used = 0, total = 0;
+        VLM_TRY(vlm_gpu_memory(&used, &total));
+        avail = total > used ? total - used : 0;
+        if (!total) return VLM_OK; /* no probe for this device: the allocation decides */
+    }
+    if (!avail) return VLM_OK; /* unknown here: the allocation decides */
+    return vlm_vision_check_memory(cfg, grids, n_images, avail + m->buf.bytes, !on_cpu(m));
 }
 
 static vlm_status run(vlm_vision_model *m, const float *pixels, const vlm_vision_layout *l, float *out,
