@@ -156,6 +156,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines appear as each measurement ends */
     bench_model b = {0};
     vlm_status s = vlm_config_load(dir, &b.cfg);
     if (s == VLM_OK) s = vlm_st_open(dir, &b.st);
