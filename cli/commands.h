@@ -3,8 +3,11 @@
 #ifndef VLM_CLI_COMMANDS_H
 #define VLM_CLI_COMMANDS_H
 
+int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_make_synthetic(int argc, char **argv);
+int cmd_split(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Prints "vlm: <last error>" to stderr and returns 1 (2 for VLM_ERR_USAGE). */
 int vlm_cli_fail(int status);

@@ -13,8 +13,11 @@ typedef struct {
 } command;
 
 static const command k_commands[] = {
+    {"run", cmd_run, "answer a prompt about images (streams the answer to stdout)"},
     {"info", cmd_info, "describe a checkpoint: family, dimensions, parameters, dtypes, sizes"},
     {"make-synthetic", cmd_make_synthetic, "write a checkpoint with a real architecture and random weights"},
+    {"bench", cmd_bench, "measure and compare the modes: timings, throughput, memory, JSON/CSV/chart"},
+    {"split", cmd_split, "write the vision encoder and language model as separate artifacts"},
 };
 enum { N_COMMANDS = sizeof k_commands / sizeof k_commands[0] };
 

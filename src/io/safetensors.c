@@ -179,7 +179,7 @@ static vlm_status parse_file(vlm_st_file *f, int file_index, entry_vec *ev) {
         if (s != VLM_OK) { free((char *)e.name); break; }
     }
     if (s == VLM_OK) {
-        qsort(spans, (size_t)ns, sizeof *spans, cmp_span);
+        if (ns > 1) qsort(spans, (size_t)ns, sizeof *spans, cmp_span);
         for (int i = 1; i < ns; i++) {
             if (spans[i].begin < spans[i - 1].end && spans[i].end > spans[i].begin) {
                 s = vlm_err(VLM_ERR_FORMAT, "%s: tensors %s and %s overlap in the data section", f->path,
@@ -319,7 +319,7 @@ vlm_status vlm_st_open(const char *path, vlm_safetensors **out) {
         st->entries = ev.v;
         st->n_entries = ev.n;
     }
-    if (s == VLM_OK) {
+    if (s == VLM_OK && st->n_entries > 1) {
         qsort(st->entries, (size_t)st->n_entries, sizeof *st->entries, cmp_entry);
         for (int i = 1; i < st->n_entries; i++) {
             if (!strcmp(st->entries[i].name, st->entries[i - 1].name)) {
@@ -370,7 +370,7 @@ vlm_status vlm_st_open_buffer(const void *data, size_t size, const char *name, v
     vlm_status s = parse_file(f, 0, &ev);
     st->entries = ev.v;
     st->n_entries = ev.n;
-    if (s == VLM_OK) {
+    if (s == VLM_OK && st->n_entries > 1) {
         qsort(st->entries, (size_t)st->n_entries, sizeof *st->entries, cmp_entry);
         for (int i = 1; i < st->n_entries && s == VLM_OK; i++)
             if (!strcmp(st->entries[i].name, st->entries[i - 1].name))
@@ -385,6 +385,7 @@ vlm_status vlm_st_open_buffer(const void *data, size_t size, const char *name, v
 }
 
 const vlm_st_entry *vlm_st_find(const vlm_safetensors *st, const char *name) {
+    if (st->n_entries == 0) return NULL;
     vlm_st_entry key = {.name = name};
     return bsearch(&key, st->entries, (size_t)st->n_entries, sizeof key, cmp_entry);
 }

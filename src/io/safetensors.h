@@ -79,4 +79,16 @@ vlm_status vlm_st_save(const char *path, const vlm_st_spec *specs, const void *c
 /* Bytes of one spec's data; 0 on overflow. */
 size_t vlm_st_spec_bytes(const vlm_st_spec *s);
 
+/* ---- sharded checkpoints ---- */
+/* Produces the bytes of tensor `index` by calling vlm_st_writer_data on w (any number of times). */
+typedef vlm_status (*vlm_st_fill_fn)(void *ctx, int index, vlm_st_writer *w);
+/* Writes n tensors into dir as model.safetensors, or, when they exceed shard_bytes (0 = 4 GiB), as
+ * model-0000i-of-0000n.safetensors shards (consecutive runs of tensors) plus
+ * model.safetensors.index.json. Every file is written atomically. progress(user, done, total bytes)
+ * may be NULL. */
+vlm_status vlm_st_write_sharded(const char *dir, const vlm_st_spec *specs, int n, uint64_t shard_bytes,
+                                vlm_st_fill_fn fill, void *ctx, const char *const *meta_keys,
+                                const char *const *meta_values, int n_meta,
+                                void (*progress)(void *user, uint64_t done, uint64_t total), void *user);
+
 #endif

@@ -122,14 +122,32 @@ void vlm_st_writer_abort(vlm_st_writer *w) {
 
 vlm_status vlm_st_save(const char *path, const vlm_st_spec *specs, const void *const *data, int n,
                        const char *const *meta_keys, const char *const *meta_values, int n_meta) {
-    vlm_st_writer *w;
-    VLM_TRY(vlm_st_writer_open(&w, path, specs, n, meta_keys, meta_values, n_meta));
-    for (int i = 0; i < n; i++) {
-        vlm_status s = vlm_st_writer_data(w, data[i], vlm_st_spec_bytes(&specs[i]));
-        if (s != VLM_OK) {
-            vlm_st_writer_abort(w);
-            return s;
+    /* Tensors go in order of decreasing element size (stable), as the Python writer does, so that
+     * every tensor starts aligned to its element size (the format allows no padding between them). */
+    int *order = malloc(((size_t)n + 1) * sizeof *order);
+    vlm_st_spec *sorted = malloc(((size_t)n + 1) * sizeof *sorted);
+    if (!order || !sorted) {
+        free(order);
+        free(sorted);
+        return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    }
+    int k = 0;
+    for (int pass = 0; pass < 5; pass++) { /* sizes 8, 4, 2, 1, then anything else */
+        for (int i = 0; i < n; i++) {
+            size_t size = vlm_dtype_size(specs[i].dtype);
+            int is_pow2 = size == 8 || size == 4 || size == 2 || size == 1;
+            if ((pass < 4 && size == (size_t)8 >> pass) || (pass == 4 && !is_pow2)) {
+                order[k] = i;
+                sorted[k++] = specs[i];
+            }
         }
     }
-    return vlm_st_writer_close(w);
+    vlm_st_writer *w = NULL;
+    vlm_status s = vlm_st_writer_open(&w, path, sorted, k, meta_keys, meta_values, n_meta);
+    for (int i = 0; s == VLM_OK && i < k; i++) s = vlm_st_writer_data(w, data[order[i]], vlm_st_spec_bytes(&sorted[i]));
+    if (s == VLM_OK) s = vlm_st_writer_close(w);
+    else if (w) vlm_st_writer_abort(w);
+    free(order);
+    free(sorted);
+    return s;
 }

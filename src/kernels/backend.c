@@ -13,6 +13,10 @@ vlm_status vlm_cuda_backend_create(vlm_backend **out) {
     *out = NULL;
     return vlm_err(VLM_ERR_UNAVAILABLE, "--device cuda: this vlm was built without CUDA (nvcc was not found at build time)");
 }
+vlm_status vlm_gpu_memory(uint64_t *used, uint64_t *total) {
+    *used = *total = 0;
+    return VLM_OK;
+}
 #endif
 
 vlm_status vlm_backend_create(vlm_device_kind kind, vlm_backend **out) {

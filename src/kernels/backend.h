@@ -79,6 +79,8 @@ vlm_status vlm_backend_create(vlm_device_kind kind, vlm_backend **out);
 void vlm_backend_destroy(vlm_backend *be);
 /* 1 when this build has the CUDA backend and a usable GPU is present; reason explains a 0. */
 int vlm_cuda_available(char *reason, size_t cap);
+/* Device memory in use and total of the GPU (0, 0 without CUDA). */
+vlm_status vlm_gpu_memory(uint64_t *used, uint64_t *total);
 /* "auto" | "cpu" | "cuda" -> kind (auto resolves to cuda when available). */
 vlm_status vlm_device_parse(const char *name, vlm_device_kind *out);
 

@@ -58,7 +58,7 @@ static vlm_status slot(vlm_dump *d, const char *name, vlm_dtype t, int ndim, con
 
 vlm_status vlm_dump_f32(vlm_dump *d, vlm_backend *be, const char *name, const float *dev, int64_t rows, int64_t cols) {
     if (!d) return VLM_OK;
-    void *p;
+    void *p = NULL;
     int64_t shape[2] = {rows, cols};
     VLM_TRY(slot(d, name, VLM_DT_F32, 2, shape, &p));
     VLM_TRY(vlm_sync(be));
@@ -67,7 +67,7 @@ vlm_status vlm_dump_f32(vlm_dump *d, vlm_backend *be, const char *name, const fl
 
 vlm_status vlm_dump_f32_host(vlm_dump *d, const char *name, const float *data, int ndim, const int64_t *shape) {
     if (!d) return VLM_OK;
-    void *p;
+    void *p = NULL;
     VLM_TRY(slot(d, name, VLM_DT_F32, ndim, shape, &p));
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
@@ -77,7 +77,7 @@ vlm_status vlm_dump_f32_host(vlm_dump *d, const char *name, const float *data, i
 
 vlm_status vlm_dump_i64(vlm_dump *d, const char *name, const int64_t *data, int ndim, const int64_t *shape) {
     if (!d) return VLM_OK;
-    void *p;
+    void *p = NULL;
     VLM_TRY(slot(d, name, VLM_DT_I64, ndim, shape, &p));
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
@@ -87,7 +87,7 @@ vlm_status vlm_dump_i64(vlm_dump *d, const char *name, const int64_t *data, int 
 
 vlm_status vlm_dump_i32_as_i64(vlm_dump *d, const char *name, const int32_t *data, int ndim, const int64_t *shape) {
     if (!d) return VLM_OK;
-    void *p;
+    void *p = NULL;
     VLM_TRY(slot(d, name, VLM_DT_I64, ndim, shape, &p));
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];

@@ -88,46 +88,45 @@ static void fill(uint16_t *dst, size_t n, size_t first, const char *name, uint64
     }
 }
 
-static size_t spec_bytes(const spec_item *it) {
-    size_t n = 2;
-    for (int i = 0; i < it->ndim; i++) n *= (size_t)it->shape[i];
-    return n;
+/* Fills tensor i in chunks, so a 7 GB checkpoint is written with a 64 MB buffer. */
+typedef struct {
+    const spec_item *items;
+    uint64_t seed;
+    uint16_t *buf;
+    size_t chunk;
+} fill_ctx;
+
+static vlm_status fill_tensor(void *ctx, int i, vlm_st_writer *w) {
+    fill_ctx *f = ctx;
+    size_t total = 1;
+    for (int d = 0; d < f->items[i].ndim; d++) total *= (size_t)f->items[i].shape[d];
+    for (size_t done = 0; done < total; done += f->chunk) {
+        size_t m = total - done < f->chunk ? total - done : f->chunk;
+        fill(f->buf, m, done, f->items[i].name, f->seed);
+        VLM_TRY(vlm_st_writer_data(w, f->buf, m * 2));
+    }
+    return VLM_OK;
 }
 
-static vlm_status write_shard(const char *path, const spec_item *items, int n, uint64_t seed) {
-    vlm_st_spec *specs = calloc((size_t)n, sizeof *specs);
-    if (!specs) return vlm_err(VLM_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) {
-        specs[i].name = items[i].name;
-        specs[i].dtype = VLM_DT_BF16;
-        specs[i].ndim = items[i].ndim;
-        memcpy(specs[i].shape, items[i].shape, sizeof specs[i].shape);
+static void report(void *user, uint64_t done, uint64_t total) {
+    vlm_progress(done == total, "make-synthetic: %.0f%% of %.1f GB", 100.0 * (double)done / (double)total,
+                 (double)total / 1e9);
+}
+
+static vlm_status write_weights(const char *out_dir, const spec_list *l, uint64_t seed, uint64_t shard_bytes) {
+    vlm_st_spec *specs = calloc((size_t)l->n + 1, sizeof *specs);
+    fill_ctx f = {.items = l->v, .seed = seed, .chunk = (size_t)32 << 20};
+    f.buf = vlm_alloc(f.chunk * 2, "synthetic weights");
+    vlm_status s = (!specs || !f.buf) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
+    for (int i = 0; s == VLM_OK && i < l->n; i++) {
+        specs[i] = (vlm_st_spec){.name = l->v[i].name, .dtype = VLM_DT_BF16, .ndim = l->v[i].ndim};
+        memcpy(specs[i].shape, l->v[i].shape, sizeof specs[i].shape);
     }
     const char *mk[] = {"format"}, *mv[] = {"pt"};
-    vlm_st_writer *w;
-    vlm_status s = vlm_st_writer_open(&w, path, specs, n, mk, mv, 1);
+    if (s == VLM_OK) s = vlm_st_write_sharded(out_dir, specs, l->n, shard_bytes, fill_tensor, &f, mk, mv, 1, report, NULL);
+    vlm_free(f.buf);
     free(specs);
-    if (s != VLM_OK) return s;
-    const size_t chunk = (size_t)32 << 20; /* elements per write */
-    uint16_t *buf = vlm_alloc(chunk * 2, "synthetic weights");
-    if (!buf) {
-        vlm_st_writer_abort(w);
-        return VLM_ERR_NOMEM;
-    }
-    for (int i = 0; i < n && s == VLM_OK; i++) {
-        size_t total = spec_bytes(&items[i]) / 2;
-        for (size_t done = 0; done < total && s == VLM_OK; done += chunk) {
-            size_t m = total - done < chunk ? total - done : chunk;
-            fill(buf, m, done, items[i].name, seed);
-            s = vlm_st_writer_data(w, buf, m * 2);
-        }
-    }
-    vlm_free(buf);
-    if (s != VLM_OK) {
-        vlm_st_writer_abort(w);
-        return s;
-    }
-    return vlm_st_writer_close(w);
+    return s;
 }
 
 /* Finds the config: a name under configs/, a directory, or a file. */
@@ -195,49 +194,8 @@ vlm_status vlm_make_synthetic(const char *config, const char *out_dir, uint64_t 
         free(l.v);
         return vlm_err(VLM_ERR_NOMEM, "out of memory");
     }
-    if (!shard_bytes) shard_bytes = (uint64_t)4 << 30;
     s = vlm_mkdirs(out_dir);
-    /* shards: consecutive runs of tensors up to shard_bytes each */
-    int n_shards = 0;
-    uint64_t acc = 0, total = 0;
-    int *first = calloc((size_t)l.n + 1, sizeof *first);
-    if (!first) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
-    for (int i = 0; s == VLM_OK && i < l.n; i++) {
-        uint64_t b = spec_bytes(&l.v[i]);
-        if (i == 0 || (acc + b > shard_bytes && acc > 0)) {
-            first[n_shards++] = i;
-            acc = 0;
-        }
-        acc += b;
-        total += b;
-    }
-    if (s == VLM_OK) first[n_shards] = l.n;
-    vlm_strbuf index = {0};
-    if (n_shards > 1) vlm_sb_printf(&index, "{\n  \"metadata\": {\"total_size\": %llu},\n  \"weight_map\": {",
-                                    (unsigned long long)total);
-    for (int sh = 0; s == VLM_OK && sh < n_shards; sh++) {
-        char fname[64];
-        if (n_shards == 1) snprintf(fname, sizeof fname, "model.safetensors");
-        else snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", sh + 1, n_shards);
-        s = vlm_path_join(path, sizeof path, out_dir, fname);
-        if (s == VLM_OK) {
-            vlm_progress(0, "make-synthetic: writing %s (%d/%d)", fname, sh + 1, n_shards);
-            s = write_shard(path, l.v + first[sh], first[sh + 1] - first[sh], seed);
-        }
-        for (int i = first[sh]; n_shards > 1 && i < first[sh + 1]; i++) {
-            vlm_sb_printf(&index, "%s\n    ", i ? "," : "");
-            vlm_sb_json_string(&index, l.v[i].name, strlen(l.v[i].name));
-            vlm_sb_printf(&index, ": \"%s\"", fname);
-        }
-    }
-    vlm_progress(1, "make-synthetic: weights written");
-    if (s == VLM_OK && n_shards > 1) {
-        vlm_sb_printf(&index, "\n  }\n}\n");
-        s = vlm_path_join(path, sizeof path, out_dir, "model.safetensors.index.json");
-        if (s == VLM_OK) s = index.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory") : vlm_write_file(path, index.data, index.len);
-    }
-    vlm_sb_free(&index);
-    free(first);
+    if (s == VLM_OK) s = write_weights(out_dir, &l, seed, shard_bytes);
     free(l.v);
     if (s == VLM_OK) s = vlm_path_join(path, sizeof path, out_dir, "config.json");
     if (s == VLM_OK) s = vlm_copy_file(cfg_file, path);
