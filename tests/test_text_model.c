@@ -99,8 +99,21 @@ static void compare_ids(const vlm_safetensors *got, const fixture_case *c, const
 enum { MODE_IDS, MODE_HOOK, MODE_HOOK_CHUNKED, MODE_IDS_CHUNKED };
 static const char *k_modes[] = {"ids", "hook", "hook, chunks of 7", "ids, chunks of 5"};
 
-static void run_case(vlm_text_model *m, const fixture_case *c, int mode) {
+/* A device copy of host floats (the mapping itself on the CPU). */
+static const float *on_device(vlm_backend *be, const float *host, size_t n, float **owned) {
+    *owned = NULL;
+    if (!host || be->kind == VLM_DEVICE_CPU) return host;
+    *owned = vlm_dev_alloc(be, n * sizeof(float), "test input");
+    if (*owned) CHECK_OK(vlm_to_device(be, *owned, host, n * sizeof(float)));
+    return *owned;
+}
+
+static void run_case(vlm_backend *be, vlm_text_model *m, const fixture_case *c, int mode) {
     const vlm_model_config *cfg = vlm_text_model_config(m);
+    size_t D = (size_t)cfg->text.hidden;
+    float *dev_embeds, *dev_images;
+    const float *embeds = on_device(be, c->inputs_embeds, (size_t)c->L * D, &dev_embeds);
+    const float *images = on_device(be, c->image_embeds, (size_t)c->n_img_rows * D, &dev_images);
     vlm_gen_request r;
     vlm_gen_request_init(&r);
     r.ids = c->ids;
@@ -109,21 +122,23 @@ static void run_case(vlm_text_model *m, const fixture_case *c, int mode) {
     r.stop_ids = cfg->gen.eos_ids;
     r.n_stop = cfg->gen.n_eos;
     if (mode == MODE_IDS || mode == MODE_IDS_CHUNKED) {
-        r.image_embeds = c->image_embeds;
+        r.image_embeds = images;
         r.n_image_rows = c->n_img_rows;
         r.grids = c->grids;
         r.n_images = c->n_img;
     } else {
-        r.embeds = c->inputs_embeds;
+        r.embeds = embeds;
         r.positions = c->pos;
     }
     if (mode == MODE_HOOK_CHUNKED) r.prefill_chunk = 7;
     if (mode == MODE_IDS_CHUNKED) r.prefill_chunk = 5;
     CHECK_OK(vlm_dump_create(&r.dump));
     vlm_gen_result res;
-    size_t in_use = g_be->bytes_in_use;
+    size_t in_use = be->bytes_in_use;
     CHECK_OK(vlm_text_generate(m, &r, &res));
-    CHECK_MSG(g_be->bytes_in_use == in_use, "%s: %zu device bytes left allocated", c->name, g_be->bytes_in_use - in_use);
+    CHECK_MSG(be->bytes_in_use == in_use, "%s: %zu device bytes left allocated", c->name, be->bytes_in_use - in_use);
+    vlm_dev_free(be, dev_embeds);
+    vlm_dev_free(be, dev_images);
     CHECK(res.n_ids == c->n_gen && !memcmp(res.ids, c->gen, (size_t)c->n_gen * sizeof *c->gen));
     CHECK(res.stop == VLM_STOP_MAX_TOKENS && res.prompt_tokens == c->L);
     CHECK(res.kv_cache_bytes == vlm_text_kv_cache_bytes(cfg, c->L + 15));
@@ -151,18 +166,35 @@ static const char *k_cases[] = {"q25_gray", "q25_photo", "q25_rgba", "q25_text_o
                                 "q25_two_images", "q25_wide", "q2vl_photo", "q2vl_rgba", "q2vl_text_only",
                                 "q2vlc_photo"};
 
-static void test_fixture_parity(void) {
+static void parity_on(vlm_backend *be) {
     for (size_t i = 0; i < sizeof k_cases / sizeof *k_cases; i++) {
         fixture_case c;
         if (!load_case(k_cases[i], &c)) continue;
         vlm_text_model *m = NULL;
-        CHECK_OK(vlm_text_model_open(g_be, model_dir(c.name), &m));
+        CHECK_OK(vlm_text_model_open(be, model_dir(c.name), &m));
         if (m) {
-            for (int mode = MODE_IDS; mode <= MODE_IDS_CHUNKED; mode++) run_case(m, &c, mode);
+            for (int mode = MODE_IDS; mode <= MODE_IDS_CHUNKED; mode++) run_case(be, m, &c, mode);
             vlm_text_model_free(m);
         }
         free_case(&c);
     }
+}
+
+static void test_fixture_parity(void) { parity_on(g_be); }
+
+/* The same model code on the CUDA backend, when this build has it and a GPU is present. */
+static void test_fixture_parity_cuda(void) {
+    char why[256];
+    if (!vlm_cuda_available(why, sizeof why)) {
+        fprintf(stderr, "  (skipped: %s)\n", why);
+        return;
+    }
+    vlm_backend *cuda = NULL;
+    CHECK_OK(vlm_backend_create(VLM_DEVICE_CUDA, &cuda));
+    if (!cuda) return;
+    parity_on(cuda);
+    CHECK_MSG(cuda->bytes_in_use == 0, "%zu CUDA bytes still allocated", cuda->bytes_in_use);
+    vlm_backend_destroy(cuda);
 }
 
 typedef struct {
@@ -359,7 +391,7 @@ static void test_sharded_checkpoint(void) {
     vlm_text_model *m = NULL;
     CHECK_OK(vlm_text_model_open(g_be, dir, &m));
     if (m) {
-        run_case(m, &c, MODE_IDS);
+        run_case(g_be, m, &c, MODE_IDS);
         vlm_text_model_free(m);
     }
     free_case(&c);
@@ -398,6 +430,7 @@ int main(void) {
     CHECK_OK(vlm_cpu_backend_create(&g_be));
     if (!g_be) return test_summary();
     RUN(test_fixture_parity);
+    RUN(test_fixture_parity_cuda);
     RUN(test_stop_and_callback);
     RUN(test_context_limits);
     RUN(test_bad_requests);
