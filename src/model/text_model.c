@@ -117,13 +117,12 @@ vlm_status vlm_text_model_open(vlm_backend *be, const char *dir, vlm_text_model 
         return vlm_err_ctx(s, "%s", dir);
     }
     s = vlm_text_model_create(be, &cfg, &tw, out);
+    vlm_text_weights_free(&tw); /* the model holds its own views; the mapping must stay */
     if (s != VLM_OK) {
-        vlm_text_weights_free(&tw);
         vlm_st_close(st);
         return vlm_err_ctx(s, "%s", dir);
     }
     (*out)->st = st;
-    (*out)->tw = tw;
     return VLM_OK;
 }
 
@@ -141,10 +140,7 @@ void vlm_text_model_free(vlm_text_model *m) {
     if (m->embed.data) be->ops->weight_free(be, &m->embed);
     vlm_dev_free(be, m->vecs);
     vlm_free(m->layers);
-    if (m->st) {
-        vlm_text_weights_free(&m->tw);
-        vlm_st_close(m->st);
-    }
+    vlm_st_close(m->st);
     vlm_free(m);
 }
 

@@ -21,9 +21,7 @@ struct vlm_text_model {
     const float *norm;          /* final RMSNorm weight */
     float *vecs;                /* one device block holding every f32 vector */
     float inv_freq[VLM_TEXT_MAX_HALF];
-    /* set when the model opened the checkpoint itself */
-    vlm_safetensors *st;
-    vlm_text_weights tw;
+    vlm_safetensors *st;        /* set when the model opened the checkpoint itself */
 };
 
 /* Run state of one request: the KV cache and the activations of one batched pass. */
