@@ -18,6 +18,8 @@ static const command k_commands[] = {
     {"make-synthetic", cmd_make_synthetic, "write a checkpoint with a real architecture and random weights"},
     {"bench", cmd_bench, "measure and compare the modes: timings, throughput, memory, JSON/CSV/chart"},
     {"split", cmd_split, "write the vision encoder and language model as separate artifacts"},
+    {"preprocess", cmd_preprocess, "decode images and run the image processor: pixel_values + image_grid_thw"},
+    {"tokenize", cmd_tokenize, "encode text to token ids with a checkpoint's tokenizer, or decode ids"},
 };
 enum { N_COMMANDS = sizeof k_commands / sizeof k_commands[0] };
 
