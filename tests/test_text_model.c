@@ -12,6 +12,8 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "model/text_model.h"
+#include "text/chat.h"
+#include "text/tokenizer.h"
 
 static vlm_backend *g_be;
 
@@ -248,6 +250,78 @@ static void test_stop_and_callback(void) {
     free_case(&c);
 }
 
+/* Text streamed by the detokenizer from the generation callback. */
+typedef struct {
+    vlm_detok detok;
+    vlm_strbuf text;
+} stream_state;
+
+static int stream_piece(void *user, int32_t id) {
+    stream_state *s = user;
+    const char *t;
+    size_t n;
+    vlm_detok_push(&s->detok, id, &t, &n);
+    vlm_sb_append(&s->text, t, n);
+    return 0;
+}
+
+/* Text-only prompts end to end: chat template + tokenizer give the fixture's input_ids, the model
+ * the fixture's ids, and the streamed text equals decoding them in one call. */
+static void test_text_prompt_end_to_end(void) {
+    static const char *cases[] = {"q25_text_only", "q2vl_text_only"};
+    for (int i = 0; i < 2; i++) {
+        fixture_case c;
+        if (!load_case(cases[i], &c)) continue;
+        char rel[256];
+        snprintf(rel, sizeof rel, "cases/%s/request.json", cases[i]);
+        cJSON *req = NULL;
+        const char *prompt = NULL;
+        CHECK_OK(vlm_json_load(test_fixture(rel), &req));
+        if (req) CHECK_OK(vlm_json_str(req, "prompt", rel, &prompt));
+        vlm_tokenizer *tok = NULL;
+        vlm_text_model *m = NULL;
+        CHECK_OK(vlm_tok_load_dir(model_dir(c.name), &tok));
+        CHECK_OK(vlm_text_model_open(g_be, model_dir(c.name), &m));
+        vlm_ids ids = {0};
+        if (tok && m && prompt) {
+            CHECK_OK(vlm_chat_build_prompt(tok, prompt, strlen(prompt), NULL, 0, &ids, NULL));
+            CHECK_MSG((int)ids.n == c.L && !memcmp(ids.v, c.ids, (size_t)c.L * sizeof *c.ids),
+                      "%s: the chat template gives other input_ids", c.name);
+            const vlm_model_config *cfg = vlm_text_model_config(m);
+            stream_state ss = {0};
+            CHECK_OK(vlm_detok_init(&ss.detok, tok, 1));
+            vlm_gen_request r;
+            vlm_gen_request_init(&r);
+            r.ids = ids.v;
+            r.n_ids = (int)ids.n;
+            r.max_new_tokens = 16;
+            r.stop_ids = cfg->gen.eos_ids;
+            r.n_stop = cfg->gen.n_eos;
+            r.on_token = stream_piece;
+            r.user = &ss;
+            vlm_gen_result res;
+            CHECK_OK(vlm_text_generate(m, &r, &res));
+            CHECK(res.n_ids == c.n_gen && !memcmp(res.ids, c.gen, (size_t)c.n_gen * sizeof *c.gen));
+            const char *t;
+            size_t n;
+            vlm_detok_flush(&ss.detok, &t, &n);
+            vlm_sb_append(&ss.text, t, n);
+            vlm_strbuf whole = {0};
+            CHECK_OK(vlm_tok_decode(tok, res.ids, (size_t)res.n_ids, 1, &whole));
+            CHECK(ss.text.len == whole.len && (!whole.len || !memcmp(ss.text.data, whole.data, whole.len)));
+            vlm_sb_free(&whole);
+            vlm_sb_free(&ss.text);
+            vlm_detok_free(&ss.detok);
+            vlm_gen_result_free(&res);
+        }
+        vlm_ids_free(&ids);
+        vlm_text_model_free(m);
+        vlm_tok_free(tok);
+        cJSON_Delete(req);
+        free_case(&c);
+    }
+}
+
 /* A model over the same weights with a changed config (context length). */
 typedef struct {
     vlm_safetensors *st;
@@ -432,6 +506,7 @@ int main(void) {
     RUN(test_fixture_parity);
     RUN(test_fixture_parity_cuda);
     RUN(test_stop_and_callback);
+    RUN(test_text_prompt_end_to_end);
     RUN(test_context_limits);
     RUN(test_bad_requests);
     RUN(test_sharded_checkpoint);
