@@ -1,0 +1,281 @@
+/* Micro-benchmarks of the CPU kernels, each printed as a ratio to a baseline measured in the same
+ * run (the host is shared and its DRAM bandwidth drifts from minute to minute):
+ * - GEMV (decode): GB/s of weights streamed per shape vs the read bandwidth of
+ *   vlm_measure_read_bandwidth, measured right before; weights cycle through copies larger than
+ *   the last-level cache, so every call reads DRAM as in a real decode step.
+ * - GEMM (prefill, vision): GFLOP/s vs OpenBLAS sgemm on large f32 matrices (the f32 peak), and
+ *   per shape vs sgemm on an f32 copy of the same weights and vs the former panel + sgemm scheme.
+ * - attention: ms and GFLOP/s of the tiled kernel, vs the former row-at-a-time kernel.
+ * - element-wise ops: GB/s.
+ * usage: bench_kernels [gemv] [gemm] [attn] [ops] [--reps N] [--mem-mb MB] [--threads N]
+ * Run it with `nice` at quiet moments; it prints the load average before and after. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/cpu.h"
+#include "base/membw.h"
+#include "base/timer.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/ref.h"
+
+static int g_reps = 5;
+static int g_shape_M; /* --shape M,N,K: only this GEMM shape */
+static long long g_shape_N, g_shape_K;
+static size_t g_mem = (size_t)1024 << 20;
+
+static void print_load(const char *when) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    char buf[128] = "?";
+    if (f) {
+        if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+        fclose(f);
+    }
+    buf[strcspn(buf, "\n")] = 0;
+    printf("# load average %s: %s\n", when, buf);
+}
+
+static void fill_random(void *p, size_t bytes, vlm_dtype dt) {
+    /* a 64 KiB pattern of proper values (no NaN, Inf or subnormals), repeated */
+    enum { PAT = 1 << 16 };
+    static unsigned char pat[3][PAT];
+    static int ready[3];
+    int d = dt == VLM_DT_F32 ? 0 : dt == VLM_DT_F16 ? 1 : 2;
+    if (!ready[d]) {
+        uint64_t s = 99 + (uint64_t)d;
+        for (int i = 0; i < PAT / 4; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            float v = ((float)((s >> 40) & 0xffffff) / 8388608.0f - 1.0f) * 0.05f;
+            if (d == 0) ((float *)pat[d])[i] = v;
+            else {
+                uint16_t h = d == 1 ? vlm_f32_to_f16(v) : vlm_f32_to_bf16(v);
+                ((uint16_t *)pat[d])[2 * i] = h;
+                ((uint16_t *)pat[d])[2 * i + 1] = h ^ 0x8000u;
+            }
+        }
+        ready[d] = 1;
+    }
+    for (size_t o = 0; o < bytes; o += PAT) memcpy((char *)p + o, pat[d], bytes - o < PAT ? bytes - o : PAT);
+}
+
+/* ------------------------------------------------------------------------------------------ GEMV */
+typedef struct {
+    const char *name;
+    int64_t N, K;
+} shape;
+
+static const shape k_gemv_shapes[] = {
+    {"q/o 2048->2048", 2048, 2048},      {"k/v 2048->256", 256, 2048},       {"gate/up 2048->11008", 11008, 2048},
+    {"down 11008->2048", 2048, 11008}, {"lm_head 2048->151936", 151936, 2048},
+};
+
+static double bench_gemv_shape(vlm_dtype dt, const shape *s, int M, char *pool, size_t pool_bytes, float *x, float *y) {
+    size_t mat = (size_t)s->N * vlm_dtype_row_bytes(dt, s->K);
+    size_t copies = pool_bytes / mat;
+    if (copies < 1) return 0;
+    double best = 1e30;
+    for (int r = 0; r < g_reps; r++) {
+        double t0 = vlm_now();
+        for (size_t c = 0; c < copies; c++) {
+            vlm_tensor w = {.dtype = dt, .ndim = 2, .shape = {s->N, s->K}, .data = pool + c * mat, .nbytes = mat};
+            vlm_cpu_matmul(y, x, &w, NULL, M);
+        }
+        double t = (vlm_now() - t0) / (double)copies;
+        if (t < best) best = t;
+    }
+    return (double)mat / best / 1e9;
+}
+
+static void bench_gemv(int threads) {
+    printf("\n## GEMV (decode): weights streamed per call, GB/s and ratio to the read bandwidth measured just "
+           "before (%d threads, %zu MiB of weight copies cycled)\n",
+           threads, g_mem >> 20);
+    char *pool = aligned_alloc(64, g_mem);
+    float *x = malloc(sizeof(float) * 8 * 151936), *y = malloc(sizeof(float) * 8 * 151936);
+    if (!pool || !x || !y) {
+        printf("out of memory\n");
+        return;
+    }
+    for (int i = 0; i < 8 * 151936; i++) x[i] = (float)((i * 37) % 101) * 0.01f - 0.5f;
+    static const vlm_dtype dts[] = {VLM_DT_BF16, VLM_DT_F16, VLM_DT_F32};
+    printf("%-6s %-7s %-22s %2s %9s %9s %7s\n", "path", "dtype", "shape", "M", "GB/s", "bw GB/s", "ratio");
+    for (int isa = 0; isa < 2; isa++) {
+        vlm_cpu_kernels_force_avx2(isa);
+        if (isa == 0 && !vlm_cpu_kernels_avx512()) continue;
+        for (int d = 0; d < 3; d++) {
+            fill_random(pool, g_mem, dts[d]);
+            for (size_t si = 0; si < sizeof k_gemv_shapes / sizeof *k_gemv_shapes; si++) {
+                const shape *s = &k_gemv_shapes[si];
+                if (isa == 1 && dts[d] != VLM_DT_BF16 && si > 0) continue; /* AVX2: the main shapes only */
+                static const int Ms[] = {1, 4, 8};
+                for (int mi = 0; mi < 3; mi++) {
+                    int M = Ms[mi];
+                    if (M > 1 && (dts[d] != VLM_DT_BF16 || si != 0)) continue;
+                    double bw = vlm_measure_read_bandwidth(g_mem / 2, 3, threads);
+                    double gbs = bench_gemv_shape(dts[d], s, M, pool, g_mem, x, y);
+                    printf("%-6s %-7s %-22s %2d %9.2f %9.2f %7.2f\n", isa ? "avx2" : "avx512", vlm_dtype_name(dts[d]),
+                           s->name, M, gbs, bw, bw > 0 ? gbs / bw : 0);
+                    fflush(stdout);
+                }
+            }
+        }
+    }
+    vlm_cpu_kernels_force_avx2(0);
+    free(pool), free(x), free(y);
+}
+
+/* ------------------------------------------------------------------------------------------ GEMM */
+static double time_best(void (*fn)(void *), void *arg) {
+    double best = 1e30;
+    fn(arg); /* warm: scratch buffers, page faults */
+    for (int r = 0; r < g_reps; r++) {
+        double t0 = vlm_now();
+        fn(arg);
+        double t = vlm_now() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+typedef struct {
+    int M;
+    int64_t N, K;
+    float *x, *y, *wf; /* wf: f32 copy of the weights */
+    vlm_tensor w;
+} gemm_job;
+
+static void run_ours(void *a) {
+    gemm_job *j = a;
+    vlm_cpu_matmul(j->y, j->x, &j->w, NULL, j->M);
+}
+static void run_sgemm(void *a) {
+    gemm_job *j = a;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, (int)j->N, (int)j->K, 1.0f, j->x, (int)j->K, j->wf,
+                (int)j->K, 0.0f, j->y, (int)j->N);
+}
+/* The former scheme: 64-row weight panels converted to f32, OpenBLAS sgemm per panel inside our
+ * OpenMP region (where OpenBLAS runs single-threaded). */
+static void run_panels(void *a) {
+    gemm_job *j = a;
+    enum { P = 64 };
+    int64_t N = j->N, K = j->K, np = (N + P - 1) / P;
+    size_t rb = vlm_dtype_row_bytes(j->w.dtype, K);
+#pragma omp parallel
+    {
+        float *buf = malloc(sizeof(float) * P * (size_t)K);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t p = 0; p < np; p++) {
+            int64_t n0 = p * P, nb = N - n0 < P ? N - n0 : P;
+            for (int64_t r = 0; r < nb; r++)
+                vlm_to_f32(j->w.dtype, (const char *)j->w.data + (size_t)(n0 + r) * rb, buf + r * K, (size_t)K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, (int)nb, (int)K, 1.0f, j->x, (int)K, buf, (int)K,
+                        0.0f, j->y + n0, (int)N);
+        }
+        free(buf);
+    }
+}
+
+static gemm_job make_job(int M, int64_t N, int64_t K, vlm_dtype dt) {
+    gemm_job j = {.M = M, .N = N, .K = K};
+    j.x = malloc(sizeof(float) * (size_t)M * K);
+    j.y = malloc(sizeof(float) * (size_t)M * N);
+    j.wf = malloc(sizeof(float) * (size_t)N * K);
+    j.w = (vlm_tensor){.dtype = dt, .ndim = 2, .shape = {N, K}};
+    j.w.nbytes = (size_t)N * vlm_dtype_row_bytes(dt, K);
+    j.w.data = malloc(j.w.nbytes);
+    fill_random(j.x, sizeof(float) * (size_t)M * K, VLM_DT_F32);
+    fill_random(j.w.data, j.w.nbytes, dt);
+    vlm_to_f32(dt, j.w.data, j.wf, (size_t)(N * K));
+    return j;
+}
+static void free_job(gemm_job *j) { free(j->x), free(j->y), free(j->wf), free(j->w.data); }
+
+static double peak_sgemm(void) {
+    gemm_job j = make_job(2048, 2048, 2048, VLM_DT_F32);
+    double t = time_best(run_sgemm, &j);
+    free_job(&j);
+    return 2.0 * 2048 * 2048 * 2048 / t / 1e9;
+}
+
+static void bench_gemm(int threads) {
+    printf("\n## GEMM (prefill / vision), %d threads; OpenBLAS: %s\n", threads, openblas_get_config());
+    double peak = peak_sgemm();
+    printf("f32 peak (OpenBLAS sgemm 2048^3): %.1f GFLOP/s\n", peak);
+    static const struct {
+        const char *name;
+        int M;
+        int64_t N, K;
+    } shapes[] = {
+        {"prefill q/o", 512, 2048, 2048},    {"prefill k/v", 512, 256, 2048},     {"prefill gate/up", 512, 11008, 2048},
+        {"prefill down", 512, 2048, 11008},  {"vision qkv", 1024, 3840, 1280},    {"vision gate/up", 1024, 3420, 1280},
+        {"vision down", 1024, 1280, 3420},   {"vision proj", 1024, 1280, 1280},   {"patch embed", 1024, 1280, 1176},
+        {"merger fc1", 256, 5120, 5120},     {"short prompt q/o", 40, 2048, 2048}, {"big image qkv", 4096, 3840, 1280},
+    };
+    printf("%-7s %-18s %5s %6s %6s %8s %6s %8s %8s %8s\n", "path", "shape", "M", "N", "K", "GFLOP/s", "/peak",
+           "/sgemm", "/panels", "f32 /peak");
+    for (int isa = 0; isa < 2; isa++) {
+        vlm_cpu_kernels_force_avx2(isa);
+        if (isa == 0 && !vlm_cpu_kernels_avx512()) continue;
+        size_t nshapes = g_shape_M ? 1 : sizeof shapes / sizeof *shapes;
+        for (size_t i = 0; i < nshapes; i++) {
+            if (isa == 1 && i != 0 && i != 4) continue;
+            gemm_job j = g_shape_M ? make_job(g_shape_M, g_shape_N, g_shape_K, VLM_DT_BF16)
+                                   : make_job(shapes[i].M, shapes[i].N, shapes[i].K, VLM_DT_BF16);
+            double flops = 2.0 * j.M * (double)j.N * (double)j.K;
+            double t_ours = time_best(run_ours, &j), t_sgemm = time_best(run_sgemm, &j);
+            double t_panels = time_best(run_panels, &j);
+            gemm_job jf = j;
+            jf.w.dtype = VLM_DT_F32;
+            jf.w.data = j.wf;
+            double t_f32 = time_best(run_ours, &jf);
+            printf("%-7s %-18s %5d %6lld %6lld %8.1f %6.2f %8.2f %8.2f %8.2f\n", isa ? "avx2" : "avx512",
+                   g_shape_M ? "custom" : shapes[i].name, j.M, (long long)j.N, (long long)j.K, flops / t_ours / 1e9, flops / t_ours / 1e9 / peak,
+                   t_sgemm / t_ours, t_panels / t_ours, flops / t_f32 / 1e9 / peak);
+            fflush(stdout);
+            free_job(&j);
+        }
+    }
+    vlm_cpu_kernels_force_avx2(0);
+}
+
+int main(int argc, char **argv) {
+    int do_gemv = 0, do_gemm = 0, do_attn = 0, do_ops = 0, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "gemv")) do_gemv = 1;
+        else if (!strcmp(argv[i], "gemm")) do_gemm = 1;
+        else if (!strcmp(argv[i], "attn")) do_attn = 1;
+        else if (!strcmp(argv[i], "ops")) do_ops = 1;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--mem-mb") && i + 1 < argc) g_mem = (size_t)atol(argv[++i]) << 20;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc)
+            sscanf(argv[++i], "%d,%lld,%lld", &g_shape_M, &g_shape_N, &g_shape_K);
+        else {
+            fprintf(stderr, "usage: bench_kernels [gemv] [gemm] [attn] [ops] [--reps N] [--mem-mb MB] [--threads N]\n");
+            return 2;
+        }
+    }
+    if (!do_gemv && !do_gemm && !do_attn && !do_ops) do_gemv = do_gemm = do_attn = do_ops = 1;
+    /* Debian's OpenBLAS 0.3.21 does not know this CPU model and would run its SSE3 kernels, which
+     * would make a meaningless baseline: re-run with its AVX-512 kernels selected. */
+    if (vlm_cpu_has_avx512() && strstr(openblas_get_config(), "Prescott") && !getenv("OPENBLAS_CORETYPE")) {
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+        execv("/proc/self/exe", argv);
+    }
+    if (threads > 0) vlm_set_threads(threads);
+    threads = vlm_threads();
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+    printf("# bench_kernels: %s, %d threads, AVX-512 kernels %s, reps %d\n", vlm_cpu_name(), threads,
+           vlm_cpu_kernels_avx512() ? "yes" : "no", g_reps);
+    print_load("at start");
+    if (do_gemv) bench_gemv(threads);
+    if (do_gemm) bench_gemm(threads);
+    (void)do_attn, (void)do_ops;
+    print_load("at end");
+    return 0;
+}
