@@ -201,10 +201,11 @@ static double peak_sgemm(void) {
     return 2.0 * 2048 * 2048 * 2048 / t / 1e9;
 }
 
-static void bench_gemm(int threads) {
+static double bench_gemm(int threads) {
     printf("\n## GEMM (prefill / vision), %d threads; OpenBLAS: %s\n", threads, openblas_get_config());
     double peak = peak_sgemm();
     printf("f32 peak (OpenBLAS sgemm 2048^3): %.1f GFLOP/s\n", peak);
+    if (g_shape_M < 0) return peak;
     static const struct {
         const char *name;
         int M;
@@ -215,8 +216,12 @@ static void bench_gemm(int threads) {
         {"vision down", 1024, 1280, 3420},   {"vision proj", 1024, 1280, 1280},   {"patch embed", 1024, 1280, 1176},
         {"merger fc1", 256, 5120, 5120},     {"short prompt q/o", 40, 2048, 2048}, {"big image qkv", 4096, 3840, 1280},
     };
-    printf("%-7s %-18s %5s %6s %6s %8s %6s %8s %8s %8s\n", "path", "shape", "M", "N", "K", "GFLOP/s", "/peak",
-           "/sgemm", "/panels", "f32 /peak");
+    printf("FMA kernels (bf16 weights): GFLOP/s, ratio to the f32 peak, to sgemm on an f32 copy of the weights and to the\n"
+           "former panel + sgemm scheme; AMX with the activations in 3 / 2 / 1 bf16 parts and the FMA kernels on f32\n"
+           "weights: ratio to the f32 peak\n");
+    printf("%-7s %-18s %5s %6s %6s %8s %6s %7s %7s %6s %6s %6s %6s\n", "path", "shape", "M", "N", "K", "GFLOP/s", "/peak",
+           "/sgemm", "/panels", "amx3", "amx2", "amx1", "f32w");
+    int amx = vlm_cpu_amx_available(), saved_parts = vlm_cpu_amx_parts();
     for (int isa = 0; isa < 2; isa++) {
         vlm_cpu_kernels_force_avx2(isa);
         if (isa == 0 && !vlm_cpu_kernels_avx512()) continue;
@@ -226,20 +231,202 @@ static void bench_gemm(int threads) {
             gemm_job j = g_shape_M ? make_job(g_shape_M, g_shape_N, g_shape_K, VLM_DT_BF16)
                                    : make_job(shapes[i].M, shapes[i].N, shapes[i].K, VLM_DT_BF16);
             double flops = 2.0 * j.M * (double)j.N * (double)j.K;
+            vlm_cpu_set_amx_parts(0);
             double t_ours = time_best(run_ours, &j), t_sgemm = time_best(run_sgemm, &j);
             double t_panels = time_best(run_panels, &j);
+            double t_amx[4] = {0, 0, 0, 0};
+            for (int parts = 3; parts >= 1 && amx && isa == 0; parts--) {
+                vlm_cpu_set_amx_parts(parts);
+                t_amx[parts] = time_best(run_ours, &j);
+            }
+            vlm_cpu_set_amx_parts(0);
             gemm_job jf = j;
             jf.w.dtype = VLM_DT_F32;
             jf.w.data = j.wf;
             double t_f32 = time_best(run_ours, &jf);
-            printf("%-7s %-18s %5d %6lld %6lld %8.1f %6.2f %8.2f %8.2f %8.2f\n", isa ? "avx2" : "avx512",
-                   g_shape_M ? "custom" : shapes[i].name, j.M, (long long)j.N, (long long)j.K, flops / t_ours / 1e9, flops / t_ours / 1e9 / peak,
-                   t_sgemm / t_ours, t_panels / t_ours, flops / t_f32 / 1e9 / peak);
+#define R(t) ((t) > 0 ? flops / (t) / 1e9 / peak : 0.0)
+            printf("%-7s %-18s %5d %6lld %6lld %8.1f %6.2f %7.2f %7.2f %6.2f %6.2f %6.2f %6.2f\n", isa ? "avx2" : "avx512",
+                   g_shape_M ? "custom" : shapes[i].name, j.M, (long long)j.N, (long long)j.K, flops / t_ours / 1e9,
+                   R(t_ours), t_sgemm / t_ours, t_panels / t_ours, R(t_amx[3]), R(t_amx[2]), R(t_amx[1]), R(t_f32));
+#undef R
             fflush(stdout);
             free_job(&j);
         }
     }
+    vlm_cpu_set_amx_parts(saved_parts);
     vlm_cpu_kernels_force_avx2(0);
+    return peak;
+}
+
+/* ------------------------------------------------------------------------------------- attention */
+/* The former kernel (one query row per thread step, scalar exp), kept here as the baseline. */
+static void attention_former(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p) {
+    enum { KB = 256 };
+    int hd = p->head_dim, group = p->n_heads / p->n_kv_heads, total = p->n_q * p->n_heads;
+#pragma omp parallel
+    {
+        float scores[KB], acc[512];
+#pragma omp for schedule(dynamic, 4)
+        for (int t = 0; t < total; t++) {
+            int i = t / p->n_heads, h = t % p->n_heads, kh = h / group, lo, hi;
+            vlm_attn_key_range(p, i, &lo, &hi);
+            const float *qr = q + (size_t)i * p->q_stride + (size_t)h * hd;
+            float *o = out + (size_t)i * p->out_stride + (size_t)h * hd;
+            float mx = -INFINITY, sum = 0;
+            for (int d = 0; d < hd; d++) acc[d] = 0;
+            for (int j0 = lo; j0 < hi; j0 += KB) {
+                int nb = hi - j0 < KB ? hi - j0 : KB;
+                float bmx = -INFINITY;
+                for (int j = 0; j < nb; j++) {
+                    const float *kr = k + (size_t)(j0 + j) * p->kv_stride + (size_t)kh * hd;
+                    float s = 0;
+#pragma omp simd reduction(+ : s)
+                    for (int d = 0; d < hd; d++) s += qr[d] * kr[d];
+                    scores[j] = s * p->scale;
+                    if (scores[j] > bmx) bmx = scores[j];
+                }
+                float nmx = bmx > mx ? bmx : mx, corr = expf(mx - nmx);
+                sum *= corr;
+                for (int d = 0; d < hd; d++) acc[d] *= corr;
+                for (int j = 0; j < nb; j++) {
+                    float e = expf(scores[j] - nmx);
+                    sum += e;
+                    const float *vr = v + (size_t)(j0 + j) * p->kv_stride + (size_t)kh * hd;
+#pragma omp simd
+                    for (int d = 0; d < hd; d++) acc[d] += e * vr[d];
+                }
+                mx = nmx;
+            }
+            float inv = sum > 0 ? 1.0f / sum : 0.0f;
+            for (int d = 0; d < hd; d++) o[d] = acc[d] * inv;
+        }
+    }
+}
+
+typedef struct {
+    vlm_attn_params p;
+    float *q, *k, *v, *out;
+    int former;
+} attn_job;
+
+static void run_attn(void *a) {
+    attn_job *j = a;
+    if (j->former) attention_former(j->out, j->q, j->k, j->v, &j->p);
+    else vlm_cpu_attention(j->out, j->q, j->k, j->v, &j->p);
+}
+
+static void bench_attention(int threads, double peak) {
+    printf("\n## attention (%d threads): tiled kernel vs the former row-at-a-time kernel\n", threads);
+    static const struct {
+        const char *name;
+        int n_q, n_kv, q_pos0, causal, heads, kv_heads, hd, window;
+    } cases[] = {
+        {"vision full 448x448", 1024, 1024, 0, 0, 16, 16, 80, 0},
+        {"vision windows 64", 1024, 1024, 0, 0, 16, 16, 80, 64},
+        {"vision full 4096", 4096, 4096, 0, 0, 16, 16, 80, 0},
+        {"prefill causal 512", 512, 512, 0, 1, 16, 2, 128, 0},
+        {"decode 1 of 4096", 1, 4096, 4095, 1, 16, 2, 128, 0},
+        {"decode 1 of 512", 1, 512, 511, 1, 16, 2, 128, 0},
+    };
+    printf("%-7s %-22s %9s %9s %8s %8s\n", "path", "case", "ms", "GFLOP/s", "/peak", "x former");
+    for (int isa = 0; isa < 2; isa++) {
+        vlm_cpu_kernels_force_avx2(isa);
+        if (isa == 0 && !vlm_cpu_kernels_avx512()) continue;
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+            attn_job j = {0};
+            vlm_attn_params *p = &j.p;
+            *p = (vlm_attn_params){.n_q = cases[c].n_q, .n_kv = cases[c].n_kv, .q_pos0 = cases[c].q_pos0,
+                                   .causal = cases[c].causal, .n_heads = cases[c].heads,
+                                   .n_kv_heads = cases[c].kv_heads, .head_dim = cases[c].hd};
+            p->q_stride = p->out_stride = p->n_heads * p->head_dim;
+            p->kv_stride = p->n_kv_heads * p->head_dim;
+            p->scale = 1.0f / sqrtf((float)p->head_dim);
+            int nseg = cases[c].window ? (p->n_q + cases[c].window - 1) / cases[c].window : 0;
+            int *segs = NULL;
+            if (nseg) {
+                segs = malloc(sizeof(int) * (size_t)(nseg + 1));
+                for (int s = 0; s <= nseg; s++) segs[s] = s * cases[c].window < p->n_q ? s * cases[c].window : p->n_q;
+                p->segments = segs;
+                p->n_segments = nseg;
+            }
+            size_t nq = (size_t)p->n_q * p->q_stride, nkv = (size_t)p->n_kv * p->kv_stride;
+            j.q = malloc(sizeof(float) * nq), j.out = malloc(sizeof(float) * nq);
+            j.k = malloc(sizeof(float) * nkv), j.v = malloc(sizeof(float) * nkv);
+            fill_random(j.q, sizeof(float) * nq, VLM_DT_F32);
+            fill_random(j.k, sizeof(float) * nkv, VLM_DT_F32);
+            fill_random(j.v, sizeof(float) * nkv, VLM_DT_F32);
+            /* useful work: 4 flops per (query, key, head, dim) pair actually attended */
+            double pairs = 0;
+            for (int i = 0; i < p->n_q; i++) {
+                int lo, hi;
+                vlm_attn_key_range(p, i, &lo, &hi);
+                pairs += hi - lo;
+            }
+            double flops = 4.0 * pairs * p->n_heads * p->head_dim;
+            double t = time_best(run_attn, &j), tf = 0;
+            if (isa == 0 || c != 2) {
+                j.former = 1;
+                int reps = g_reps;
+                if (c == 2) g_reps = 1;
+                tf = time_best(run_attn, &j);
+                g_reps = reps;
+            }
+            printf("%-7s %-22s %9.3f %9.1f %8.2f %8.2f\n", isa ? "avx2" : "avx512", cases[c].name, t * 1e3,
+                   flops / t / 1e9, flops / t / 1e9 / peak, tf > 0 ? tf / t : 0);
+            fflush(stdout);
+            free(j.q), free(j.k), free(j.v), free(j.out), free(segs);
+        }
+    }
+    vlm_cpu_kernels_force_avx2(0);
+}
+
+/* ---------------------------------------------------------------------------------- element-wise */
+typedef struct {
+    int op;
+    float *a, *b, *c, *w;
+    int M, D;
+} ops_job;
+
+static void run_op(void *arg) {
+    ops_job *j = arg;
+    size_t n = (size_t)j->M * j->D;
+    switch (j->op) {
+    case 0: vlm_cpu_rmsnorm(j->c, j->a, j->w, j->M, j->D, 1e-6f); break;
+    case 1: vlm_cpu_layernorm(j->c, j->a, j->w, j->w, j->M, j->D, 1e-6f); break;
+    case 2: vlm_cpu_swiglu(j->c, j->a, j->b, n); break;
+    case 3: vlm_cpu_gelu(j->c, n); break;
+    case 4: vlm_cpu_quick_gelu(j->c, n); break;
+    case 5: vlm_cpu_add(j->c, j->a, n); break;
+    default: vlm_cpu_rope(j->c, j->D, j->a, j->b, j->M, j->D / 80, 80); break;
+    }
+}
+
+static void bench_ops(int threads) {
+    printf("\n## element-wise ops (%d threads): GB/s of memory traffic (reads + writes), [1024 x D] f32\n", threads);
+    static const struct {
+        const char *name;
+        int op, D;
+        double bytes_per_elem;
+    } ops[] = {
+        {"rmsnorm D=1280", 0, 1280, 8},  {"layernorm D=1280", 1, 1280, 8}, {"swiglu 3420", 2, 3420, 12},
+        {"gelu 5120", 3, 5120, 8},       {"quick_gelu 5120", 4, 5120, 8},  {"add 1280", 5, 1280, 12},
+        {"rope 1280 (16x80)", 6, 1280, 8},
+    };
+    double bw = vlm_measure_read_bandwidth(g_mem / 2, 3, threads);
+    printf("read bandwidth now: %.1f GB/s\n", bw);
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
+        ops_job j = {.op = ops[i].op, .M = 1024, .D = ops[i].D};
+        size_t n = (size_t)j.M * j.D;
+        j.a = malloc(sizeof(float) * n), j.b = malloc(sizeof(float) * n), j.c = malloc(sizeof(float) * n);
+        j.w = malloc(sizeof(float) * (size_t)j.D);
+        fill_random(j.a, sizeof(float) * n, VLM_DT_F32);
+        fill_random(j.b, sizeof(float) * n, VLM_DT_F32);
+        fill_random(j.c, sizeof(float) * n, VLM_DT_F32);
+        fill_random(j.w, sizeof(float) * (size_t)j.D, VLM_DT_F32);
+        double t = time_best(run_op, &j);
+        printf("%-20s %8.3f ms %8.1f GB/s\n", ops[i].name, t * 1e3, ops[i].bytes_per_elem * (double)n / t / 1e9);
+        free(j.a), free(j.b), free(j.c), free(j.w);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -274,8 +461,16 @@ int main(int argc, char **argv) {
            vlm_cpu_kernels_avx512() ? "yes" : "no", g_reps);
     print_load("at start");
     if (do_gemv) bench_gemv(threads);
-    if (do_gemm) bench_gemm(threads);
-    (void)do_attn, (void)do_ops;
+    double peak = 0;
+    if (do_gemm) peak = bench_gemm(threads);
+    if (do_attn) {
+        if (!do_gemm) {
+            g_shape_M = -1; /* the peak only */
+            peak = bench_gemm(threads);
+        }
+        bench_attention(threads, peak);
+    }
+    if (do_ops) bench_ops(threads);
     print_load("at end");
     return 0;
 }

@@ -107,14 +107,61 @@ static void test_gemm_shapes(void) {
 }
 
 static void test_gemm_blocks(void) {
-    /* crosses the MC (672 / 384 rows) and KC (256) blocks with tails in every dimension */
+    /* crosses the KC (256) and MC (at most 1400 rows) blocks with tails in every dimension */
     for (int threads = 1; threads <= 3; threads += 2) {
         vlm_set_threads(threads);
         for (size_t d = 0; d < 3; d++) check_matmul(k_dtypes[d], 700, 70, 600, 1);
         check_matmul(VLM_DT_BF16, 100, 1000, 1176, 1);
         check_matmul(VLM_DT_BF16, 50, 200, 3420, 0);
+        check_matmul(VLM_DT_F16, 1500, 40, 300, 1);
+        check_matmul(VLM_DT_BF16, 2900, 33, 20, 0);
     }
     vlm_set_threads(0);
+}
+
+/* AMX with the activations in 3, 2 or 1 bf16 parts (BF16 weights only): 3 parts is as accurate as
+ * the f32 kernels, 2 parts within 2e-5, 1 part (bf16 activations) within 1e-2. */
+static void check_matmul_amx(int parts, int M, int64_t N, int64_t K, int with_bias) {
+    vlm_tensor w = rand_weight(VLM_DT_BF16, N, K, 1.0f);
+    float *x = rand_floats((size_t)M * K, 1.0f), *bias = with_bias ? rand_floats((size_t)N, 1.0f) : NULL;
+    float *ref = malloc(sizeof(float) * (size_t)M * N), *got = malloc(sizeof(float) * (size_t)M * N);
+    vlm_ref_matmul(ref, x, &w, bias, M);
+    for (size_t i = 0; i < (size_t)M * N; i++) got[i] = -777.0f;
+    vlm_cpu_set_amx_parts(parts);
+    vlm_cpu_matmul(got, x, &w, bias, M);
+    char what[160];
+    snprintf(what, sizeof what, "matmul amx parts=%d M=%d N=%lld K=%lld bias=%d", parts, M, (long long)N, (long long)K,
+             with_bias);
+    float rtol = parts == 3 ? 2e-6f * sqrtf((float)K) + 1e-6f : parts == 2 ? 2e-5f : 1e-2f;
+    test_close(what, got, ref, (size_t)M * N, rtol, 1e-6f);
+    free(w.data), free(x), free(bias), free(ref), free(got);
+}
+
+static void test_matmul_amx(void) {
+    if (!vlm_cpu_amx_available()) {
+        fprintf(stderr, "  (no AMX on this CPU: AMX paths not tested)\n");
+        return;
+    }
+    int saved = vlm_cpu_amx_parts();
+    static const int Ms[] = {9, 16, 31, 33, 64, 100};
+    static const int64_t Ns[] = {1, 15, 16, 17, 32, 33, 70};
+    static const int64_t Ks[] = {1, 31, 32, 33, 100, 513};
+    for (int parts = 1; parts <= 3; parts++)
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+            for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+                for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+                    check_matmul_amx(parts, Ms[mi], Ns[ni], Ks[ki], (int)((mi + ni + ki) & 1));
+    /* several k blocks (1365 .. 4096 k per block) and row blocks (128 .. 1024 rows), threads */
+    for (int threads = 1; threads <= 3; threads += 2) {
+        vlm_set_threads(threads);
+        for (int parts = 1; parts <= 3; parts++) {
+            check_matmul_amx(parts, 300, 100, 5000, 1);
+            check_matmul_amx(parts, 1100, 70, 40, 0);
+            check_matmul_amx(parts, 200, 1000, 1176, 1);
+        }
+    }
+    vlm_set_threads(0);
+    vlm_cpu_set_amx_parts(saved);
 }
 
 static void test_matmul_bad_dtype(void) {
@@ -317,12 +364,15 @@ static void test_embed_gather(void) {
 }
 
 int main(void) {
-    fprintf(stderr, "CPU: %s, AVX-512 kernels: %s\n", vlm_cpu_name(), vlm_cpu_kernels_avx512() ? "yes" : "no");
+    fprintf(stderr, "CPU: %s, AVX-512 kernels: %s, AMX: %s\n", vlm_cpu_name(), vlm_cpu_kernels_avx512() ? "yes" : "no",
+            vlm_cpu_amx_available() ? "yes" : "no");
+    vlm_cpu_set_amx_parts(0); /* the FMA kernels first; test_matmul_amx covers AMX */
     RUN(test_gemv_shapes);
     RUN(test_gemv_threads);
     RUN(test_gemm_shapes);
     RUN(test_gemm_blocks);
     RUN(test_matmul_bad_dtype);
+    RUN(test_matmul_amx);
     RUN(test_attention_vision);
     RUN(test_attention_causal);
     RUN(test_attention_threads);

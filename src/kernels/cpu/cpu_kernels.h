@@ -34,4 +34,16 @@ int vlm_cpu_kernels_avx512(void);
  * benchmarks that compare the paths. Call it between ops, not while one runs. */
 void vlm_cpu_kernels_force_avx2(int on);
 
+/* Matrix products with M > 8 rows and BF16 weights can run on AMX (where the CPU has it), the f32
+ * activations split into `parts` bf16 numbers whose products with the weights are exact:
+ *   0: no AMX, f32 FMA kernels
+ *   3: x = x1 + x2 + x3 exactly: f32 accuracy, only the summation order differs (the default)
+ *   2: 16 mantissa bits of x: relative error <= 2^-17 per product
+ *   1: bf16 activations: relative error <= 2^-9 per product (the fast, lower-precision path)
+ * VLM_CPU_AMX_PARTS=N in the environment sets the initial value. */
+void vlm_cpu_set_amx_parts(int parts);
+int vlm_cpu_amx_parts(void);
+/* 1 when AMX kernels can run on this CPU and kernel. */
+int vlm_cpu_amx_available(void);
+
 #endif

@@ -16,6 +16,7 @@ enum {
     VLM_SCRATCH_GEMV_X,  /* the GEMV's input rows, reordered for the bf16 kernel */
     VLM_SCRATCH_GEMM_A,  /* packed activation block (owned by the calling thread, shared by the team) */
     VLM_SCRATCH_GEMM_B,  /* packed weight micro-panel (per worker thread) */
+    VLM_SCRATCH_GEMM_C,  /* AMX accumulator tiles of a weight row pair (per worker thread) */
     VLM_SCRATCH_ATTN,    /* attention tiles (per worker thread) */
     VLM_SCRATCH_COUNT
 };
@@ -42,6 +43,11 @@ typedef struct {
                    int accumulate, const float *bias);
 } vlm_gemm_isa;
 extern const vlm_gemm_isa vlm_gemm_avx2, vlm_gemm_avx512;
+
+/* AMX GEMM for BF16 weights (gemm_amx_avx512.c), activations split into `parts` bf16 numbers;
+ * returns 0 (nothing done) when AMX cannot run here or memory runs out. */
+int vlm_gemm_amx_available(void);
+int vlm_gemm_amx(float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int parts, int threads);
 
 /* ---- attention: one task = a block of query rows sharing a kv head (attention_tile.h). Rows
  * r = g * nq + ii are query i0 + ii of head kh * group + g; keys [lo, hi), causal rows stopping at

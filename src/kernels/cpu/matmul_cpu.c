@@ -18,8 +18,11 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_simd.h"
 
-/* Blocking: KC x NR weight floats stay in L1 (32 KiB for NR 32), MC x KC activations in L2. */
-enum { GEMM_KC = 256, GEMM_MC_STRIPS = 48 };
+/* Blocking: a KC x NR weight micro-panel (32 KiB for NR 32) stays in L1 while the kernel runs
+ * over every activation strip of the block; the packed activation block (MC x KC, at most
+ * GEMM_MC_MAX rows: 1.4 MiB) stays in L2. MC is as large as that allows, since weights are
+ * re-packed once per MC block. */
+enum { GEMM_KC = 256, GEMM_MC_MAX = 1400 };
 
 void vlm_cpu_row_to_f32(vlm_dtype t, const void *row, float *dst, int64_t K) { vlm_to_f32(t, row, dst, (size_t)K); }
 
@@ -83,13 +86,32 @@ static void gemm_fallback(float *y, const float *x, const vlm_tensor *w, const f
     }
 }
 
+static int g_amx_parts = -1; /* -1: not read from the environment yet */
+
+void vlm_cpu_set_amx_parts(int parts) { g_amx_parts = parts < 0 ? 0 : parts > 3 ? 3 : parts; }
+
+int vlm_cpu_amx_parts(void) {
+    if (g_amx_parts < 0) {
+        const char *e = getenv("VLM_CPU_AMX_PARTS");
+        vlm_cpu_set_amx_parts(e && *e ? atoi(e) : 3);
+    }
+    return g_amx_parts;
+}
+
+int vlm_cpu_amx_available(void) { return vlm_cpu_kernels_avx512() && vlm_gemm_amx_available(); }
+
 static void gemm(float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
+    int parts = vlm_cpu_amx_parts();
+    if (parts && w->dtype == VLM_DT_BF16 && vlm_cpu_amx_available()) {
+        int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+        if (vlm_gemm_amx(y, x, w, bias, M, parts, threads_for(2.0 * M * (double)N * (double)K, 1.6e7))) return;
+    }
     const vlm_gemm_isa *g = vlm_cpu_kernels_avx512() ? &vlm_gemm_avx512 : &vlm_gemm_avx2;
     int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
     size_t rb = vlm_dtype_row_bytes(w->dtype, K);
     const int mr = g->mr, nr = g->nr;
-    int mc_max = mr * GEMM_MC_STRIPS;
-    if (mc_max > (M + mr - 1) / mr * mr) mc_max = (M + mr - 1) / mr * mr;
+    int mblocks = (M + GEMM_MC_MAX - 1) / GEMM_MC_MAX;
+    int mc_max = ((M + mblocks - 1) / mblocks + mr - 1) / mr * mr; /* equal blocks, whole strips */
     float *ap = vlm_cpu_scratch(VLM_SCRATCH_GEMM_A, (size_t)mc_max * GEMM_KC);
     if (!ap) {
         gemm_fallback(y, x, w, bias, M);

@@ -1,24 +1,54 @@
 /* Per-thread scratch buffers of the CPU kernels and the choice of SIMD path. */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "base/cpu.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_simd.h"
 
-static _Thread_local float *t_buf[VLM_SCRATCH_COUNT];
-static _Thread_local size_t t_cap[VLM_SCRATCH_COUNT];
+/* One set of buffers per thread, freed by a thread-exit destructor (OpenMP teams shrink and grow
+ * with the thread count, and their threads come and go). */
+typedef struct {
+    float *buf[VLM_SCRATCH_COUNT];
+    size_t cap[VLM_SCRATCH_COUNT];
+} scratch_set;
+
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+static int g_key_ok;
+static _Thread_local scratch_set *t_set;
+
+static void destroy_set(void *p) {
+    scratch_set *s = p;
+    for (int i = 0; i < VLM_SCRATCH_COUNT; i++) free(s->buf[i]);
+    free(s);
+}
+
+static void make_key(void) { g_key_ok = pthread_key_create(&g_key, destroy_set) == 0; }
 
 float *vlm_cpu_scratch(int slot, size_t floats) {
     if (slot < 0 || slot >= VLM_SCRATCH_COUNT) return NULL;
-    if (floats <= t_cap[slot] && t_buf[slot]) return t_buf[slot];
-    free(t_buf[slot]);
-    t_buf[slot] = NULL;
-    t_cap[slot] = 0;
-    if (floats > ((size_t)-1 - 63) / sizeof(float)) return NULL;
+    if (!t_set) {
+        pthread_once(&g_key_once, make_key);
+        if (!g_key_ok) return NULL;
+        scratch_set *s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        if (pthread_setspecific(g_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+        t_set = s;
+    }
+    scratch_set *s = t_set;
+    if (floats <= s->cap[slot] && s->buf[slot]) return s->buf[slot];
+    free(s->buf[slot]);
+    s->buf[slot] = NULL;
+    s->cap[slot] = 0;
+    if (floats > ((size_t)-1 - 127) / sizeof(float)) return NULL;
     void *p = NULL;
     if (posix_memalign(&p, 64, (floats * sizeof(float) + 63) / 64 * 64 + 64) != 0) return NULL;
-    t_buf[slot] = p;
-    t_cap[slot] = floats;
+    s->buf[slot] = p;
+    s->cap[slot] = floats;
     return p;
 }
 
