@@ -250,8 +250,31 @@ static void test_attention_threads(void) {
         vlm_set_threads(threads);
         check_attention("prefill t", attn_params(129, 129, 16, 2, 128, 1, 0), 1.0f);
         check_attention("full t", attn_params(257, 257, 4, 4, 80, 0, 0), 1.0f);
+        /* decode with fewer kv heads than threads: the key range split across threads, merged */
+        check_attention("decode split", attn_params(1, 2000, 16, 2, 128, 1, 1999), 2.0f);
+        check_attention("decode split 1 kv", attn_params(1, 3000, 3, 1, 64, 1, 1234), 2.0f);
     }
     vlm_set_threads(0);
+}
+
+/* Without scratch memory every kernel falls back to a path that needs none: same results. */
+static void test_no_scratch_fallbacks(void) {
+    vlm_cpu_kernels_test_no_scratch(1);
+    vlm_set_threads(3);
+    check_matmul(VLM_DT_BF16, 3, 100, 300, 1);  /* GEMV without the reordered x */
+    check_matmul(VLM_DT_BF16, 30, 70, 300, 1);  /* GEMM as GEMV groups */
+    check_matmul(VLM_DT_F16, 20, 33, 65, 0);
+    if (vlm_cpu_amx_available()) check_matmul_amx(3, 40, 70, 100, 1);
+    vlm_cpu_set_amx_parts(0);
+    check_attention("fallback prefill", attn_params(70, 100, 4, 2, 64, 1, 30), 1.0f);
+    check_attention("fallback decode", attn_params(1, 2000, 16, 2, 128, 1, 1999), 1.0f);
+    int segs[] = {0, 40, 70};
+    vlm_attn_params p = attn_params(70, 70, 2, 2, 20, 0, 0);
+    p.segments = segs;
+    p.n_segments = 2;
+    check_attention("fallback windows", p, 1.0f);
+    vlm_set_threads(0);
+    vlm_cpu_kernels_test_no_scratch(0);
 }
 
 /* ---------------------------------------------------------------------------------- other ops */
@@ -376,6 +399,7 @@ int main(void) {
     RUN(test_attention_vision);
     RUN(test_attention_causal);
     RUN(test_attention_threads);
+    RUN(test_no_scratch_fallbacks);
     RUN(test_norms);
     RUN(test_rope);
     RUN(test_activations);

@@ -162,6 +162,14 @@ void ATTN_TASK_FN(const vlm_attn_task *t, float *scratch) {
                     R - r0 < RT_PV ? R - r0 : RT_PV, hd);
     }
 
+    if (t->partial) { /* one part of a split key range: unnormalized rows, max and sum */
+        for (int r = 0; r < R; r++) {
+            memcpy(t->partial + (size_t)r * (hd + 2), o + (size_t)r * hdp, sizeof(float) * (size_t)hd);
+            t->partial[(size_t)r * (hd + 2) + hd] = m[r];
+            t->partial[(size_t)r * (hd + 2) + hd + 1] = l[r];
+        }
+        return;
+    }
     for (int r = 0; r < R; r++) {
         int g = r / t->nq, i = t->i0 + r % t->nq;
         float *dst = t->out + (size_t)i * p->out_stride + (size_t)(t->kh * group + g) * hd;

@@ -34,6 +34,10 @@ int vlm_cpu_kernels_avx512(void);
  * benchmarks that compare the paths. Call it between ops, not while one runs. */
 void vlm_cpu_kernels_force_avx2(int on);
 
+/* For tests: 1 makes every scratch buffer request fail, so the kernels take the fallback paths
+ * they use when memory runs out; 0 returns to normal. */
+void vlm_cpu_kernels_test_no_scratch(int on);
+
 /* Matrix products with M > 8 rows and BF16 weights can run on AMX (where the CPU has it), the f32
  * activations split into `parts` bf16 numbers whose products with the weights are exact:
  *   0: no AMX, f32 FMA kernels

@@ -18,6 +18,7 @@ enum {
     VLM_SCRATCH_GEMM_B,  /* packed weight micro-panel (per worker thread) */
     VLM_SCRATCH_GEMM_C,  /* AMX accumulator tiles of a weight row pair (per worker thread) */
     VLM_SCRATCH_ATTN,    /* attention tiles (per worker thread) */
+    VLM_SCRATCH_ATTN_SPLIT, /* partial results of a split decode (owned by the calling thread) */
     VLM_SCRATCH_COUNT
 };
 float *vlm_cpu_scratch(int slot, size_t floats);
@@ -58,6 +59,7 @@ typedef struct {
     float *out;
     int kh, i0, nq;
     int lo, hi;
+    float *partial; /* when set: rows of [head_dim unnormalized sums, max, sum of exp] go here, not to out */
 } vlm_attn_task;
 enum { VLM_ATT_BK = 128, VLM_ATT_ROWS = 64 };
 /* Scratch floats a task of `rows` rows needs. */

@@ -26,8 +26,12 @@ static void destroy_set(void *p) {
 
 static void make_key(void) { g_key_ok = pthread_key_create(&g_key, destroy_set) == 0; }
 
+static int g_no_scratch;
+
+void vlm_cpu_kernels_test_no_scratch(int on) { g_no_scratch = on; }
+
 float *vlm_cpu_scratch(int slot, size_t floats) {
-    if (slot < 0 || slot >= VLM_SCRATCH_COUNT) return NULL;
+    if (slot < 0 || slot >= VLM_SCRATCH_COUNT || g_no_scratch) return NULL;
     if (!t_set) {
         pthread_once(&g_key_once, make_key);
         if (!g_key_ok) return NULL;
