@@ -40,8 +40,8 @@ static inline float vlm_hsum8(__m256 v) {
     _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))
 #define vkeep(v, m) _mm256_and_ps(v, _mm256_castsi256_ps(m))
 #define RT_S 6
-#define RT_PV 6
-#define NV_PV 2
+#define PV_ACC 12
+#define PV_MAXV 4
 #define ATTN_TASK_FN vlm_attn_task_avx2
 
 /* kt[d * ld + j] = K[j][d] for j < nb, zero for nb <= j < nbp */

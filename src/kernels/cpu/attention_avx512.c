@@ -24,8 +24,8 @@
 #define vload_mask_fill(p, m, fill) _mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p)
 #define vkeep(v, m) _mm512_maskz_mov_ps(m, v)
 #define RT_S 12
-#define RT_PV 6
-#define NV_PV 4
+#define PV_ACC 24
+#define PV_MAXV 8
 #define ATTN_TASK_FN vlm_attn_task_avx512
 
 /* kt[d * ld + j] = K[j][d] for j < nb, zero for nb <= j < nbp (16 keys per in-register transpose) */

@@ -16,7 +16,7 @@
 
 size_t vlm_attn_scratch_floats(int rows, int head_dim) {
     size_t R = (size_t)rows, Rp = R + 16, hd = (size_t)head_dim, hdp = hd + 16;
-    return hd * Rp + hd * VLM_ATT_BK + Rp * VLM_ATT_BK + R * hdp + 2 * R + 64;
+    return hd * Rp + hd * VLM_ATT_BK + Rp * VLM_ATT_BK + R * hdp + VLM_ATT_BK * hdp + 2 * R + 64;
 }
 
 /* Without scratch memory: one query row at a time (stack buffers only). */

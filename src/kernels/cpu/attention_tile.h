@@ -7,12 +7,14 @@
  *   KT = K_block^T (packed [head_dim][ATT_BK], zero-padded)
  *   S  = (scale Q) KT                       register tiles of RT_S rows x 2 vectors of keys
  *   online softmax per row: new max, rescale of O and l by exp(m_old - m_new), P = exp(S - m)
- *   O += P V_block                          register tiles of RT_PV rows x NV_PV vectors of head_dim
+ *   O += P V_block                          V packed; register tiles of rows x vectors of head_dim
  * Memory is O(rows x (head_dim + ATT_BK)) whatever the sequence length; O, m and l stay f32.
  *
  * Expected macros: VEC, VL, VMASK, vzero, vset1, vloadu, vstoreu, vfmadd, vmul, vadd, vsub, vmax,
  * vexp, vhmax, vhsum, vmask_first(n), vload_mask(p, m) (0 where masked), vload_mask_fill(p, m, fill),
- * vkeep(v, m) (v where m, else 0), RT_S, RT_PV, NV_PV, ATTN_TASK_FN (the function name), PACK_KT (or 0). */
+ * vkeep(v, m) (v where m, else 0), RT_S (rows of an S tile), PV_ACC (accumulator vectors of a PV
+ * tile), PV_MAXV (most vectors of head_dim per PV pass), ATTN_TASK_FN (the function name),
+ * PACK_KT(kt, ld, k, kv_stride, nb, nbp, hd). */
 #include <math.h>
 #include <string.h>
 
@@ -41,17 +43,16 @@ static void s_tile(int hd, const float *qp, int ldq, const float *kt, int ldk, f
     }
 }
 
-/* O[r][d0 .. d0 + NV VL) += sum_j P[r][j] V[j][d0 ..] for `rows` rows, `nk` keys; `width` valid
- * columns of the chunk (the last vector masked). NV and ROWS are constants at each call site. */
-AI void pv_chunk(const int NV, const int ROWS, int nk, const float *p, int ldp, const float *v, size_t ldv, float *o,
-                 int ldo, int width) {
-    VEC acc[RT_PV][NV_PV];
-    VMASK last = vmask_first(width - (NV - 1) * VL);
+/* O[r][0 .. NV VL) += sum_j P[r][j] V[j][0 ..] for ROWS rows and `nk` keys, V packed (rows ldv
+ * apart, zero-padded to whole vectors). NV and ROWS are constants at each call site. */
+AI void pv_kernel(const int NV, const int ROWS, int nk, const float *p, int ldp, const float *v, int ldv, float *o,
+                  int ldo) {
+    VEC acc[PV_ACC][PV_MAXV > PV_ACC ? PV_MAXV : PV_ACC];
     UNROLL for (int r = 0; r < ROWS; r++) UNROLL for (int c = 0; c < NV; c++) acc[r][c] = vloadu(o + (size_t)r * ldo + c * VL);
     for (int j = 0; j < nk; j++) {
-        VEC vv[NV_PV];
+        VEC vv[PV_MAXV];
         const float *vj = v + (size_t)j * ldv;
-        UNROLL for (int c = 0; c < NV; c++) vv[c] = c == NV - 1 ? vload_mask(vj + c * VL, last) : vloadu(vj + c * VL);
+        UNROLL for (int c = 0; c < NV; c++) vv[c] = vloadu(vj + c * VL);
         UNROLL for (int r = 0; r < ROWS; r++) {
             VEC a = vset1(p[(size_t)r * ldp + j]);
             UNROLL for (int c = 0; c < NV; c++) acc[r][c] = vfmadd(a, vv[c], acc[r][c]);
@@ -60,30 +61,32 @@ AI void pv_chunk(const int NV, const int ROWS, int nk, const float *p, int ldp, 
     UNROLL for (int r = 0; r < ROWS; r++) UNROLL for (int c = 0; c < NV; c++) vstoreu(o + (size_t)r * ldo + c * VL, acc[r][c]);
 }
 
-/* All RT_PV rows, or fewer (then one row at a time). */
-AI void pv_rows(const int NV, int nk, const float *p, int ldp, const float *v, size_t ldv, float *o, int ldo, int rows,
-                int width) {
-    if (rows == RT_PV) {
-        pv_chunk(NV, RT_PV, nk, p, ldp, v, ldv, o, ldo, width);
-        return;
-    }
-    for (int r = 0; r < rows; r++) pv_chunk(NV, 1, nk, p + (size_t)r * ldp, ldp, v, ldv, o + (size_t)r * ldo, ldo, width);
+/* Rows as many at a time as the accumulators allow (PV_ACC vectors), the rest one by one. */
+#define PV_ROWS(NV) ((PV_ACC / (NV)) < 12 ? (PV_ACC / (NV)) : 12)
+AI void pv_rows(const int NV, int nk, const float *p, int ldp, const float *v, int ldv, float *o, int ldo, int rows) {
+    int r = 0;
+    for (; r + PV_ROWS(NV) <= rows; r += PV_ROWS(NV))
+        pv_kernel(NV, PV_ROWS(NV), nk, p + (size_t)r * ldp, ldp, v, ldv, o + (size_t)r * ldo, ldo);
+    for (; r < rows; r++) pv_kernel(NV, 1, nk, p + (size_t)r * ldp, ldp, v, ldv, o + (size_t)r * ldo, ldo);
 }
 
-static void pv_tile(int nk, const float *p, int ldp, const float *v, size_t ldv, float *o, int ldo, int rows, int hd) {
-    for (int d0 = 0; d0 < hd; d0 += NV_PV * VL) {
-        int width = hd - d0 < NV_PV * VL ? hd - d0 : NV_PV * VL;
-        int nv = (width + VL - 1) / VL;
-        /* a constant vector count per call, so the accumulators stay in registers */
-        switch (nv) {
-#if NV_PV >= 4
-        case 4: pv_rows(4, nk, p, ldp, v + d0, ldv, o + d0, ldo, rows, width); break;
+/* O[rows][hdp] += P[rows][nk] V[nk][hdp] in passes of at most PV_MAXV vectors of columns. */
+static void pv_tile(int nk, const float *p, int ldp, const float *v, int ldv, float *o, int ldo, int rows, int hdp) {
+    for (int d0 = 0; d0 < hdp; d0 += PV_MAXV * VL) {
+        int nv = (hdp - d0) / VL < PV_MAXV ? (hdp - d0) / VL : PV_MAXV;
+        const float *vd = v + d0;
+        float *od = o + d0;
+        switch (nv) { /* a constant vector count per call, so the accumulators stay in registers */
+#if PV_MAXV >= 8
+        case 8: pv_rows(8, nk, p, ldp, vd, ldv, od, ldo, rows); break;
+        case 7: pv_rows(7, nk, p, ldp, vd, ldv, od, ldo, rows); break;
+        case 6: pv_rows(6, nk, p, ldp, vd, ldv, od, ldo, rows); break;
+        case 5: pv_rows(5, nk, p, ldp, vd, ldv, od, ldo, rows); break;
 #endif
-#if NV_PV >= 3
-        case 3: pv_rows(3, nk, p, ldp, v + d0, ldv, o + d0, ldo, rows, width); break;
-#endif
-        case 2: pv_rows(2, nk, p, ldp, v + d0, ldv, o + d0, ldo, rows, width); break;
-        default: pv_rows(1, nk, p, ldp, v + d0, ldv, o + d0, ldo, rows, width); break;
+        case 4: pv_rows(4, nk, p, ldp, vd, ldv, od, ldo, rows); break;
+        case 3: pv_rows(3, nk, p, ldp, vd, ldv, od, ldo, rows); break;
+        case 2: pv_rows(2, nk, p, ldp, vd, ldv, od, ldo, rows); break;
+        default: pv_rows(1, nk, p, ldp, vd, ldv, od, ldo, rows); break;
         }
     }
 }
@@ -125,7 +128,7 @@ void ATTN_TASK_FN(const vlm_attn_task *t, float *scratch) {
     const int hd = p->head_dim, group = p->n_heads / p->n_kv_heads, R = group * t->nq, BK = VLM_ATT_BK;
     const int Rp = (R + RT_S - 1) / RT_S * RT_S, hdp = (hd + VL - 1) / VL * VL;
     float *qp = scratch, *kt = qp + (size_t)hd * Rp, *s = kt + (size_t)hd * BK, *o = s + (size_t)Rp * BK;
-    float *m = o + (size_t)R * hdp, *l = m + R;
+    float *vb = o + (size_t)R * hdp, *m = vb + (size_t)BK * hdp, *l = m + R;
     const size_t kvs = (size_t)p->kv_stride;
     const float *kh_k = t->k + (size_t)t->kh * hd, *kh_v = t->v + (size_t)t->kh * hd;
 
@@ -145,6 +148,10 @@ void ATTN_TASK_FN(const vlm_attn_task *t, float *scratch) {
     for (int j0 = t->lo; j0 < t->hi; j0 += BK) {
         int nb = t->hi - j0 < BK ? t->hi - j0 : BK, nbp = (nb + 2 * VL - 1) / (2 * VL) * (2 * VL);
         PACK_KT(kt, BK, kh_k + (size_t)j0 * kvs, kvs, nb, nbp, hd);
+        for (int j = 0; j < nb; j++) { /* V rows contiguous and zero-padded: no cache-set conflicts */
+            memcpy(vb + (size_t)j * hdp, kh_v + (size_t)(j0 + j) * kvs, sizeof(float) * (size_t)hd);
+            for (int d = hd; d < hdp; d++) vb[(size_t)j * hdp + d] = 0.0f;
+        }
         for (int r0 = 0; r0 < R; r0 += RT_S)
             for (int jj = 0; jj < nbp; jj += 2 * VL)
                 s_tile(hd, qp + r0, Rp, kt + jj, BK, s + (size_t)r0 * BK + jj, BK, R - r0 < RT_S ? R - r0 : RT_S);
@@ -157,9 +164,7 @@ void ATTN_TASK_FN(const vlm_attn_task *t, float *scratch) {
             }
             softmax_row(s + (size_t)r * BK, nv, nbp, &m[r], &l[r], o + (size_t)r * hdp, hdp);
         }
-        for (int r0 = 0; r0 < R; r0 += RT_PV)
-            pv_tile(nb, s + (size_t)r0 * BK, BK, kh_v + (size_t)j0 * kvs, kvs, o + (size_t)r0 * hdp, hdp,
-                    R - r0 < RT_PV ? R - r0 : RT_PV, hd);
+        pv_tile(nb, s, BK, vb, hdp, o, hdp, R, hdp);
     }
 
     if (t->partial) { /* one part of a split key range: unnormalized rows, max and sum */
