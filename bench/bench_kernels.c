@@ -88,34 +88,43 @@ static const shape k_gemv_shapes[] = {
     {"down 11008->2048", 2048, 11008}, {"lm_head 2048->151936", 151936, 2048},
 };
 
-/* GB/s of one shape: the best single call (each on a different copy, so from DRAM) and the
- * average over a whole cycle through the copies (which includes waits for a busy host). */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One shape: `reps` rounds, each a bandwidth probe over as many bytes as one pass through the
+ * weight copies, right before that pass (so both see the same load on the host). Reports the
+ * median GB/s and the median and best of the per-round ratios. */
 static void bench_gemv_shape(vlm_dtype dt, const shape *s, int M, char *pool, size_t pool_bytes, float *x, float *y,
-                             double *best_gbs, double *avg_gbs) {
+                             int threads, double *gbs, double *bw, double *ratio_med, double *ratio_best) {
     size_t mat = (size_t)s->N * vlm_dtype_row_bytes(dt, s->K);
     size_t copies = pool_bytes / mat;
-    *best_gbs = *avg_gbs = 0;
+    double g[64], b[64], r[64];
+    int n = 0;
+    *gbs = *bw = *ratio_med = *ratio_best = 0;
     if (copies < 2) return;
-    double best = 1e30, best_avg = 1e30;
-    for (int r = 0; r < g_reps; r++) {
-        double t_all = vlm_now();
+    for (int rep = 0; rep <= g_reps && n < 64; rep++) {
+        double bwr = vlm_measure_read_bandwidth(copies * mat, 1, threads);
+        double t0 = vlm_now();
         for (size_t c = 0; c < copies; c++) {
             vlm_tensor w = {.dtype = dt, .ndim = 2, .shape = {s->N, s->K}, .data = pool + c * mat, .nbytes = mat};
-            double t0 = vlm_now();
             vlm_cpu_matmul(y, x, &w, NULL, M);
-            double t = vlm_now() - t0;
-            if (t < best && r > 0) best = t; /* the first cycle warms up (page faults of the copies) */
         }
-        double t = (vlm_now() - t_all) / (double)copies;
-        if (t < best_avg && r > 0) best_avg = t;
+        double t = vlm_now() - t0;
+        if (rep == 0) continue; /* warm-up: page faults of the copies, scratch buffers */
+        g[n] = (double)(copies * mat) / t / 1e9, b[n] = bwr, r[n] = bwr > 0 ? g[n] / bwr : 0;
+        n++;
     }
-    *best_gbs = (double)mat / best / 1e9;
-    *avg_gbs = (double)mat / best_avg / 1e9;
+    qsort(g, (size_t)n, sizeof *g, cmp_double);
+    qsort(b, (size_t)n, sizeof *b, cmp_double);
+    qsort(r, (size_t)n, sizeof *r, cmp_double);
+    *gbs = g[n / 2], *bw = b[n / 2], *ratio_med = r[n / 2], *ratio_best = r[n - 1];
 }
 
 static void bench_gemv(int threads) {
-    printf("\n## GEMV (decode): weights streamed per call, GB/s and ratio to the read bandwidth measured just "
-           "before (%d threads, %zu MiB of weight copies cycled)\n",
+    printf("\n## GEMV (decode), %d threads: weights streamed per call (copies cycled, %zu MiB, so from DRAM), median "
+           "GB/s;\n   read bandwidth probed right before each round; median and best of the per-round ratios\n",
            threads, g_mem >> 20);
     char *pool = aligned_alloc(64, g_mem);
     float *x = malloc(sizeof(float) * 8 * 151936), *y = malloc(sizeof(float) * 8 * 151936);
@@ -125,8 +134,8 @@ static void bench_gemv(int threads) {
     }
     for (int i = 0; i < 8 * 151936; i++) x[i] = (float)((i * 37) % 101) * 0.01f - 0.5f;
     static const vlm_dtype dts[] = {VLM_DT_BF16, VLM_DT_F16, VLM_DT_F32};
-    printf("%-6s %-7s %-22s %2s %9s %9s %9s %7s %7s\n", "path", "dtype", "shape", "M", "best GB/s", "avg GB/s",
-           "bw GB/s", "best/bw", "avg/bw");
+    printf("%-6s %-7s %-22s %2s %9s %9s %9s %9s\n", "path", "dtype", "shape", "M", "GB/s", "bw GB/s", "ratio",
+           "best");
     for (int isa = 0; isa < 2; isa++) {
         vlm_cpu_kernels_force_avx2(isa);
         if (isa == 0 && !vlm_cpu_kernels_avx512()) continue;
@@ -144,11 +153,10 @@ static void bench_gemv(int threads) {
                                vlm_dtype_name(dts[d]), s->name, M);
                         continue;
                     }
-                    double bw = vlm_measure_read_bandwidth(g_mem / 2, 3, threads), best, avg;
-                    bench_gemv_shape(dts[d], s, M, pool, g_mem, x, y, &best, &avg);
-                    printf("%-6s %-7s %-22s %2d %9.2f %9.2f %9.2f %7.2f %7.2f\n", isa ? "avx2" : "avx512",
-                           vlm_dtype_name(dts[d]), s->name, M, best, avg, bw, bw > 0 ? best / bw : 0,
-                           bw > 0 ? avg / bw : 0);
+                    double gbs, bw, rmed, rbest;
+                    bench_gemv_shape(dts[d], s, M, pool, g_mem, x, y, threads, &gbs, &bw, &rmed, &rbest);
+                    printf("%-6s %-7s %-22s %2d %9.2f %9.2f %9.2f %9.2f\n", isa ? "avx2" : "avx512", vlm_dtype_name(dts[d]),
+                           s->name, M, gbs, bw, rmed, rbest);
                     fflush(stdout);
                 }
             }

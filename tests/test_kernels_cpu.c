@@ -41,15 +41,15 @@ static vlm_tensor rand_weight(vlm_dtype dt, int64_t N, int64_t K, float scale) {
     return w;
 }
 
-/* Runs `body` once per SIMD path this CPU has, with `path` naming it. */
-#define FOR_EACH_PATH(body)                                                                                        \
+/* Runs the body once per SIMD path this CPU has, with `path` naming it. */
+#define FOR_EACH_PATH(...)                                                                                         \
     do {                                                                                                           \
         for (int force_ = 0; force_ < 2; force_++) {                                                               \
             vlm_cpu_kernels_force_avx2(force_);                                                                    \
             if (!force_ && !vlm_cpu_kernels_avx512()) continue;                                                    \
             const char *path = force_ ? "avx2" : "avx512";                                                         \
             (void)path;                                                                                            \
-            body;                                                                                                  \
+            __VA_ARGS__;                                                                                           \
         }                                                                                                          \
         vlm_cpu_kernels_force_avx2(0);                                                                             \
     } while (0)
@@ -344,20 +344,24 @@ static void test_activations(void) {
     for (size_t i = 0; i < n; i++) x[i] = -30.0f + 60.0f * (float)i / (float)(n - 1);
     static const float extremes[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 88.0f, -88.0f, 100.0f, -100.0f, 1e4f, -1e4f};
     memcpy(x, extremes, sizeof extremes);
-    for (size_t len = 1; len <= n; len = len * 7 + 3) {
+    for (size_t len = 1; len <= n; len = len * 7 + 3) FOR_EACH_PATH({
+        char what[64];
         for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_silu(x[i]) * u[i];
         vlm_cpu_swiglu(got, x, u, len);
-        check_activation("swiglu", x, got, ref, len, 2e-6f, 1e-7f);
+        snprintf(what, sizeof what, "swiglu %s n=%zu", path, len);
+        check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
         for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_gelu(x[i]), got[i] = x[i];
         vlm_cpu_gelu(got, len);
-        check_activation("gelu", x, got, ref, len, 2e-6f, 1e-7f);
+        snprintf(what, sizeof what, "gelu %s n=%zu", path, len);
+        check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
         for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_quick_gelu(x[i]), got[i] = x[i];
         vlm_cpu_quick_gelu(got, len);
-        check_activation("quick_gelu", x, got, ref, len, 2e-6f, 1e-7f);
+        snprintf(what, sizeof what, "quick_gelu %s n=%zu", path, len);
+        check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
         for (size_t i = 0; i < len; i++) ref[i] = u[i] + x[i], got[i] = u[i];
         vlm_cpu_add(got, x, len);
         check_activation("add", x, got, ref, len, 0.0f, 0.0f);
-    }
+    });
     free(x), free(u), free(got), free(ref);
 }
 

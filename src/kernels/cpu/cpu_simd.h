@@ -50,6 +50,10 @@ extern const vlm_gemm_isa vlm_gemm_avx2, vlm_gemm_avx512;
 int vlm_gemm_amx_available(void);
 int vlm_gemm_amx(float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int parts, int threads);
 
+/* ---- activations with AVX-512 over [i0, i1): y = silu(a) * b, gelu(a), quick_gelu(a) */
+enum { VLM_ACT_SWIGLU, VLM_ACT_GELU, VLM_ACT_QUICK_GELU };
+void vlm_act_avx512(int op, float *y, const float *a, const float *b, size_t i0, size_t i1);
+
 /* ---- attention: one task = a block of query rows sharing a kv head (attention_tile.h). Rows
  * r = g * nq + ii are query i0 + ii of head kh * group + g; keys [lo, hi), causal rows stopping at
  * their own position. */

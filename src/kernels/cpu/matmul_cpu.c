@@ -6,6 +6,9 @@
  *   gemm_avx2.c). Weights are converted to f32 as micro-panels (KC x NR) are packed, so there is
  *   never an f32 copy of a weight matrix; activations are packed block by block (MC x KC) into a
  *   buffer the team shares. Threads split the weight micro-panels.
+ * - Large M with BF16 weights on CPUs with AMX: gemm_amx_avx512.c (the activations split into 3
+ *   bf16 parts by default, which keeps f32 accuracy at about twice the FMA kernels' speed; see
+ *   vlm_cpu_set_amx_parts).
  * Our own GEMM rather than OpenBLAS: Debian's OpenBLAS 0.3.21 does not recognise recent Xeons and
  * falls back to its SSE3 (Prescott) kernels there (about 1/6 of the AVX-512 speed), and a packing
  * step that converts bf16 in place saves the separate conversion pass. */

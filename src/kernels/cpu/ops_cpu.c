@@ -9,6 +9,7 @@
 
 #include "base/cpu.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_simd.h"
 #include "kernels/cpu/ref.h"
 #include "kernels/cpu/simd_math.h"
 
@@ -100,16 +101,29 @@ static float gelu1(float x) {
         for (size_t i = n8_; i < (n); i++) tail_body;                                                              \
     } while (0)
 
+/* The AVX-512 activations, in chunks split across threads; 0 when the AVX2 path must run. */
+static int act_avx512(int op, float *y, const float *a, const float *b, size_t n) {
+    if (!vlm_cpu_kernels_avx512()) return 0;
+    enum { CHUNK = 16384 };
+    size_t chunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) num_threads(threads_for_elems(n))
+    for (size_t c = 0; c < chunks; c++) vlm_act_avx512(op, y, a, b, c * CHUNK, (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n);
+    return 1;
+}
+
 void vlm_cpu_swiglu(float *y, const float *gate, const float *up, size_t n) {
+    if (act_avx512(VLM_ACT_SWIGLU, y, gate, up, n)) return;
     ELEMENTWISE(n, _mm256_storeu_ps(y + i, _mm256_mul_ps(silu8(_mm256_loadu_ps(gate + i)), _mm256_loadu_ps(up + i))),
                 y[i] = vlm_ref_silu(gate[i]) * up[i]);
 }
 
 void vlm_cpu_gelu(float *x, size_t n) {
+    if (act_avx512(VLM_ACT_GELU, x, x, NULL, n)) return;
     ELEMENTWISE(n, _mm256_storeu_ps(x + i, gelu8(_mm256_loadu_ps(x + i))), x[i] = gelu1(x[i]));
 }
 
 void vlm_cpu_quick_gelu(float *x, size_t n) {
+    if (act_avx512(VLM_ACT_QUICK_GELU, x, x, NULL, n)) return;
     const __m256 k = _mm256_set1_ps(1.702f);
     ELEMENTWISE(n, {
         __m256 v = _mm256_loadu_ps(x + i);
