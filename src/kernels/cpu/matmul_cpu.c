@@ -4,8 +4,8 @@
  *   output columns (one sequential stream each, which the hardware prefetchers follow best).
  * - Large M (prefill, vision): blocked GEMM with our own micro-kernels (gemm_avx512.c,
  *   gemm_avx2.c). Weights are converted to f32 as micro-panels (KC x NR) are packed, so there is
- *   never an f32 copy of a weight matrix; activations are packed block by block (MC x KC) into a
- *   buffer the team shares. Threads split the weight micro-panels.
+ *   never an f32 copy of a weight matrix; activations are packed block by block (MC x KC).
+ *   Threads take groups of weight micro-panels.
  * - Large M with BF16 weights on CPUs with AMX: gemm_amx_avx512.c (the activations split into 3
  *   bf16 parts by default, which keeps f32 accuracy at about twice the FMA kernels' speed; see
  *   vlm_cpu_set_amx_parts).
@@ -25,7 +25,7 @@
  * over every activation strip of the block; the packed activation block (MC x KC, at most
  * GEMM_MC_MAX rows: 1.4 MiB) stays in L2. MC is as large as that allows, since weights are
  * re-packed once per MC block. */
-enum { GEMM_KC = 256, GEMM_MC_MAX = 1400 };
+enum { GEMM_KC = 256, GEMM_MC_MAX = 1400, GEMM_MIN_GROUP = 8 };
 
 void vlm_cpu_row_to_f32(vlm_dtype t, const void *row, float *dst, int64_t K) { vlm_to_f32(t, row, dst, (size_t)K); }
 
@@ -77,18 +77,6 @@ static void gemv(float *y, const float *x, const vlm_tensor *w, const float *bia
     }
 }
 
-/* Without memory for the packed activations: GEMV over groups of rows (slow, but correct). */
-static void gemm_fallback(float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
-    int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
-    for (int m = 0; m < M; m += VLM_GEMV_MAX_M) {
-        int mm = M - m < VLM_GEMV_MAX_M ? M - m : VLM_GEMV_MAX_M;
-        float *ym = y + (size_t)m * (size_t)N;
-        const float *xm = x + (size_t)m * (size_t)K;
-#pragma omp parallel for schedule(static) num_threads(vlm_threads())
-        for (int64_t n = 0; n < N; n += 64) vlm_cpu_gemv_rows(ym, xm, w, bias, mm, n, n + 64 < N ? n + 64 : N);
-    }
-}
-
 static int g_amx_parts = -1; /* -1: not read from the environment yet */
 
 void vlm_cpu_set_amx_parts(int parts) { g_amx_parts = parts < 0 ? 0 : parts > 3 ? 3 : parts; }
@@ -115,37 +103,48 @@ static void gemm(float *y, const float *x, const vlm_tensor *w, const float *bia
     const int mr = g->mr, nr = g->nr;
     int mblocks = (M + GEMM_MC_MAX - 1) / GEMM_MC_MAX;
     int mc_max = ((M + mblocks - 1) / mblocks + mr - 1) / mr * mr; /* equal blocks, whole strips */
-    float *ap = vlm_cpu_scratch(VLM_SCRATCH_GEMM_A, (size_t)mc_max * GEMM_KC);
-    if (!ap) {
-        gemm_fallback(y, x, w, bias, M);
-        return;
-    }
     const char *wbase = (const char *)w->data;
     int64_t nstrips = (N + nr - 1) / nr;
     int threads = threads_for(2.0 * M * (double)N * (double)K, 4e6);
     if (threads > nstrips) threads = (int)nstrips;
+    /* Work items: groups of weight micro-panels, about three per thread, each done whole (every k
+     * and row block) by one thread with its own packed activations. No barrier between threads:
+     * on a busy host a thread that is descheduled holds up nobody, and the others take its items.
+     * The price, every item packing the activations again, is under 1/GEMM_MIN_GROUP of its work. */
+    int64_t group = (nstrips + 3 * threads - 1) / (3 * threads);
+    if (group < GEMM_MIN_GROUP) group = GEMM_MIN_GROUP;
+    int64_t items = (nstrips + group - 1) / group;
+    if (threads > items) threads = (int)items;
 #pragma omp parallel num_threads(threads)
     {
+        float *ap = vlm_cpu_scratch(VLM_SCRATCH_GEMM_A, (size_t)mc_max * GEMM_KC);
         float bp[GEMM_KC * 32] __attribute__((aligned(64))); /* one weight micro-panel, nr <= 32 */
-        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
-            int kc = K - k0 < GEMM_KC ? (int)(K - k0) : GEMM_KC;
-            for (int m0 = 0; m0 < M; m0 += mc_max) {
-                int mc = M - m0 < mc_max ? M - m0 : mc_max;
-                int nms = (mc + mr - 1) / mr;
-#pragma omp for schedule(static)
-                for (int s = 0; s < nms; s++) {
-                    int rows = mc - s * mr < mr ? mc - s * mr : mr;
-                    g->pack_x(x + (size_t)(m0 + s * mr) * (size_t)K, K, rows, k0, kc, ap + (size_t)s * mr * kc);
-                }
 #pragma omp for schedule(dynamic, 1)
-                for (int64_t j = 0; j < nstrips; j++) {
-                    int cols = N - j * nr < nr ? (int)(N - j * nr) : nr;
-                    g->pack_w(w->dtype, wbase + (size_t)j * nr * rb, rb, cols, k0, kc, bp);
-                    const float *bj = k0 == 0 && bias ? bias + j * nr : NULL;
+        for (int64_t it = 0; it < items; it++) {
+            int64_t j0 = it * group, j1 = j0 + group < nstrips ? j0 + group : nstrips;
+            if (!ap) { /* no memory for packed activations: GEMV over groups of rows (slow, correct) */
+                for (int m = 0; m < M; m += VLM_GEMV_MAX_M)
+                    vlm_cpu_gemv_rows(y + (size_t)m * (size_t)N, x + (size_t)m * (size_t)K, w, bias,
+                                      M - m < VLM_GEMV_MAX_M ? M - m : VLM_GEMV_MAX_M, j0 * nr, j1 * nr < N ? j1 * nr : N);
+                continue;
+            }
+            for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+                int kc = K - k0 < GEMM_KC ? (int)(K - k0) : GEMM_KC;
+                for (int m0 = 0; m0 < M; m0 += mc_max) {
+                    int mc = M - m0 < mc_max ? M - m0 : mc_max, nms = (mc + mr - 1) / mr;
                     for (int s = 0; s < nms; s++) {
                         int rows = mc - s * mr < mr ? mc - s * mr : mr;
-                        g->kernel(kc, ap + (size_t)s * mr * kc, bp, y + (size_t)(m0 + s * mr) * (size_t)N + j * nr, N,
-                                  rows, cols, k0 > 0, bj);
+                        g->pack_x(x + (size_t)(m0 + s * mr) * (size_t)K, K, rows, k0, kc, ap + (size_t)s * mr * kc);
+                    }
+                    for (int64_t j = j0; j < j1; j++) {
+                        int cols = N - j * nr < nr ? (int)(N - j * nr) : nr;
+                        g->pack_w(w->dtype, wbase + (size_t)j * nr * rb, rb, cols, k0, kc, bp);
+                        const float *bj = k0 == 0 && bias ? bias + j * nr : NULL;
+                        for (int s = 0; s < nms; s++) {
+                            int rows = mc - s * mr < mr ? mc - s * mr : mr;
+                            g->kernel(kc, ap + (size_t)s * mr * kc, bp, y + (size_t)(m0 + s * mr) * (size_t)N + j * nr,
+                                      N, rows, cols, k0 > 0, bj);
+                        }
                     }
                 }
             }
