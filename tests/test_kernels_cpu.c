@@ -151,7 +151,7 @@ static void test_matmul_amx(void) {
             for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
                 for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
                     check_matmul_amx(parts, Ms[mi], Ns[ni], Ks[ki], (int)((mi + ni + ki) & 1));
-    /* several k blocks (1365 .. 4096 k per block) and row blocks (128 .. 1024 rows), threads */
+    /* several k blocks (1344 .. 4096 k per block), row blocks (128 .. 1024 rows), packings, threads */
     for (int threads = 1; threads <= 3; threads += 2) {
         vlm_set_threads(threads);
         for (int parts = 1; parts <= 3; parts++) {
@@ -159,6 +159,7 @@ static void test_matmul_amx(void) {
             check_matmul_amx(parts, 1100, 70, 40, 0);
             check_matmul_amx(parts, 200, 1000, 1176, 1);
         }
+        check_matmul_amx(3, 4200, 40, 1400, 1); /* more rows than one packing (32 MiB) holds */
     }
     vlm_set_threads(0);
     vlm_cpu_set_amx_parts(saved);

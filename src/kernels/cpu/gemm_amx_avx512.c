@@ -35,6 +35,7 @@ enum {
     AMX_X_BYTES = 1 << 20,         /* packed activation block budget (L2) */
     AMX_MC_MIN = 128,              /* rows per block at least: weights are re-read once per block */
     AMX_MC_MAX = 1024,             /* rows per block at most (accumulator buffer: 128 KiB) */
+    AMX_X_ALL = 32 << 20,          /* activations packed at once, for several row blocks */
     AMX_SUB = 16,                  /* chunks per pass over the row pairs: 32 weight rows x 512 k in L1 */
 };
 
@@ -193,27 +194,72 @@ static void amx_block(const wsrc *w, int chunks, int c0, int c1, int parts, cons
     _tile_stored(3, ct + 768, 64);
 }
 
+/* One work item: weight row pairs [j0, j1) against the activation rows [m0, m0 + mc) of a packed
+ * block (its tiles from xt on), for the k block at k0. */
+static void amx_item(float *y, const vlm_tensor *w, const float *bias, int M, int parts, int64_t k0, int kc, int m0,
+                     int mc, const uint16_t *xt, int64_t j0, int64_t j1, uint16_t *wbuf, uint16_t *tailbuf,
+                     float *biast, float *cbuf) {
+    const int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+    const int chunks = (kc + 31) / 32, mtiles = (mc + 31) / 32 * 2;
+    for (int64_t j = j0; j < j1; j++) {
+        int64_t n = j * 32;
+        int cols = N - n < 32 ? (int)(N - n) : 32;
+        wsrc src = weight_source(w->data, N, K, n, k0, kc, wbuf, tailbuf);
+        const float *init = NULL;
+        if (k0 == 0 && bias) { /* tile rows are weight rows: row i holds bias[n + i] */
+            for (int i = 0; i < 32; i++) {
+                __m512 b = _mm512_set1_ps(i < cols ? bias[n + i] : 0.0f);
+                _mm512_store_ps(biast + (i / 16) * 512 + (i % 16) * 16, b);
+                _mm512_store_ps(biast + (i / 16) * 512 + 256 + (i % 16) * 16, b);
+            }
+            init = biast;
+        }
+        /* passes of AMX_SUB chunks over every row pair: this pair's weights stay in L1; after the
+         * last pass each block goes to y while the next one computes */
+        for (int c0 = 0; c0 < chunks; c0 += AMX_SUB) {
+            int c1 = c0 + AMX_SUB < chunks ? c0 + AMX_SUB : chunks, last = c1 == chunks;
+            for (int mp = 0; mp < mtiles; mp += 2) {
+                float *acc = cbuf + (size_t)(mp / 2) * 1024;
+                int m = m0 + mp * 16, rows = M - m < 32 ? M - m : 32;
+                if (last) /* the rows of y this block will write, fetched for writing meanwhile */
+                    for (int i = 0; i < rows; i++) __builtin_prefetch(y + (size_t)(m + i) * N + n, 1, 3);
+                amx_block(&src, chunks, c0, c1, parts, xt + (size_t)mp * chunks * parts * TILE_ELEMS, c0 ? acc : init,
+                          acc);
+                if (!last) continue;
+                for (int q = 0; q < 4; q++) { /* tile q: weight rows (q / 2) * 16, x rows (q % 2) * 16 */
+                    int r = rows - (q % 2) * 16, c = cols - (q / 2) * 16;
+                    if (r > 0 && c > 0)
+                        store_tile_t(acc + q * 256, y + (size_t)(m + (q % 2) * 16) * N + n + (q / 2) * 16, N,
+                                     r > 16 ? 16 : r, c > 16 ? 16 : c, k0 > 0);
+                }
+            }
+        }
+    }
+}
+
 int vlm_gemm_amx(float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int parts, int threads) {
     if (w->dtype != VLM_DT_BF16 || parts < 1 || parts > 3 || M <= 0 || !vlm_gemm_amx_available()) return 0;
     const int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
-    const uint16_t *wb = w->data;
-    /* k block: AMX_MC_MIN rows of packed activations fill the budget; rows per block: the rest */
+    /* k block: AMX_MC_MIN rows of packed activations fill the L2 budget; rows per block: the rest */
     int64_t kc_max = (int64_t)(AMX_X_BYTES / (AMX_MC_MIN * parts * 2)) / 32 * 32;
     if (kc_max > (K + 31) / 32 * 32) kc_max = (K + 31) / 32 * 32;
     int mc_max = (int)(AMX_X_BYTES / ((size_t)kc_max * parts * 2)) / 32 * 32;
     if (mc_max > AMX_MC_MAX) mc_max = AMX_MC_MAX;
     int mblocks = (M + mc_max - 1) / mc_max;
     mc_max = ((M + mblocks - 1) / mblocks + 31) / 32 * 32;
-    int chunks_max = (int)(kc_max / 32);
-    size_t x_floats = (size_t)(mc_max / 16) * chunks_max * parts * TILE_ELEMS / 2;
-    uint16_t *xp = (uint16_t *)vlm_cpu_scratch(VLM_SCRATCH_GEMM_A, x_floats + 16);
+    /* packed at once (one barrier): as many row blocks as AMX_X_ALL holds */
+    int per_pack = (int)(AMX_X_ALL / ((size_t)mc_max * kc_max * parts * 2));
+    if (per_pack < 1) per_pack = 1;
+    if (per_pack > mblocks) per_pack = mblocks;
+    const int rows_pack = per_pack * mc_max, chunks_max = (int)(kc_max / 32);
+    uint16_t *xp = (uint16_t *)vlm_cpu_scratch(
+        VLM_SCRATCH_GEMM_A, (size_t)(rows_pack / 16) * chunks_max * parts * TILE_ELEMS / 2 + 16);
     if (!xp) return 0;
-    int64_t npairs = (N + 31) / 32;
-    if (threads > npairs) threads = (int)npairs;
+    const int64_t npairs = (N + 31) / 32;
     int ok = 1; /* every thread got its buffers: decided before any work, the same for all */
 #pragma omp parallel num_threads(threads) shared(ok)
     {
-        /* per thread: the edge pair's weights, a partial chunk's tiles, bias tiles, one block */
+        /* per thread: the edge pair's weights, a partial chunk's tiles, bias tiles, accumulators */
         uint16_t *wbuf = (uint16_t *)vlm_cpu_scratch(VLM_SCRATCH_GEMM_B, (size_t)16 * chunks_max * 32 + 16);
         float *cbuf = vlm_cpu_scratch(VLM_SCRATCH_GEMM_C, (size_t)(mc_max / 32) * 1024 + 16);
         uint16_t tailbuf[2 * TILE_ELEMS] __attribute__((aligned(64)));
@@ -226,52 +272,32 @@ int vlm_gemm_amx(float *y, const float *x, const vlm_tensor *w, const float *bia
         if (ok) load_tile_config();
         for (int64_t k0 = 0; k0 < K && ok; k0 += kc_max) {
             int kc = K - k0 < kc_max ? (int)(K - k0) : (int)kc_max, chunks = (kc + 31) / 32;
-            for (int m0 = 0; m0 < M; m0 += mc_max) {
-                int mc = M - m0 < mc_max ? M - m0 : mc_max, mtiles = (mc + 31) / 32 * 2;
+            for (int g0 = 0; g0 < M; g0 += rows_pack) {
+                int rows_g = M - g0 < rows_pack ? M - g0 : rows_pack, tiles = (rows_g + 31) / 32 * 2;
 #pragma omp for schedule(static)
-                for (int t = 0; t < mtiles; t++) {
-                    int rows = mc - t * 16;
+                for (int t = 0; t < tiles; t++) {
+                    int rows = rows_g - t * 16;
                     rows = rows < 0 ? 0 : rows > 16 ? 16 : rows;
                     for (int ch = 0; ch < chunks; ch++) {
                         int kn = kc - ch * 32 < 32 ? kc - ch * 32 : 32;
-                        pack_x_tiles(x + (size_t)(m0 + t * 16) * (size_t)K + k0 + ch * 32, K, rows, kn, parts,
+                        pack_x_tiles(x + (size_t)(g0 + t * 16) * (size_t)K + k0 + ch * 32, K, rows, kn, parts,
                                      xp + ((size_t)t * chunks + ch) * parts * TILE_ELEMS, TILE_ELEMS);
                     }
                 }
+                /* items: (row block, group of weight row pairs), row block major, a few per thread */
+                int nmb = (rows_g + mc_max - 1) / mc_max;
+                int64_t groups = (4 * (int64_t)omp_get_num_threads() + nmb - 1) / nmb;
+                if (groups > npairs) groups = npairs;
+                int64_t gsize = (npairs + groups - 1) / groups;
+                groups = (npairs + gsize - 1) / gsize;
 #pragma omp for schedule(dynamic, 1)
-                for (int64_t j = 0; j < npairs; j++) {
-                    int64_t n = j * 32;
-                    int cols = N - n < 32 ? (int)(N - n) : 32;
-                    wsrc src = weight_source(wb, N, K, n, k0, kc, wbuf, tailbuf);
-                    const float *init = NULL;
-                    if (k0 == 0 && bias) { /* tile rows are weight rows: row i holds bias[n + i] */
-                        for (int i = 0; i < 32; i++) {
-                            __m512 b = _mm512_set1_ps(i < cols ? bias[n + i] : 0.0f);
-                            _mm512_store_ps(biast + (i / 16) * 512 + (i % 16) * 16, b);
-                            _mm512_store_ps(biast + (i / 16) * 512 + 256 + (i % 16) * 16, b);
-                        }
-                        init = biast;
-                    }
-                    /* passes of AMX_SUB chunks over every row pair: this pair's weights stay in L1;
-                     * after the last pass each block goes to y while the next one computes */
-                    for (int c0 = 0; c0 < chunks; c0 += AMX_SUB) {
-                        int c1 = c0 + AMX_SUB < chunks ? c0 + AMX_SUB : chunks, last = c1 == chunks;
-                        for (int mp = 0; mp < mtiles; mp += 2) {
-                            float *acc = cbuf + (size_t)(mp / 2) * 1024;
-                            int m = m0 + mp * 16, rows = M - m < 32 ? M - m : 32;
-                            if (last) /* the rows of y this block will write, fetched for writing meanwhile */
-                                for (int i = 0; i < rows; i++) __builtin_prefetch(y + (size_t)(m + i) * N + n, 1, 3);
-                            amx_block(&src, chunks, c0, c1, parts, xp + (size_t)mp * chunks * parts * TILE_ELEMS,
-                                      c0 ? acc : init, acc);
-                            if (!last) continue;
-                            for (int q = 0; q < 4; q++) { /* tile q: weight rows (q / 2) * 16, x rows (q % 2) * 16 */
-                                int r = rows - (q % 2) * 16, c = cols - (q / 2) * 16;
-                                if (r > 0 && c > 0)
-                                    store_tile_t(acc + q * 256, y + (size_t)(m + (q % 2) * 16) * N + n + (q / 2) * 16,
-                                                 N, r > 16 ? 16 : r, c > 16 ? 16 : c, k0 > 0);
-                            }
-                        }
-                    }
+                for (int64_t it = 0; it < nmb * groups; it++) {
+                    int mb = (int)(it / groups);
+                    int64_t j0 = it % groups * gsize, j1 = j0 + gsize < npairs ? j0 + gsize : npairs;
+                    int m0 = g0 + mb * mc_max, mc = g0 + rows_g - m0 < mc_max ? g0 + rows_g - m0 : mc_max;
+                    amx_item(y, w, bias, M, parts, k0, kc, m0, mc,
+                             xp + (size_t)(mb * mc_max / 16) * chunks * parts * TILE_ELEMS, j0, j1, wbuf, tailbuf, biast,
+                             cbuf);
                 }
             }
         }
