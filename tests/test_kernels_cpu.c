@@ -90,6 +90,8 @@ static void test_gemv_threads(void) {
             check_matmul(k_dtypes[d], 1, 517, 300, 1);
             check_matmul(k_dtypes[d], 3, 1000, 129, 0);
             check_matmul(k_dtypes[d], 8, 333, 2048, 1);
+            check_matmul(k_dtypes[d], 5, 40, 5001, 1); /* x in k chunks, the last one with a tail */
+            check_matmul(k_dtypes[d], 1, 37, 11008, 0);
         }
     }
     vlm_set_threads(0);

@@ -10,7 +10,6 @@
 #define UNROLL _Pragma("GCC unroll 16")
 
 enum { W_BF16_EO, W_BF16, W_F16, W_F32 };
-enum { PREFETCH_BYTES = 1024 };
 
 void vlm_gemv_reorder_x(float *xp, const float *x, int M, int64_t K) {
     int64_t K32 = K & ~(int64_t)31;
@@ -62,51 +61,70 @@ AI float hsum(__m256 v) {
 }
 
 AI void tile(const int mode, const int M, const int R, const char *w, size_t rb, const float *xv, const float *x,
-             int64_t K, float *out) {
+             int64_t ldx, int64_t K, float *out) {
     __m256 acc[VLM_GEMV_MAX_M][4];
     UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm256_setzero_ps();
     const int64_t K32 = K & ~(int64_t)31;
     for (int64_t k = 0; k < K32; k += 32) {
         UNROLL for (int r = 0; r < R; r++) {
-            _mm_prefetch(w + (size_t)r * rb + (size_t)k * elem_bytes(mode) + PREFETCH_BYTES, _MM_HINT_T0);
-            if (elem_bytes(mode) == 4)
-                _mm_prefetch(w + (size_t)r * rb + (size_t)k * 4 + PREFETCH_BYTES + 64, _MM_HINT_T0);
+            /* the same place in the next group of rows: a whole tile ahead, never past this chunk */
+            _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * elem_bytes(mode), _MM_HINT_T0);
+            if (elem_bytes(mode) == 4) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 4 + 64, _MM_HINT_T0);
         }
         UNROLL for (int q = 0; q < 4; q++) {
             __m256 wq[4];
             int xoff = 0;
             UNROLL for (int r = 0; r < R; r++) wq[r] = load8(mode, w + (size_t)r * rb, k, q, &xoff);
             UNROLL for (int m = 0; m < M; m++) {
-                __m256 xq = _mm256_loadu_ps(xv + (size_t)m * K + k + xoff);
+                __m256 xq = _mm256_loadu_ps(xv + (size_t)m * ldx + k + xoff);
                 UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm256_fmadd_ps(wq[r], xq, acc[m][r]);
             }
         }
     }
     UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) {
         float s = hsum(acc[m][r]);
-        for (int64_t k = K32; k < K; k++) s += weight_at(mode, w + (size_t)r * rb, k) * x[(size_t)m * K + k];
+        for (int64_t k = K32; k < K; k++) s += weight_at(mode, w + (size_t)r * rb, k) * x[(size_t)m * ldx + k];
         out[m * R + r] = s;
     }
 }
 
 #define R_FOR(M) ((M) <= 2 ? 4 : (M) <= 4 ? 2 : 1)
 
+/* Input rows larger than this are taken in k chunks that stay in L1 (the partial sums of each
+ * chunk are added into y), rather than streamed from L2 once per group of weight rows. */
+enum { X_L1_BYTES = 24 * 1024 };
+
 AI void rows_impl(const int mode, const int M, float *y, const float *xv, const float *x, const vlm_tensor *w,
                   const float *bias, int64_t n0, int64_t n1) {
     const int R = R_FOR(M);
     int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
     size_t rb = (size_t)K * (size_t)elem_bytes(mode);
-    const char *base = (const char *)w->data;
-    float out[VLM_GEMV_MAX_M * 4];
-    int64_t n = n0;
-    for (; n + R <= n1; n += R) {
-        tile(mode, M, R, base + (size_t)n * rb, rb, xv, x, K, out);
-        for (int m = 0; m < M; m++)
-            for (int r = 0; r < R; r++) y[(size_t)m * N + n + r] = out[m * R + r] + (bias ? bias[n + r] : 0.0f);
+    int64_t kchunk = K;
+    if ((size_t)M * (size_t)K * sizeof(float) > X_L1_BYTES) {
+        kchunk = (int64_t)(X_L1_BYTES / ((size_t)M * sizeof(float))) & ~(int64_t)31;
+        if (kchunk < 32) kchunk = 32;
     }
-    for (; n < n1; n++) {
-        tile(mode, M, 1, base + (size_t)n * rb, rb, xv, x, K, out);
-        for (int m = 0; m < M; m++) y[(size_t)m * N + n] = out[m] + (bias ? bias[n] : 0.0f);
+    float out[VLM_GEMV_MAX_M * 4];
+    for (int64_t kb = 0; kb < K; kb += kchunk) {
+        int64_t kn = K - kb < kchunk ? K - kb : kchunk;
+        const char *base = (const char *)w->data + (size_t)kb * (size_t)elem_bytes(mode);
+        const float *xvb = xv + kb, *xb = x + kb;
+        int64_t n = n0;
+        for (; n + R <= n1; n += R) {
+            tile(mode, M, R, base + (size_t)n * rb, rb, xvb, xb, K, kn, out);
+            for (int m = 0; m < M; m++)
+                for (int r = 0; r < R; r++) {
+                    float *yo = &y[(size_t)m * N + n + r];
+                    *yo = out[m * R + r] + (kb ? *yo : bias ? bias[n + r] : 0.0f);
+                }
+        }
+        for (; n < n1; n++) {
+            tile(mode, M, 1, base + (size_t)n * rb, rb, xvb, xb, K, kn, out);
+            for (int m = 0; m < M; m++) {
+                float *yo = &y[(size_t)m * N + n];
+                *yo = out[m] + (kb ? *yo : bias ? bias[n] : 0.0f);
+            }
+        }
     }
 }
 

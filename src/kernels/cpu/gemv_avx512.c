@@ -17,8 +17,6 @@
 /* How the weights of one row are read: BF16 with reordered x, BF16 with x as is, F16, F32. */
 enum { W_BF16_EO, W_BF16, W_F16, W_F32 };
 
-/* Bytes ahead of the current position at which each weight row is prefetched. */
-enum { PREFETCH_BYTES = 1024 };
 
 AI void load32(const int mode, const char *row, int64_t k, __m512 *w0, __m512 *w1) {
     switch (mode) {
@@ -62,20 +60,20 @@ AI int elem_bytes(const int mode) { return mode == W_F32 ? 4 : 2; }
 /* out[m * R + r] = x[m] . w[r] for M input rows and R weight rows starting at w (rows rb apart).
  * xv: the input rows as the main loop wants them (reordered for W_BF16_EO), x: as given. */
 AI void tile(const int mode, const int M, const int R, const char *w, size_t rb, const float *xv, const float *x,
-             int64_t K, float *out) {
+             int64_t ldx, int64_t K, float *out) {
     __m512 acc[VLM_GEMV_MAX_M][4];
     UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm512_setzero_ps();
     const int64_t K32 = K & ~(int64_t)31;
     for (int64_t k = 0; k < K32; k += 32) {
         __m512 w0[4], w1[4];
         UNROLL for (int r = 0; r < R; r++) {
-            _mm_prefetch(w + (size_t)r * rb + (size_t)k * elem_bytes(mode) + PREFETCH_BYTES, _MM_HINT_T0);
-            if (elem_bytes(mode) == 4)
-                _mm_prefetch(w + (size_t)r * rb + (size_t)k * 4 + PREFETCH_BYTES + 64, _MM_HINT_T0);
+            /* the same place in the next group of rows: a whole tile ahead, never past this chunk */
+            _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * elem_bytes(mode), _MM_HINT_T0);
+            if (elem_bytes(mode) == 4) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 4 + 64, _MM_HINT_T0);
             load32(mode, w + (size_t)r * rb, k, &w0[r], &w1[r]);
         }
         UNROLL for (int m = 0; m < M; m++) {
-            __m512 x0 = _mm512_loadu_ps(xv + (size_t)m * K + k), x1 = _mm512_loadu_ps(xv + (size_t)m * K + k + 16);
+            __m512 x0 = _mm512_loadu_ps(xv + (size_t)m * ldx + k), x1 = _mm512_loadu_ps(xv + (size_t)m * ldx + k + 16);
             UNROLL for (int r = 0; r < R; r++) {
                 acc[m][r] = _mm512_fmadd_ps(w0[r], x0, acc[m][r]);
                 acc[m][r] = _mm512_fmadd_ps(w1[r], x1, acc[m][r]);
@@ -88,7 +86,7 @@ AI void tile(const int mode, const int M, const int R, const char *w, size_t rb,
         __m512 wt[4];
         UNROLL for (int r = 0; r < R; r++) wt[r] = load16_masked(mode, w + (size_t)r * rb, k, msk);
         UNROLL for (int m = 0; m < M; m++) {
-            __m512 xt = _mm512_maskz_loadu_ps(msk, x + (size_t)m * K + k);
+            __m512 xt = _mm512_maskz_loadu_ps(msk, x + (size_t)m * ldx + k);
             UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm512_fmadd_ps(wt[r], xt, acc[m][r]);
         }
     }
@@ -99,22 +97,41 @@ AI void tile(const int mode, const int M, const int R, const char *w, size_t rb,
  * the 32 vector registers (M * R accumulators + 2 R weight vectors + 2 x vectors). */
 #define R_FOR(M) ((M) <= 4 ? 4 : 2)
 
+/* Input rows larger than this are taken in k chunks that stay in L1 (the partial sums of each
+ * chunk are added into y), rather than streamed from L2 once per group of weight rows. */
+enum { X_L1_BYTES = 24 * 1024 };
+
 AI void rows_impl(const int mode, const int M, float *y, const float *xv, const float *x, const vlm_tensor *w,
                   const float *bias, int64_t n0, int64_t n1) {
     const int R = R_FOR(M);
     int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
     size_t rb = (size_t)K * (size_t)elem_bytes(mode);
-    const char *base = (const char *)w->data;
-    float out[VLM_GEMV_MAX_M * 4];
-    int64_t n = n0;
-    for (; n + R <= n1; n += R) {
-        tile(mode, M, R, base + (size_t)n * rb, rb, xv, x, K, out);
-        for (int m = 0; m < M; m++)
-            for (int r = 0; r < R; r++) y[(size_t)m * N + n + r] = out[m * R + r] + (bias ? bias[n + r] : 0.0f);
+    int64_t kchunk = K;
+    if ((size_t)M * (size_t)K * sizeof(float) > X_L1_BYTES) {
+        kchunk = (int64_t)(X_L1_BYTES / ((size_t)M * sizeof(float))) & ~(int64_t)31;
+        if (kchunk < 32) kchunk = 32;
     }
-    for (; n < n1; n++) {
-        tile(mode, M, 1, base + (size_t)n * rb, rb, xv, x, K, out);
-        for (int m = 0; m < M; m++) y[(size_t)m * N + n] = out[m] + (bias ? bias[n] : 0.0f);
+    float out[VLM_GEMV_MAX_M * 4];
+    for (int64_t kb = 0; kb < K; kb += kchunk) {
+        int64_t kn = K - kb < kchunk ? K - kb : kchunk;
+        const char *base = (const char *)w->data + (size_t)kb * (size_t)elem_bytes(mode);
+        const float *xvb = xv + kb, *xb = x + kb;
+        int64_t n = n0;
+        for (; n + R <= n1; n += R) {
+            tile(mode, M, R, base + (size_t)n * rb, rb, xvb, xb, K, kn, out);
+            for (int m = 0; m < M; m++)
+                for (int r = 0; r < R; r++) {
+                    float *yo = &y[(size_t)m * N + n + r];
+                    *yo = out[m * R + r] + (kb ? *yo : bias ? bias[n + r] : 0.0f);
+                }
+        }
+        for (; n < n1; n++) {
+            tile(mode, M, 1, base + (size_t)n * rb, rb, xvb, xb, K, kn, out);
+            for (int m = 0; m < M; m++) {
+                float *yo = &y[(size_t)m * N + n];
+                *yo = out[m] + (kb ? *yo : bias ? bias[n] : 0.0f);
+            }
+        }
     }
 }
 
