@@ -53,4 +53,11 @@ static inline void pack_kt(float *kt, int ld, const float *k, size_t kvs, int nb
 }
 #define PACK_KT pack_kt
 
+/* dst[d * ld + i] = q[i * qs + d] for i < rows */
+static inline void pack_q(float *dst, int ld, const float *q, size_t qs, int rows, int hd) {
+    for (int i = 0; i < rows; i++)
+        for (int d = 0; d < hd; d++) dst[(size_t)d * ld + i] = q[(size_t)i * qs + d];
+}
+#define PACK_Q pack_q
+
 #include "kernels/cpu/attention_tile.h"

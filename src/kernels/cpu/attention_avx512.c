@@ -38,4 +38,14 @@ static inline void pack_kt(float *kt, int ld, const float *k, size_t kvs, int nb
 }
 #define PACK_KT pack_kt
 
+/* dst[d * ld + i] = q[i * qs + d] for i < rows (16 rows per in-register transpose) */
+static inline void pack_q(float *dst, int ld, const float *q, size_t qs, int rows, int hd) {
+    for (int i = 0; i < rows; i += 16) {
+        int n = rows - i < 16 ? rows - i : 16;
+        vlm_pack16(VLM_DT_F32, (const char *)(q + (size_t)i * qs), qs * sizeof(float), n, 0, hd, dst + i, ld,
+                   (__mmask16)((1u << n) - 1u));
+    }
+}
+#define PACK_Q pack_q
+
 #include "kernels/cpu/attention_tile.h"

@@ -14,7 +14,8 @@
  * vexp, vhmax, vhsum, vmask_first(n), vload_mask(p, m) (0 where masked), vload_mask_fill(p, m, fill),
  * vkeep(v, m) (v where m, else 0), RT_S (rows of an S tile), PV_ACC (accumulator vectors of a PV
  * tile), PV_MAXV (most vectors of head_dim per PV pass), ATTN_TASK_FN (the function name),
- * PACK_KT(kt, ld, k, kv_stride, nb, nbp, hd). */
+ * PACK_KT(kt, ld, k, kv_stride, nb, nbp, hd), PACK_Q(dst, ld, q, q_stride, rows, hd) (dst[d * ld + i]
+ * = q[i * q_stride + d] for i < rows). */
 #include <math.h>
 #include <string.h>
 
@@ -132,15 +133,16 @@ void ATTN_TASK_FN(const vlm_attn_task *t, float *scratch) {
     const size_t kvs = (size_t)p->kv_stride;
     const float *kh_k = t->k + (size_t)t->kh * hd, *kh_v = t->v + (size_t)t->kh * hd;
 
-    /* Q rows of the task, scaled, transposed to [head_dim][Rp] */
-    for (int r = 0; r < Rp; r++) {
-        if (r >= R) {
-            for (int d = 0; d < hd; d++) qp[(size_t)d * Rp + r] = 0.0f;
-            continue;
-        }
-        int g = r / t->nq, i = t->i0 + r % t->nq;
-        const float *qr = t->q + (size_t)i * p->q_stride + (size_t)(t->kh * group + g) * hd;
-        for (int d = 0; d < hd; d++) qp[(size_t)d * Rp + r] = qr[d] * p->scale;
+    /* Q rows of the task, scaled, transposed to [head_dim][Rp] (rows R.. Rp zero) */
+    for (int g = 0; g < group; g++)
+        PACK_Q(qp + g * t->nq, Rp, t->q + (size_t)t->i0 * p->q_stride + (size_t)(t->kh * group + g) * hd,
+               (size_t)p->q_stride, t->nq, hd);
+    for (int d = 0; d < hd; d++) {
+        float *qd = qp + (size_t)d * Rp;
+        int r = 0;
+        for (; r + VL <= R; r += VL) vstoreu(qd + r, vmul(vloadu(qd + r), vset1(p->scale)));
+        for (; r < R; r++) qd[r] *= p->scale;
+        for (; r < Rp; r++) qd[r] = 0.0f;
     }
     memset(o, 0, sizeof(float) * (size_t)R * hdp);
     for (int r = 0; r < R; r++) m[r] = -INFINITY, l[r] = 0.0f;

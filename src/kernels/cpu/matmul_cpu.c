@@ -111,9 +111,13 @@ static void gemm(float *y, const float *x, const vlm_tensor *w, const float *bia
      * and row block) by one thread with its own packed activations. No barrier between threads:
      * on a busy host a thread that is descheduled holds up nobody, and the others take its items.
      * The price, every item packing the activations again, is under 1/GEMM_MIN_GROUP of its work. */
-    int64_t group = (nstrips + 3 * threads - 1) / (3 * threads);
-    if (group < GEMM_MIN_GROUP) group = GEMM_MIN_GROUP;
-    int64_t items = (nstrips + group - 1) / group;
+    int64_t items = 3 * (int64_t)threads; /* a multiple of the thread count, so they end together */
+    if (nstrips < items * GEMM_MIN_GROUP) {
+        items = nstrips / ((int64_t)threads * GEMM_MIN_GROUP) * threads;
+        if (items < threads) items = threads;
+    }
+    int64_t group = (nstrips + items - 1) / items;
+    items = (nstrips + group - 1) / group;
     if (threads > items) threads = (int)items;
 #pragma omp parallel num_threads(threads)
     {
