@@ -277,7 +277,8 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
         t->cpu_rss_after = vlm_rss_bytes();
         t->cpu_rss_peak = vlm_peak_rss_bytes();
         vlm_gpu_memory(&t->gpu_mem_after, &total);
-        t->gpu_mem_peak = m->be->bytes_peak;
+        /* the peak of the project's own device allocator (activations, KV cache, weights) */
+        t->gpu_mem_peak = m->device == VLM_DEV_CUDA ? m->be->bytes_peak : 0;
     }
     vlm_gen_result_free(&g);
     vlm_detok_free(&sc.detok);
