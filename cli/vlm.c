@@ -19,6 +19,9 @@ static const command k_commands[] = {
     {"bench", cmd_bench, "measure and compare the modes: timings, throughput, memory, JSON/CSV/chart"},
     {"quantize", cmd_quantize, "write a quantized copy of a checkpoint (q4_0, q8_0 or nf4 weights)"},
     {"split", cmd_split, "write the vision encoder and language model as separate artifacts"},
+    {"preprocess", cmd_preprocess, "decode images and run the image processor: pixel_values + image_grid_thw"},
+    {"tokenize", cmd_tokenize, "encode text to token ids with a checkpoint's tokenizer, or decode ids"},
+    {"export-onnx", cmd_export_onnx, "export the vision tower to ONNX (vision.onnx) for run_onnx"},
 };
 enum { N_COMMANDS = sizeof k_commands / sizeof k_commands[0] };
 

@@ -35,6 +35,12 @@ set(VLM_ORT_ROOT "$ENV{ORT_ROOT}")
 if(NOT VLM_ORT_ROOT)
   set(VLM_ORT_ROOT ${CMAKE_SOURCE_DIR}/third_party/onnxruntime)
 endif()
+# a different ORT_ROOT than at the last configure: search again instead of keeping the cached paths
+if(DEFINED VLM_ORT_ROOT_USED AND NOT VLM_ORT_ROOT_USED STREQUAL VLM_ORT_ROOT)
+  unset(ORT_INCLUDE_DIR CACHE)
+  unset(ORT_LIBRARY CACHE)
+endif()
+set(VLM_ORT_ROOT_USED "${VLM_ORT_ROOT}" CACHE INTERNAL "ONNX Runtime root of the last configure")
 find_path(ORT_INCLUDE_DIR onnxruntime_c_api.h
           PATHS ${VLM_ORT_ROOT}/include ${VLM_ORT_ROOT}/include/onnxruntime NO_DEFAULT_PATH)
 find_library(ORT_LIBRARY NAMES onnxruntime libonnxruntime.so.1 PATHS ${VLM_ORT_ROOT}/lib NO_DEFAULT_PATH)
@@ -72,3 +78,9 @@ if(PROTOC_C AND PROTOBUF_C_LIBRARY AND ONNX_PROTO AND VLM_ONNX_EXPORT_SOURCES)
   target_link_libraries(vlmcore PUBLIC ${PROTOBUF_C_LIBRARY})
 endif()
 message(STATUS "vlm: ONNX export ${VLM_HAVE_ONNX_EXPORT}")
+
+# --- run_onnx parts built in every configuration: src/runtime/onnx/onnx_*.c ------------------------
+# (export options, the manifest / staleness check, vlm_onnx_available, and the "unavailable" answers
+# of the exporter and the session when protobuf-c or ONNX Runtime is missing)
+file(GLOB VLM_ONNX_COMMON_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/runtime/onnx/onnx_*.c)
+target_sources(vlmcore PRIVATE ${VLM_ONNX_COMMON_SOURCES})

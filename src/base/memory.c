@@ -77,6 +77,12 @@ static uint64_t read_u64_file(const char *path) {
 
 uint64_t vlm_available_memory_bytes(void) {
     uint64_t avail = proc_kb("/proc/meminfo", "MemAvailable");
+    /* VLM_MEMORY_LIMIT_MB caps what vlm plans to use (shared machines, tests of the limits) */
+    const char *cap = getenv("VLM_MEMORY_LIMIT_MB");
+    if (cap && strtoull(cap, NULL, 10) > 0) {
+        uint64_t c = strtoull(cap, NULL, 10) << 20;
+        if (!avail || c < avail) avail = c;
+    }
     uint64_t limit = read_u64_file("/sys/fs/cgroup/memory.max");
     if (limit) {
         uint64_t used = read_u64_file("/sys/fs/cgroup/memory.current");

@@ -21,7 +21,8 @@ uint64_t vlm_rss_bytes(void);
 uint64_t vlm_peak_rss_bytes(void);
 /* Resets the peak RSS counter to the current RSS where the kernel allows it (returns 0 if done). */
 int vlm_reset_peak_rss(void);
-/* MemAvailable from /proc/meminfo, or the cgroup limit minus usage when that is smaller. */
+/* MemAvailable from /proc/meminfo, or the cgroup limit minus usage when that is smaller, or
+ * $VLM_MEMORY_LIMIT_MB when that is smaller still. */
 uint64_t vlm_available_memory_bytes(void);
 
 #endif

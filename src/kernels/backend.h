@@ -41,7 +41,9 @@ typedef struct {
     vlm_status (*to_device)(vlm_backend *be, void *dst, const void *src, size_t bytes);
     vlm_status (*to_host)(vlm_backend *be, void *dst, const void *src, size_t bytes);
     vlm_status (*sync)(vlm_backend *be);
-    /* weights: `host` is a view into a checkpoint mapping */
+    /* weights: `host` is a view into a checkpoint mapping. weight() results are released with
+     * weight_free (a no-op for the CPU's views); weight_f32() results are ordinary device
+     * allocations, released with free. */
     vlm_status (*weight)(vlm_backend *be, const vlm_tensor *host, vlm_tensor *dev);     /* as stored */
     vlm_status (*weight_f32)(vlm_backend *be, const vlm_tensor *host, vlm_tensor *dev); /* converted */
     void (*weight_free)(vlm_backend *be, vlm_tensor *dev);

@@ -101,6 +101,7 @@ vlm_status vlm_dump_write(const vlm_dump *d, const char *path) {
     vlm_status s = (!specs || !data) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
     for (int i = 0; s == VLM_OK && i < d->n; i++) {
         specs[i] = d->items[i].spec;
+        specs[i].name = d->items[i].name; /* the items may have moved since the spec was made */
         data[i] = d->items[i].data;
     }
     if (s == VLM_OK) s = vlm_st_save(path, specs, data, d->n, NULL, NULL, 0);

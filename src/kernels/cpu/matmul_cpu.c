@@ -1,128 +1,159 @@
-/* Matrix products on the CPU.
- * - Small M (decode, at most GEMV_MAX_M rows): every weight row is streamed once from memory and
- *   dotted with each input row; threads split the output columns. Memory-bandwidth bound.
- * - Large M (prefill, vision): threads take panels of PANEL_N weight rows, convert each panel to
- *   f32 in a per-thread buffer and multiply it with OpenBLAS's sgemm (single-threaded inside our
- *   parallel region). Never a full f32 copy of a weight matrix. */
-#include <cblas.h>
-#include <immintrin.h>
+/* Matrix products on the CPU: y[M, N] = x[M, K] · w[N, K]^T (+ bias).
+ * - Small M (decode, at most VLM_GEMV_MAX_M rows): GEMV. Every weight row is streamed once from
+ *   memory and dotted with each input row while in registers; threads take contiguous ranges of
+ *   output columns (one sequential stream each, which the hardware prefetchers follow best).
+ * - Large M (prefill, vision): blocked GEMM with our own micro-kernels (gemm_avx512.c,
+ *   gemm_avx2.c). Weights are converted to f32 as micro-panels (KC x NR) are packed, so there is
+ *   never an f32 copy of a weight matrix; activations are packed block by block (MC x KC).
+ *   Threads take groups of weight micro-panels.
+ * - Large M with BF16 weights on CPUs with AMX: gemm_amx_avx512.c (the activations split into 3
+ *   bf16 parts by default, which keeps f32 accuracy at about twice the FMA kernels' speed; see
+ *   vlm_cpu_set_amx_parts).
+ * Our own GEMM rather than OpenBLAS: Debian's OpenBLAS 0.3.21 does not recognise recent Xeons and
+ * falls back to its SSE3 (Prescott) kernels there (about 1/6 of the AVX-512 speed), and a packing
+ * step that converts bf16 in place saves the separate conversion pass. */
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/cpu.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_simd.h"
 #include "kernels/cpu/quant_kernels.h"
 
-enum { GEMV_MAX_M = 8, PANEL_N = 64 };
+/* Blocking: a KC x NR weight micro-panel (32 KiB for NR 32) stays in L1 while the kernel runs
+ * over every activation strip of the block; the packed activation block (MC x KC, at most
+ * GEMM_MC_MAX rows: 1.4 MiB) stays in L2. MC is as large as that allows, since weights are
+ * re-packed once per MC block. */
+enum { GEMM_KC = 256, GEMM_MC_MAX = 1400, GEMM_MIN_GROUP = 8 };
 
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline __m256 load8_bf16(const uint16_t *p) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
-}
-
-void vlm_cpu_row_to_f32(vlm_dtype t, const void *row, float *dst, int64_t K) {
-    vlm_to_f32(t, row, dst, (size_t)K);
-}
+void vlm_cpu_row_to_f32(vlm_dtype t, const void *row, float *dst, int64_t K) { vlm_to_f32(t, row, dst, (size_t)K); }
 
 float vlm_cpu_dot_row(vlm_dtype t, const void *row, const float *x, int64_t K) {
-    int64_t k = 0;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    float tail = 0;
-    switch (t) {
-    case VLM_DT_BF16: {
-        const uint16_t *w = row;
-        for (; k + 16 <= K; k += 16) {
-            a0 = _mm256_fmadd_ps(load8_bf16(w + k), _mm256_loadu_ps(x + k), a0);
-            a1 = _mm256_fmadd_ps(load8_bf16(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
-        }
-        for (; k < K; k++) tail += vlm_bf16_to_f32(w[k]) * x[k];
-        break;
-    }
-    case VLM_DT_F16: {
-        const uint16_t *w = row;
-        for (; k + 8 <= K; k += 8)
-            a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k))), _mm256_loadu_ps(x + k), a0);
-        for (; k < K; k++) tail += vlm_f16_to_f32(w[k]) * x[k];
-        break;
-    }
-    case VLM_DT_F32: {
-        const float *w = row;
-        for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
-        for (; k < K; k++) tail += w[k] * x[k];
-        break;
-    }
-    default: return 0.0f;
-    }
-    return hsum256(_mm256_add_ps(a0, a1)) + tail;
+    if (t != VLM_DT_F32 && t != VLM_DT_F16 && t != VLM_DT_BF16) return NAN;
+    vlm_tensor w = {.dtype = t, .ndim = 2, .shape = {1, K}, .data = (void *)row};
+    float y;
+    vlm_cpu_gemv_rows(&y, x, &w, NULL, 1, 0, 1);
+    return y;
 }
+
+static int plain_float(vlm_dtype t) { return t == VLM_DT_F32 || t == VLM_DT_F16 || t == VLM_DT_BF16; }
 
 void vlm_cpu_gemv_rows(float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int64_t n0,
                        int64_t n1) {
-    int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
-    size_t rb = vlm_dtype_row_bytes(w->dtype, K);
-    for (int64_t n = n0; n < n1; n++) {
-        const void *row = (const char *)w->data + (size_t)n * rb;
-        float b = bias ? bias[n] : 0.0f;
-        for (int m = 0; m < M; m++) y[(size_t)m * N + n] = vlm_cpu_dot_row(w->dtype, row, x + (size_t)m * K, K) + b;
-    }
+    if (vlm_cpu_kernels_avx512()) vlm_gemv_rows_avx512(y, x, NULL, w, bias, M, n0, n1);
+    else vlm_gemv_rows_avx2(y, x, NULL, w, bias, M, n0, n1);
+}
+
+/* Threads worth using for a job that reads `bytes` of weights or does `flops` of arithmetic. */
+static int threads_for(double work, double min_work_per_thread) {
+    int t = vlm_threads();
+    int useful = (int)(work / min_work_per_thread);
+    if (useful < 1) useful = 1;
+    return t < useful ? t : useful;
 }
 
 static void gemv(float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
-    int64_t N = w->shape[0];
-    const int64_t chunk = 16;
-    int64_t nchunks = (N + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < nchunks; c++) {
-        int64_t n0 = c * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
-        vlm_cpu_gemv_rows(y, x, w, bias, M, n0, n1);
+    int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+    int avx512 = vlm_cpu_kernels_avx512();
+    double bytes = (double)N * (double)vlm_dtype_row_bytes(w->dtype, K);
+    int threads = threads_for(bytes, 128 * 1024);
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        /* contiguous ranges, cut at multiples of 16 rows */
+        int64_t n0 = (int64_t)((double)N * t / nt) & ~(int64_t)15, n1 = (int64_t)((double)N * (t + 1) / nt) & ~(int64_t)15;
+        if (t == nt - 1) n1 = N;
+        const float *xp = NULL;
+        if (w->dtype == VLM_DT_BF16 && K >= 32) {
+            float *buf = vlm_cpu_scratch(VLM_SCRATCH_GEMV_X, (size_t)M * (size_t)K);
+            if (buf) {
+                vlm_gemv_reorder_x(buf, x, M, K);
+                xp = buf;
+            }
+        }
+        if (avx512) vlm_gemv_rows_avx512(y, x, xp, w, bias, M, n0, n1);
+        else vlm_gemv_rows_avx2(y, x, xp, w, bias, M, n0, n1);
     }
 }
 
-/* Per-thread f32 panel buffers, grown when a wider K arrives (first use of each shape only). */
-static _Thread_local float *t_panel;
-static _Thread_local size_t t_panel_cap;
+static int g_amx_parts = -1; /* -1: not read from the environment yet */
 
-static float *panel_buffer(size_t floats) {
-    if (floats > t_panel_cap) {
-        free(t_panel);
-        t_panel = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
-        t_panel_cap = t_panel ? floats : 0;
+void vlm_cpu_set_amx_parts(int parts) { g_amx_parts = parts < 0 ? 0 : parts > 3 ? 3 : parts; }
+
+int vlm_cpu_amx_parts(void) {
+    if (g_amx_parts < 0) {
+        const char *e = getenv("VLM_CPU_AMX_PARTS");
+        vlm_cpu_set_amx_parts(e && *e ? atoi(e) : 3);
     }
-    return t_panel;
+    return g_amx_parts;
 }
 
-static void gemm_panels(float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
+int vlm_cpu_amx_available(void) { return vlm_cpu_kernels_avx512() && vlm_gemm_amx_available(); }
+
+static void gemm(float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
+    int parts = vlm_cpu_amx_parts();
+    if (parts && w->dtype == VLM_DT_BF16 && vlm_cpu_amx_available()) {
+        int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+        if (vlm_gemm_amx(y, x, w, bias, M, parts, threads_for(2.0 * M * (double)N * (double)K, 1.6e7))) return;
+    }
+    const vlm_gemm_isa *g = vlm_cpu_kernels_avx512() ? &vlm_gemm_avx512 : &vlm_gemm_avx2;
     int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
     size_t rb = vlm_dtype_row_bytes(w->dtype, K);
-    int64_t npanels = (N + PANEL_N - 1) / PANEL_N;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t p = 0; p < npanels; p++) {
-        int64_t n0 = p * PANEL_N, nb = N - n0 < PANEL_N ? N - n0 : PANEL_N;
-        const float *wp;
-        if (w->dtype == VLM_DT_F32) {
-            wp = (const float *)w->data + n0 * K;
-        } else {
-            float *buf = panel_buffer((size_t)(PANEL_N * K));
-            if (!buf) { /* out of memory for a panel: fall back to the streaming path */
-                vlm_cpu_gemv_rows(y, x, w, bias, M, n0, n0 + nb);
+    const int mr = g->mr, nr = g->nr;
+    int mblocks = (M + GEMM_MC_MAX - 1) / GEMM_MC_MAX;
+    int mc_max = ((M + mblocks - 1) / mblocks + mr - 1) / mr * mr; /* equal blocks, whole strips */
+    const char *wbase = (const char *)w->data;
+    int64_t nstrips = (N + nr - 1) / nr;
+    int threads = threads_for(2.0 * M * (double)N * (double)K, 4e6);
+    if (threads > nstrips) threads = (int)nstrips;
+    /* Work items: groups of weight micro-panels, about three per thread, each done whole (every k
+     * and row block) by one thread with its own packed activations. No barrier between threads:
+     * on a busy host a thread that is descheduled holds up nobody, and the others take its items.
+     * The price, every item packing the activations again, is under 1/GEMM_MIN_GROUP of its work. */
+    int64_t items = 3 * (int64_t)threads; /* a multiple of the thread count, so they end together */
+    if (nstrips < items * GEMM_MIN_GROUP) {
+        items = nstrips / ((int64_t)threads * GEMM_MIN_GROUP) * threads;
+        if (items < threads) items = threads;
+    }
+    int64_t group = (nstrips + items - 1) / items;
+    items = (nstrips + group - 1) / group;
+    if (threads > items) threads = (int)items;
+#pragma omp parallel num_threads(threads)
+    {
+        float *ap = vlm_cpu_scratch(VLM_SCRATCH_GEMM_A, (size_t)mc_max * GEMM_KC);
+        float bp[GEMM_KC * 32] __attribute__((aligned(64))); /* one weight micro-panel, nr <= 32 */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) {
+            int64_t j0 = it * group, j1 = j0 + group < nstrips ? j0 + group : nstrips;
+            if (!ap) { /* no memory for packed activations: GEMV over groups of rows (slow, correct) */
+                for (int m = 0; m < M; m += VLM_GEMV_MAX_M)
+                    vlm_cpu_gemv_rows(y + (size_t)m * (size_t)N, x + (size_t)m * (size_t)K, w, bias,
+                                      M - m < VLM_GEMV_MAX_M ? M - m : VLM_GEMV_MAX_M, j0 * nr, j1 * nr < N ? j1 * nr : N);
                 continue;
             }
-            for (int64_t r = 0; r < nb; r++)
-                vlm_cpu_row_to_f32(w->dtype, (const char *)w->data + (size_t)(n0 + r) * rb, buf + r * K, K);
-            wp = buf;
+            for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+                int kc = K - k0 < GEMM_KC ? (int)(K - k0) : GEMM_KC;
+                for (int m0 = 0; m0 < M; m0 += mc_max) {
+                    int mc = M - m0 < mc_max ? M - m0 : mc_max, nms = (mc + mr - 1) / mr;
+                    for (int s = 0; s < nms; s++) {
+                        int rows = mc - s * mr < mr ? mc - s * mr : mr;
+                        g->pack_x(x + (size_t)(m0 + s * mr) * (size_t)K, K, rows, k0, kc, ap + (size_t)s * mr * kc);
+                    }
+                    for (int64_t j = j0; j < j1; j++) {
+                        int cols = N - j * nr < nr ? (int)(N - j * nr) : nr;
+                        g->pack_w(w->dtype, wbase + (size_t)j * nr * rb, rb, cols, k0, kc, bp);
+                        const float *bj = k0 == 0 && bias ? bias + j * nr : NULL;
+                        for (int s = 0; s < nms; s++) {
+                            int rows = mc - s * mr < mr ? mc - s * mr : mr;
+                            g->kernel(kc, ap + (size_t)s * mr * kc, bp, y + (size_t)(m0 + s * mr) * (size_t)N + j * nr,
+                                      N, rows, cols, k0 > 0, bj);
+                        }
+                    }
+                }
+            }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, (int)nb, (int)K, 1.0f, x, (int)K, wp, (int)K, 0.0f,
-                    y + n0, (int)N);
-        if (bias)
-            for (int m = 0; m < M; m++)
-                for (int64_t r = 0; r < nb; r++) y[(size_t)m * N + n0 + r] += bias[n0 + r];
     }
 }
 
@@ -131,6 +162,18 @@ void vlm_cpu_matmul(float *y, const float *x, const vlm_tensor *w, const float *
         vlm_cpu_matmul_quant(y, x, w, bias, M);
         return;
     }
-    if (M <= GEMV_MAX_M || vlm_dtype_is_quantized(w->dtype)) gemv(y, x, w, bias, M);
-    else gemm_panels(y, x, w, bias, M);
+    if (M <= 0) return;
+    int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+    if (!plain_float(w->dtype)) {
+        /* no kernel for this format in this build: NaN, never plausible garbage */
+        for (size_t i = 0; i < (size_t)M * (size_t)N; i++) y[i] = NAN;
+        return;
+    }
+    if (K <= 0) {
+        for (int m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) y[(size_t)m * N + n] = bias ? bias[n] : 0.0f;
+        return;
+    }
+    if (M <= VLM_GEMV_MAX_M) gemv(y, x, w, bias, M);
+    else gemm(y, x, w, bias, M);
 }

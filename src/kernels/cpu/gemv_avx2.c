@@ -1,0 +1,162 @@
+/* GEMV with AVX2 + FMA (the baseline every supported CPU runs): the same scheme as gemv_avx512.c
+ * with 8-wide vectors and fewer registers (16), so fewer weight rows side by side. Steps of 32
+ * weights use the same reordered x layout as the AVX-512 kernel (vlm_gemv_reorder_x). */
+#include <immintrin.h>
+
+#include "kernels/cpu/cpu_simd.h"
+#include "tensor/tensor.h"
+
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+enum { W_BF16_EO, W_BF16, W_F16, W_F32 };
+
+void vlm_gemv_reorder_x(float *xp, const float *x, int M, int64_t K) {
+    int64_t K32 = K & ~(int64_t)31;
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (size_t)m * K;
+        float *o = xp + (size_t)m * K;
+        for (int64_t k = 0; k < K32; k += 32)
+            for (int i = 0; i < 16; i++) {
+                o[k + i] = xr[k + 2 * i];
+                o[k + 16 + i] = xr[k + 2 * i + 1];
+            }
+        for (int64_t k = K32; k < K; k++) o[k] = xr[k];
+    }
+}
+
+AI __m256 bf16x8(const char *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+/* Quarter q (8 weights) of the 32-weight step at k, and the offset of the x elements it pairs with. */
+AI __m256 load8(const int mode, const char *row, int64_t k, int q, int *xoff) {
+    switch (mode) {
+    case W_BF16_EO: {
+        /* q 0/1: even/odd of weights k..k+15; q 2/3: even/odd of k+16..k+31 */
+        __m256i v = _mm256_loadu_si256((const __m256i *)(row + 2 * (k + (q >> 1) * 16)));
+        *xoff = (q & 1) * 16 + (q >> 1) * 8;
+        if (q & 1) return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
+    case W_BF16: *xoff = 8 * q; return bf16x8(row + 2 * (k + 8 * q));
+    case W_F16: *xoff = 8 * q; return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (k + 8 * q))));
+    default: *xoff = 8 * q; return _mm256_loadu_ps((const float *)(row + 4 * (k + 8 * q)));
+    }
+}
+
+AI float weight_at(const int mode, const char *row, int64_t k) {
+    if (mode == W_F32) return ((const float *)row)[k];
+    uint16_t h = ((const uint16_t *)row)[k];
+    return mode == W_F16 ? vlm_f16_to_f32(h) : vlm_bf16_to_f32(h);
+}
+
+AI int elem_bytes(const int mode) { return mode == W_F32 ? 4 : 2; }
+
+AI float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AI void tile(const int mode, const int M, const int R, const char *w, size_t rb, const float *xv, const float *x,
+             int64_t ldx, int64_t K, float *out) {
+    __m256 acc[VLM_GEMV_MAX_M][4];
+    UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm256_setzero_ps();
+    const int64_t K32 = K & ~(int64_t)31;
+    for (int64_t k = 0; k < K32; k += 32) {
+        UNROLL for (int r = 0; r < R; r++) {
+            /* the same place in the next group of rows: a whole tile ahead, never past this chunk */
+            _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * elem_bytes(mode), _MM_HINT_T0);
+            if (elem_bytes(mode) == 4) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 4 + 64, _MM_HINT_T0);
+        }
+        UNROLL for (int q = 0; q < 4; q++) {
+            __m256 wq[4];
+            int xoff = 0;
+            UNROLL for (int r = 0; r < R; r++) wq[r] = load8(mode, w + (size_t)r * rb, k, q, &xoff);
+            UNROLL for (int m = 0; m < M; m++) {
+                __m256 xq = _mm256_loadu_ps(xv + (size_t)m * ldx + k + xoff);
+                UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm256_fmadd_ps(wq[r], xq, acc[m][r]);
+            }
+        }
+    }
+    UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) {
+        float s = hsum(acc[m][r]);
+        for (int64_t k = K32; k < K; k++) s += weight_at(mode, w + (size_t)r * rb, k) * x[(size_t)m * ldx + k];
+        out[m * R + r] = s;
+    }
+}
+
+#define R_FOR(M) ((M) <= 2 ? 4 : (M) <= 4 ? 2 : 1)
+
+/* Input rows larger than this are taken in k chunks that stay in L1 (the partial sums of each
+ * chunk are added into y), rather than streamed from L2 once per group of weight rows. */
+enum { X_L1_BYTES = 24 * 1024 };
+
+AI void rows_impl(const int mode, const int M, float *y, const float *xv, const float *x, const vlm_tensor *w,
+                  const float *bias, int64_t n0, int64_t n1) {
+    const int R = R_FOR(M);
+    int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+    size_t rb = (size_t)K * (size_t)elem_bytes(mode);
+    int64_t kchunk = K;
+    if ((size_t)M * (size_t)K * sizeof(float) > X_L1_BYTES) {
+        kchunk = (int64_t)(X_L1_BYTES / ((size_t)M * sizeof(float))) & ~(int64_t)31;
+        if (kchunk < 32) kchunk = 32;
+    }
+    float out[VLM_GEMV_MAX_M * 4];
+    for (int64_t kb = 0; kb < K; kb += kchunk) {
+        int64_t kn = K - kb < kchunk ? K - kb : kchunk;
+        const char *base = (const char *)w->data + (size_t)kb * (size_t)elem_bytes(mode);
+        const float *xvb = xv + kb, *xb = x + kb;
+        int64_t n = n0;
+        for (; n + R <= n1; n += R) {
+            tile(mode, M, R, base + (size_t)n * rb, rb, xvb, xb, K, kn, out);
+            for (int m = 0; m < M; m++)
+                for (int r = 0; r < R; r++) {
+                    float *yo = &y[(size_t)m * N + n + r];
+                    *yo = out[m * R + r] + (kb ? *yo : bias ? bias[n + r] : 0.0f);
+                }
+        }
+        for (; n < n1; n++) {
+            tile(mode, M, 1, base + (size_t)n * rb, rb, xvb, xb, K, kn, out);
+            for (int m = 0; m < M; m++) {
+                float *yo = &y[(size_t)m * N + n];
+                *yo = out[m] + (kb ? *yo : bias ? bias[n] : 0.0f);
+            }
+        }
+    }
+}
+
+typedef void (*rows_fn)(float *y, const float *xv, const float *x, const vlm_tensor *w, const float *bias, int64_t n0,
+                        int64_t n1);
+
+#define DEF_ROWS(mode, M)                                                                                          \
+    static void rows_##mode##_##M(float *y, const float *xv, const float *x, const vlm_tensor *w, const float *bias, \
+                                  int64_t n0, int64_t n1) {                                                        \
+        rows_impl(mode, M, y, xv, x, w, bias, n0, n1);                                                             \
+    }
+#define DEF_MODE(mode)                                                                                             \
+    DEF_ROWS(mode, 1) DEF_ROWS(mode, 2) DEF_ROWS(mode, 3) DEF_ROWS(mode, 4) DEF_ROWS(mode, 5) DEF_ROWS(mode, 6)    \
+    DEF_ROWS(mode, 7) DEF_ROWS(mode, 8)                                                                           \
+    static const rows_fn rows_##mode[VLM_GEMV_MAX_M] = {rows_##mode##_1, rows_##mode##_2, rows_##mode##_3,          \
+                                                        rows_##mode##_4, rows_##mode##_5, rows_##mode##_6,          \
+                                                        rows_##mode##_7, rows_##mode##_8};
+DEF_MODE(W_BF16_EO)
+DEF_MODE(W_BF16)
+DEF_MODE(W_F16)
+DEF_MODE(W_F32)
+
+void vlm_gemv_rows_avx2(float *y, const float *x, const float *xp, const vlm_tensor *w, const float *bias, int M,
+                        int64_t n0, int64_t n1) {
+    if (M < 1 || M > VLM_GEMV_MAX_M || n0 >= n1) return;
+    switch (w->dtype) {
+    case VLM_DT_BF16:
+        if (xp) rows_W_BF16_EO[M - 1](y, xp, x, w, bias, n0, n1);
+        else rows_W_BF16[M - 1](y, x, x, w, bias, n0, n1);
+        break;
+    case VLM_DT_F16: rows_W_F16[M - 1](y, x, x, w, bias, n0, n1); break;
+    case VLM_DT_F32: rows_W_F32[M - 1](y, x, x, w, bias, n0, n1); break;
+    default: break;
+    }
+}

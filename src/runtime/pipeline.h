@@ -1,0 +1,52 @@
+/* The inference pipeline behind include/vlm.h: a loaded model is a backend plus two components,
+ * the vision encoder (native, or an ONNX Runtime session) and the language model with its
+ * tokenizer. In `original` both come from the checkpoint as published; in `split_native` and
+ * `run_onnx` each comes from its own artifact under the output directory, and the only thing the
+ * two components exchange is the image-embedding tensor. */
+#ifndef VLM_RUNTIME_PIPELINE_H
+#define VLM_RUNTIME_PIPELINE_H
+
+#include "io/file.h"
+#include "io/safetensors.h"
+#include "kernels/backend.h"
+#include "model/config.h"
+#include "model/text_model.h"
+#include "model/vision_model.h"
+#include "model/weights.h"
+#include "runtime/onnx/onnx_vision.h"
+#include "text/tokenizer.h"
+#include "vlm.h"
+
+/* One component: where it was loaded from, its config and its mapped weights. In `original` the
+ * two components share one checkpoint mapping (owned by the language side). */
+typedef struct {
+    char dir[VLM_PATH_MAX];
+    vlm_model_config cfg;
+    vlm_safetensors *st;
+    int owns_st;
+    uint64_t bytes; /* bytes on disk of this component's weights, as used */
+} vlm_component;
+
+struct vlm_model {
+    vlm_load_options opt;       /* strings below are owned copies */
+    char model_id[VLM_PATH_MAX];
+    char output_dir[VLM_PATH_MAX];
+    char source_dir[VLM_PATH_MAX]; /* the resolved checkpoint */
+    vlm_device device;
+    vlm_backend *be;
+
+    vlm_component vis;
+    vlm_vision_weights vw;
+    vlm_vision_model *vision;   /* native encoder (original, split_native) */
+    vlm_ort_vision *onnx;       /* ONNX Runtime session (run_onnx) */
+    uint64_t onnx_bytes;
+
+    vlm_component lang;
+    vlm_text_weights tw;
+    vlm_text_model *text;
+    vlm_tokenizer *tok;
+
+    double load_s;
+};
+
+#endif
