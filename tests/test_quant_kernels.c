@@ -161,6 +161,7 @@ static void test_paths(void) {
                     for (int M = 1; M <= 9; M++) check_shape(paths[pi], t, Ns[ni], K, M, (M + ni) & 1);
             }
             check_shape(paths[pi], t, 67, 512, 23, 1); /* tiles of the larger-M path, partial last tile */
+            check_shape(paths[pi], t, 1001, 1536, 1, 1); /* decode: rows in lockstep streams + leftovers */
             check_shape(paths[pi], t, 300, 1088, 40, 0);
         }
     }

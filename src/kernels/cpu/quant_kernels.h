@@ -29,9 +29,11 @@
 #include "tensor/tensor.h"
 
 enum { VLM_QA_BLOCK = 32 }; /* activation block */
-/* Weights are prefetched this many bytes ahead of use. The hardware streamers stop at every 4 KB
- * page and a core computing on 4-bit weights leaves them short of requests: measured on the 3B's
- * decode products, 4 KB ahead took Q4_0 from ~70% to ~90-100% of the probed read bandwidth. */
+/* Weights are prefetched this many bytes ahead of use: the hardware streamers stop at every 4 KB
+ * page, and on this machine's decode products 4 KB ahead took Q4_0 from ~70% to ~90% of the probed
+ * bandwidth. Decode also walks 4 distant rows side by side (quant_r16_avx512.c): a core keeps more
+ * requests in flight with several streams than with one (measured: 14 GB/s with one, 18-20 with
+ * 4 to 8), which took Q4_0 from ~26 to ~30 GB/s with two threads. */
 enum { VLM_QPREFETCH = 4096 };
 
 typedef enum { VLM_QPATH_AUTO = 0, VLM_QPATH_SCALAR, VLM_QPATH_AVX2, VLM_QPATH_AVX512 } vlm_qpath;

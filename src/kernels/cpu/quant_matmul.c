@@ -128,10 +128,19 @@ void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const f
                     if (interleaved) vlm_qact_interleave(a.q + (size_t)m * K, K, a.qt + (size_t)m * K);
                 }
             }
-            /* Matrix-vector (M <= tile): each thread streams a contiguous share of the weights once.
-             * Otherwise each chunk of weight rows stays in cache while all input rows pass over it. */
+            if (serial) {
+                /* Matrix-vector: each thread streams a contiguous share of the weights once (the
+                 * kernels split it further into concurrent streams where that helps). */
+                int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                int64_t n0 = (int64_t)((double)N * t / nt) & ~(int64_t)15;
+                int64_t n1 = t == nt - 1 ? N : (int64_t)((double)N * (t + 1) / nt) & ~(int64_t)15;
+                if (n0 < n1) rows(w->dtype, &a, M, (const uint8_t *)w->data, rb, n0, n1, y, N);
+                for (int m = 0; bias && m < M; m++)
+                    for (int64_t n = n0; n < n1; n++) y[(size_t)m * N + n] += bias[n];
+            }
+            /* Larger M: each chunk of weight rows stays in cache while all input rows pass over it. */
 #pragma omp for schedule(static)
-            for (int64_t c = 0; c < nchunks; c++) {
+            for (int64_t c = 0; c < (serial ? 0 : nchunks); c++) {
                 int64_t n0 = c * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
                 for (int m0 = 0; m0 < M; m0 += tile) {
                     vlm_qact t = a;
