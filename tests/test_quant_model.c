@@ -14,6 +14,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/quant_kernels.h"
 #include "model/config.h"
 #include "model/quantize.h"
 #include "model/weights.h"
@@ -276,6 +277,33 @@ static void test_output_dir(void) {
     CHECK(!vlm_path_exists(tmp));
 }
 
+/* The CPU backend's interleaved copy of a mapped checkpoint tensor: the mapping's pages are
+ * dropped from the process, and the view still reads the same bytes (faulted back in). */
+static void test_prepare_mapped(void) {
+    const char *out = test_tmp("mapped");
+    CHECK_OK(quantize(test_fixture("models/tiny-qwen2_5-vl"), out, VLM_DT_Q4_0, 0, 1));
+    vlm_safetensors *st = NULL;
+    CHECK_OK(vlm_st_open(out, &st));
+    if (!st) return;
+    const vlm_st_entry *e = vlm_st_find(st, "model.embed_tokens.weight");
+    vlm_tensor host;
+    int64_t shape[2] = {151936, 64};
+    CHECK_OK(vlm_quant_bind(st, e, 2, shape, &host));
+    uint8_t *copy = malloc(host.nbytes);
+    memcpy(copy, host.data, host.nbytes);
+    vlm_tensor dev;
+    CHECK_OK(vlm_cpu_quant_prepare(&host, &dev));
+    CHECK(!memcmp(copy, host.data, host.nbytes)); /* the view reads the file again */
+    float x[2 * 64], *y0 = malloc(sizeof(float) * 2 * 151936), *y1 = malloc(sizeof(float) * 2 * 151936);
+    for (int i = 0; i < 128; i++) x[i] = test_rand(&g_rng);
+    vlm_cpu_matmul(y0, x, &host, NULL, 2);
+    vlm_cpu_matmul(y1, x, &dev, NULL, 2);
+    CHECK(test_close("prepared lm_head", y1, y0, 2 * 151936, 1e-5f, 1e-5f));
+    vlm_cpu_quant_release(&dev);
+    free(copy), free(y0), free(y1);
+    vlm_st_close(st);
+}
+
 /* ---- corrupt quantized files ---- */
 typedef enum { BAD_TAG, NO_TAG, BLOCKS, PARTIAL_ROWS, ROWS } corruption;
 
@@ -376,6 +404,7 @@ int main(void) {
     RUN(test_fixtures);
     RUN(test_vision_and_language_only);
     RUN(test_output_dir);
+    RUN(test_prepare_mapped);
     RUN(test_corrupt_files);
     return test_summary();
 }

@@ -163,7 +163,7 @@ void vlm_quant_interleave_row(vlm_dtype t, const void *src, void *dst, int64_t K
         for (int i = 0; i < G; i++) {
             const uint8_t *b = s + (size_t)(g0 + i) * bs;
             d[2 * i] = b[0], d[2 * i + 1] = b[1];
-            for (int j = 0; j < (int)bs - 2; j++) d[interleaved_at(G, i, j)] = b[2 + j];
+            for (int j = 0; j < (int)bs - 2; j += 4) memcpy(d + interleaved_at(G, i, j), b + 2 + j, 4);
         }
         d += (size_t)G * bs;
     }

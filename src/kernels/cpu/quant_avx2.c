@@ -111,8 +111,17 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     for (int m = 0; m < M; m++) y[m * ldy] = hsum8(acc[m]);
 }
 
+/* Decode: rows from 4 distant places in turn, 4 memory streams in flight (quant_kernels.h). */
+enum { STREAMS = 4 };
 #define ROWS_M(MM)                                                                                     \
     case MM:                                                                                           \
+        if (MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                       \
+            int64_t len = (n1 - n0) / STREAMS;                                                         \
+            for (int64_t i = 0; i < len; i++)                                                          \
+                for (int s = 0; s < STREAMS; s++)                                                      \
+                    row_kernel(t, a, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy); \
+            n0 += STREAMS * len;                                                                       \
+        }                                                                                              \
         for (int64_t n = n0; n < n1; n++) row_kernel(t, a, MM, w + (size_t)n * rb, y + n, ldy);        \
         break;
 

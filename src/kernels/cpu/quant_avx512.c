@@ -180,8 +180,18 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     for (int m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(M <= 2 ? _mm512_add_ps(acc0[m], acc1[m]) : acc0[m]);
 }
 
+/* Decode (one input row): rows from 4 distant places of the matrix in turn, so that 4 memory
+ * streams are in flight (see VLM_QPREFETCH in quant_kernels.h); the rows left over one by one. */
+enum { STREAMS = 4 };
 #define ROWS_M(T, MM)                                                                                   \
     case MM:                                                                                           \
+        if (MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                       \
+            int64_t len = (n1 - n0) / STREAMS;                                                         \
+            for (int64_t i = 0; i < len; i++)                                                          \
+                for (int s = 0; s < STREAMS; s++)                                                      \
+                    row_kernel(T, a, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy, &c); \
+            n0 += STREAMS * len;                                                                       \
+        }                                                                                              \
         for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, w + (size_t)n * rb, y + n, ldy, &c);    \
         break;
 

@@ -2,7 +2,9 @@
  * rows once into a per-thread buffer (grown on the first call of each size, never per token), and
  * splits the output rows over OpenMP threads. */
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -162,6 +164,23 @@ void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const f
             for (int64_t n = 0; n < N; n++) y[(size_t)m * N + n] += bias[n];
 }
 
+/* 1 when [a, b) lies in one read-only private mapping of a file (per /proc/self/maps). */
+static int readonly_file_mapping(uintptr_t a, uintptr_t b) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off, inode;
+        char perms[8];
+        unsigned dev_major, dev_minor;
+        if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &lo, &hi, perms, &off, &dev_major, &dev_minor, &inode) != 7)
+            continue;
+        if (a >= lo && b <= hi) found = inode != 0 && !strcmp(perms, "r--p") ? 1 : -1;
+    }
+    if (f) fclose(f);
+    return found == 1;
+}
+
 vlm_status vlm_cpu_quant_prepare(const vlm_tensor *host, vlm_tensor *dev) {
     *dev = *host;
     vlm_dtype it = vlm_quant_interleaved(host->dtype);
@@ -180,14 +199,13 @@ vlm_status vlm_cpu_quant_prepare(const vlm_tensor *host, vlm_tensor *dev) {
 #pragma omp parallel for schedule(static) num_threads(vlm_threads())
     for (int64_t n = 0; n < N; n++)
         vlm_quant_interleave_row(host->dtype, (const uint8_t *)host->data + (size_t)n * rb, buf + (size_t)n * rb, K);
-#ifdef MADV_PAGEOUT
-    /* The source pages (a file mapping, normally) are not read again: a hint to reclaim them, so
-     * memory holds one copy. PAGEOUT never loses data (unlike DONTNEED on anonymous memory), and
-     * a view read later faults back in. */
+    /* The source pages are not read again: when they are a read-only file mapping (a checkpoint),
+     * drop them from this process (the page cache keeps them for the next load, and a view read
+     * later faults them back in), so that memory holds one copy. Other memory is left alone:
+     * MADV_DONTNEED would zero anonymous pages. */
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), p0 = (uintptr_t)host->data;
     uintptr_t a = (p0 + page - 1) & ~(page - 1), b = (p0 + host->nbytes) & ~(page - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_PAGEOUT);
-#endif
+    if (b > a && readonly_file_mapping(a, b)) madvise((void *)a, b - a, MADV_DONTNEED);
     dev->dtype = it;
     dev->data = buf;
     return VLM_OK;
