@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "base/cpu.h"
@@ -47,7 +48,7 @@ typedef struct {
     int interleave;
     uint64_t bytes;      /* weight bytes read per token */
     uint64_t disk_bytes; /* safetensors files of the directory */
-    uint64_t rss_delta;  /* resident growth when its weights were first touched */
+    uint64_t resident;   /* bytes of its decode weights in memory after the rounds (mincore) */
     double quant_s;      /* < 0: reused */
     double t[MAX_ROUNDS];
     double prefill_gflops;
@@ -93,13 +94,32 @@ static double token_pass(const variant *v, const float *x, float *y) {
     return vlm_now() - t0;
 }
 
+/* Bytes of [p, p + n) resident in memory now (mincore, page granularity). */
+static uint64_t resident_bytes(const void *p, size_t n) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1), b = ((uintptr_t)p + n + page - 1) & ~(uintptr_t)(page - 1);
+    size_t pages = (b - a) / page;
+    unsigned char *v = malloc(pages ? pages : 1);
+    uint64_t r = 0;
+    if (v && mincore((void *)a, b - a, v) == 0)
+        for (size_t i = 0; i < pages; i++) r += (v[i] & 1) ? page : 0;
+    free(v);
+    return r;
+}
+
+static uint64_t variant_resident(const variant *v) {
+    uint64_t r = 0;
+    for (int i = 0; i < v->n_mats; i++)
+        if (i == 0 || v->mats[i].data != v->mats[i - 1].data) r += resident_bytes(v->mats[i].data, v->mats[i].nbytes);
+    return r;
+}
+
 static vlm_status open_variant(variant *v, const vlm_model_config *cfg, const float *x, float *y) {
     VLM_TRY(vlm_st_open(v->dir, &v->st));
     vlm_vision_weights vw;
     VLM_TRY(vlm_bind_weights(v->st, cfg, 0, 1, &vw, &v->tw));
     const vlm_tensor *src[MAX_MATS];
     v->n_mats = token_mats(&v->tw, src);
-    uint64_t r0 = vlm_rss_bytes();
     v->bytes = 0;
     for (int i = 0; i < v->n_mats; i++) {
         if (v->interleave) VLM_TRY(vlm_cpu_quant_prepare(src[i], &v->mats[i]));
@@ -107,7 +127,6 @@ static vlm_status open_variant(variant *v, const vlm_model_config *cfg, const fl
         v->bytes += v->mats[i].nbytes;
     }
     token_pass(v, x, y); /* faults the weights in */
-    v->rss_delta = vlm_rss_bytes() - r0;
     v->disk_bytes = dir_safetensors_bytes(v->dir);
     return VLM_OK;
 }
@@ -277,6 +296,7 @@ int main(int argc, char **argv) {
             vi->t[r] = a < b ? a : b;
         }
     }
+    for (int i = 0; i < nv; i++) v[i].resident = variant_resident(&v[i]);
     if (prefill_m > 0)
         for (int i = 0; i < nv; i++) v[i].prefill_gflops = prefill(&v[i], prefill_m, x, y);
 
@@ -320,10 +340,11 @@ int main(int argc, char **argv) {
         if (v[i].quant_s >= 0) snprintf(qs, sizeof qs, "%.1f", v[i].quant_s);
         else snprintf(qs, sizeof qs, i ? "(reused)" : "-");
         printf("%-10s %14.1f %16.1f %14.1f %12s   (%.1f%% smaller than bf16)\n", v[i].name, (double)lm / 1e6,
-               (double)v[i].disk_bytes / 1e6, (double)v[i].rss_delta / 1e6, qs,
+               (double)v[i].disk_bytes / 1e6, (double)v[i].resident / 1e6, qs,
                i ? 100.0 * (1.0 - (double)lm / (double)lm0) : 0.0);
         if (i == 0) lm0 = lm;
     }
-    printf("(bf16 safetensors include the vision tower; resident = RSS growth when the weights were first read)\n");
+    printf("(bf16 safetensors include the vision tower; resident = the decode weights in memory after the rounds, "
+           "by mincore: mapped file pages or the CPU backend's interleaved copies)\n");
     return 0;
 }
