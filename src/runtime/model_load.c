@@ -7,6 +7,8 @@
 #include "base/log.h"
 #include "base/timer.h"
 #include "io/hf_cache.h"
+#include "model/quantize.h"
+#include "runtime/fingerprint.h"
 #include "runtime/pipeline.h"
 #include "runtime/split.h"
 
@@ -77,11 +79,46 @@ static void report_progress(vlm_model *m, const char *stage, double f) {
     if (m->opt.progress) m->opt.progress(m->opt.progress_user, stage, f);
 }
 
+static void quant_progress(void *user, double f) {
+    vlm_model *m = user;
+    if (m->opt.progress) m->opt.progress(m->opt.progress_user, "quantizing", f);
+}
+
+/* The quantized artifact OUTPUT_DIR/<kind> (language-q4_0, or quantized-q4_0 with the vision tower
+ * too), made from the source checkpoint when it is missing or stale. */
+static vlm_status ensure_quantized(vlm_model *m, int with_vision, char *dir, size_t cap) {
+    vlm_quant_options qo;
+    vlm_quant_options_default(&qo);
+    qo.language_only = !with_vision;
+    qo.vision = with_vision;
+    qo.progress = quant_progress;
+    qo.progress_user = m;
+    char kind[64], why[VLM_PATH_MAX + 256];
+    vlm_quant_kind(&qo, kind, sizeof kind);
+    VLM_TRY(vlm_path_join(dir, cap, m->output_dir, kind));
+    if (vlm_manifest_is_fresh(dir, kind, m->source_dir, why, sizeof why)) return VLM_OK;
+    VLM_LOG_I("quantizing %s into %s (%s)", m->source_dir, dir, why);
+    VLM_TRY(vlm_mkdirs(m->output_dir));
+    vlm_quant_stats stats;
+    return vlm_quantize_checkpoint(m->source_dir, dir, &qo, &stats);
+}
+
 static vlm_status prepare_and_load(vlm_model *m) {
     const vlm_load_options *o = &m->opt;
-    char vis_dir[VLM_PATH_MAX], lang_dir[VLM_PATH_MAX];
-    if (o->quantize || o->quantize_vision)
-        return vlm_err(VLM_ERR_UNAVAILABLE, "--quantize is not wired into the pipeline yet (use `vlm quantize`)");
+    char vis_dir[VLM_PATH_MAX], lang_dir[VLM_PATH_MAX], q_dir[VLM_PATH_MAX];
+    if (o->quantize_vision && !o->quantize)
+        return vlm_err(VLM_ERR_INVALID, "--quantize-vision goes with --quantize");
+    if (o->quantize_vision && o->mode == VLM_MODE_RUN_ONNX)
+        return vlm_err(VLM_ERR_UNSUPPORTED, "--quantize-vision: run_onnx exports the vision encoder in stored precision");
+    if (o->quantize) {
+        /* both components from one quantized checkpoint when the vision tower is quantized too;
+         * otherwise only the language model is replaced by its quantized artifact */
+        VLM_TRY(ensure_quantized(m, o->quantize_vision, q_dir, sizeof q_dir));
+        VLM_TRY(load_language(m, q_dir));
+        report_progress(m, "loading", 0.5);
+        if (o->quantize_vision) return load_vision(m, q_dir, 0);
+        if (o->mode == VLM_MODE_ORIGINAL) return load_vision(m, m->source_dir, 0);
+    }
     if (o->mode == VLM_MODE_ORIGINAL) {
         VLM_TRY(load_language(m, m->source_dir));
         report_progress(m, "loading", 0.5);
@@ -95,8 +132,10 @@ static vlm_status prepare_and_load(vlm_model *m) {
     VLM_TRY(vlm_split_ensure(m->source_dir, m->output_dir, o->progress, o->progress_user));
     VLM_TRY(vlm_path_join(vis_dir, sizeof vis_dir, m->output_dir, VLM_SPLIT_VISION));
     VLM_TRY(vlm_path_join(lang_dir, sizeof lang_dir, m->output_dir, VLM_SPLIT_LANGUAGE));
-    VLM_TRY(load_language(m, lang_dir));
-    report_progress(m, "loading", 0.5);
+    if (!o->quantize) {
+        VLM_TRY(load_language(m, lang_dir));
+        report_progress(m, "loading", 0.5);
+    }
     if (o->mode == VLM_MODE_SPLIT_NATIVE) return load_vision(m, vis_dir, 0);
 
     /* run_onnx: the vision encoder is the exported graph, run by ONNX Runtime on the CPU */
