@@ -10,6 +10,7 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "tensor/quant.h"
 
 typedef struct {
     int64_t vision_params, text_params;
@@ -24,6 +25,15 @@ static void count(const vlm_safetensors *st, const vlm_checkpoint_parts *parts, 
         const vlm_st_entry *e = &st->entries[i];
         vlm_tensor tt = vlm_st_tensor(e);
         int64_t n = vlm_tensor_numel(&tt);
+        /* a quantized tensor (U8 rows of blocks, format in __metadata__) counts its weights */
+        char key[600];
+        snprintf(key, sizeof key, "quant:%s", e->name);
+        const char *tag = e->dtype == VLM_DT_U8 && e->ndim == 2 ? vlm_st_meta(st, e, key) : NULL;
+        vlm_dtype qt;
+        if (tag && vlm_quant_from_tag(tag, &qt) == 0) {
+            n = e->shape[0] * (e->shape[1] / (int64_t)vlm_dtype_size(qt)) * vlm_dtype_block(qt);
+            t->dtype_count[qt]++;
+        }
         if (!strncmp(e->name, vp, strlen(vp))) {
             t->vision_params += n;
             t->vision_bytes += e->nbytes;
@@ -31,7 +41,7 @@ static void count(const vlm_safetensors *st, const vlm_checkpoint_parts *parts, 
             t->text_params += n;
             t->text_bytes += e->nbytes;
         }
-        t->dtype_count[e->dtype]++;
+        if (!tag) t->dtype_count[e->dtype]++;
     }
     for (int i = 0; i < st->n_files; i++) t->file_bytes += st->files[i].map.size;
 }

@@ -100,6 +100,12 @@ static vlm_status cu_sync(vlm_backend *be) {
 }
 
 static vlm_status cu_weight(vlm_backend *be, const vlm_tensor *host, vlm_tensor *dev) {
+    switch (host->dtype) {
+    case VLM_DT_F32: case VLM_DT_F16: case VLM_DT_BF16: case VLM_DT_Q8_0: case VLM_DT_Q4_0: break;
+    default:
+        return vlm_err(VLM_ERR_UNSUPPORTED, "the CUDA backend has no kernels for %s weights (F32, F16, BF16, Q8_0, "
+                       "Q4_0 are supported)", vlm_dtype_name(host->dtype));
+    }
     *dev = *host;
     dev->data = cu_alloc(be, host->nbytes, "a weight");
     if (!dev->data) return VLM_ERR_NOMEM;
