@@ -11,7 +11,7 @@
  *                      [--shape M,N,K]
  * Run it with `nice` at quiet moments; it prints the load average before and after. On a busy
  * host, --cpu-clock times the compute-bound kernels by CPU time (GEMV always by wall time). */
-#include <cblas.h>
+#include "bench_common.h"
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -487,12 +487,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!do_gemv && !do_gemm && !do_attn && !do_ops) do_gemv = do_gemm = do_attn = do_ops = 1;
-    /* Debian's OpenBLAS 0.3.21 does not know this CPU model and would run its SSE3 kernels, which
-     * would make a meaningless baseline: re-run with its AVX-512 kernels selected. */
-    if (vlm_cpu_has_avx512() && strstr(openblas_get_config(), "Prescott") && !getenv("OPENBLAS_CORETYPE")) {
-        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-        execv("/proc/self/exe", argv);
-    }
+    bench_fair_openblas(argv);
     if (threads > 0) vlm_set_threads(threads);
     threads = vlm_threads();
     g_threads = threads;

@@ -7,7 +7,7 @@
  *
  * The machine is shared and its bandwidth drifts: the bandwidth is measured right before and after
  * the decode run and both are printed. */
-#include <cblas.h>
+#include "bench_common.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +54,7 @@ static double sgemm_gflops(int M, int K, int N) {
 }
 
 int main(int argc, char **argv) {
+    bench_fair_openblas(argv);
     const char *dir = "/work/models/q25-3b";
     int prompt = 512, decode = 8, threads = 0, runs = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -81,7 +82,7 @@ int main(int argc, char **argv) {
     const vlm_text_config *t = &m->cfg.text;
     printf("model %s: %d layers, hidden %d, %d/%d heads, MLP %d, vocab %d, weights %s\n", dir, t->n_layers, t->hidden,
            t->n_heads, t->n_kv_heads, t->intermediate, t->vocab, vlm_dtype_name(m->layers[0].q_w.dtype));
-    printf("cpu %s, %d threads (machine shared with other jobs)\n", vlm_cpu_name(), vlm_threads());
+    printf("cpu %s, %d threads, load average %.2f\n", vlm_cpu_name(), vlm_threads(), bench_load_average());
 
     int32_t *ids = malloc((size_t)prompt * sizeof *ids);
     uint64_t x = 88172645463325252ull;

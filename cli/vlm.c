@@ -14,14 +14,14 @@ typedef struct {
 
 static const command k_commands[] = {
     {"run", cmd_run, "answer a prompt about images (streams the answer to stdout)"},
-    {"info", cmd_info, "describe a checkpoint: family, dimensions, parameters, dtypes, sizes"},
-    {"make-synthetic", cmd_make_synthetic, "write a checkpoint with a real architecture and random weights"},
     {"bench", cmd_bench, "measure and compare the modes: timings, throughput, memory, JSON/CSV/chart"},
-    {"quantize", cmd_quantize, "write a quantized copy of a checkpoint (q4_0, q8_0 or nf4 weights)"},
     {"split", cmd_split, "write the vision encoder and language model as separate artifacts"},
-    {"preprocess", cmd_preprocess, "decode images and run the image processor: pixel_values + image_grid_thw"},
-    {"tokenize", cmd_tokenize, "encode text to token ids with a checkpoint's tokenizer, or decode ids"},
     {"export-onnx", cmd_export_onnx, "export the vision tower to ONNX (vision.onnx) for run_onnx"},
+    {"quantize", cmd_quantize, "write a quantized copy of a checkpoint (q4_0, q8_0 or nf4 weights)"},
+    {"info", cmd_info, "describe a checkpoint: family, dimensions, parameters, dtypes, sizes"},
+    {"tokenize", cmd_tokenize, "encode text to token ids with a checkpoint's tokenizer, or decode ids"},
+    {"preprocess", cmd_preprocess, "decode images and run the image processor: pixel_values + image_grid_thw"},
+    {"make-synthetic", cmd_make_synthetic, "write a checkpoint with a real architecture and random weights"},
 };
 enum { N_COMMANDS = sizeof k_commands / sizeof k_commands[0] };
 

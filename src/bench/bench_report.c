@@ -182,8 +182,9 @@ void vlm_bench_print_targets(FILE *f, const vlm_bench_results *r) {
     int dev_fail = 0;
     for (int i = 0; i < n; i++) dev_fail |= rows[i].target->device == VLM_DEV_CPU && !rows[i].pass;
     if (dev_fail)
-        fprintf(f, "On a 2-core CPU a bf16 3B model cannot reach the development profile (decode is bounded near "
-                   "8 tok/s by memory bandwidth); 4-bit (--quantize) is the configuration meant for it.\n");
+        fprintf(f, "On a few CPU cores a bf16 3B model cannot reach the development profile: each decoded token "
+                   "reads 6.2 GB of weights, so decode is bounded by memory bandwidth (about 8 tok/s at 50 GB/s); "
+                   "4-bit (--quantize, 1.9 GB per token) is the configuration meant for it.\n");
 }
 
 void vlm_bench_print_report(FILE *f, const vlm_bench_results *r) {

@@ -71,7 +71,6 @@ static vlm_status load_vision(vlm_model *m, const char *dir, int share) {
         return vlm_err(VLM_ERR_NOT_FOUND, "%s has no vision encoder (visual.* tensors): a language-only artifact can only "
                                           "answer text prompts", dir);
     m->vis.bytes = vlm_st_bytes_with_prefix(m->vis.st, vlm_vision_prefix(parts.naming));
-    if (share) m->lang.bytes -= m->vis.bytes;
     return vlm_vision_create(&m->vis.cfg, &m->vw, m->be, &m->vision);
 }
 
