@@ -104,6 +104,11 @@ static void test_other_formats(void) {
     CHECK_ERR(decode_mem("BM\x3e\0\0\0\0\0", 8, 0), VLM_ERR_UNSUPPORTED, "supported formats: JPEG, PNG");
     CHECK_ERR(decode_mem("RIFF\0\0\0\0WEBPVP8 ", 16, 0), VLM_ERR_UNSUPPORTED, "WebP");
     CHECK_ERR(decode_mem("hello, world", 12, 0), VLM_ERR_UNSUPPORTED, "not a JPEG or PNG");
+    /* video containers: MP4 (ftyp isom), WebM (EBML), AVI; HEIF is an image format */
+    CHECK_ERR(decode_mem("\0\0\0\x18" "ftypisom\0\0\0\0", 16, 0), VLM_ERR_UNSUPPORTED, "video input is not supported");
+    CHECK_ERR(decode_mem("\x1a\x45\xdf\xa3\x9f\x42\x86\x81", 8, 0), VLM_ERR_UNSUPPORTED, "video input");
+    CHECK_ERR(decode_mem("RIFF\0\0\0\0AVI LIST", 16, 0), VLM_ERR_UNSUPPORTED, "video input");
+    CHECK_ERR(decode_mem("\0\0\0\x18" "ftypheic\0\0\0\0", 16, 0), VLM_ERR_UNSUPPORTED, "HEIF/AVIF images");
     CHECK(vlm_image_detect("\xff\xd8\xff\xe0", 4) == VLM_IMAGE_FORMAT_JPEG);
     CHECK(vlm_image_detect("\xff\xd8", 2) == VLM_IMAGE_FORMAT_UNKNOWN);
     CHECK(!strcmp(vlm_image_format_name(VLM_IMAGE_FORMAT_PNG), "PNG"));

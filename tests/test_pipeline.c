@@ -4,6 +4,7 @@
  * dumps matches expected.safetensors within the fixture tolerances. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,11 +69,37 @@ static void compare_tensor(const char *case_name, const char *mode, const vlm_st
     else test_close(what, got->data, want->data, n, 1e-4f, 1e-5f);
 }
 
-static void run_case(const fixture_case *c, vlm_mode mode) {
+/* Relative RMS difference of the last-position logits: the documented tolerance of 4-bit weights
+ * (Q4_0 linear layers, Q8_0 embedding / lm_head) against the f32 reference is 0.35 on the tiny
+ * random fixtures (measured 0.07-0.25: hidden sizes of 32-64 average little noise out); greedy ids
+ * are reported, not required (the random models' logits are nearly flat, so 4-bit changes the
+ * argmax). */
+static void check_quantized(const fixture_case *c, const vlm_result *res, vlm_safetensors *got, vlm_safetensors *want) {
+    const vlm_st_entry *g = vlm_st_find(got, "logits_last"), *w = vlm_st_find(want, "logits_last");
+    CHECK(g && w && g->nbytes == w->nbytes);
+    if (!g || !w || g->nbytes != w->nbytes) return;
+    const float *a = g->data, *b = w->data;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < w->nbytes / 4; i++) {
+        num += (double)(a[i] - b[i]) * (a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    double rel = sqrt(num / den);
+    const vlm_st_entry *gen = vlm_st_find(want, "generated_ids");
+    int same = 0;
+    for (int i = 0; gen && i < res->n_generated && i < gen->shape[0]; i++)
+        same += res->generated_ids[i] == ((const int64_t *)gen->data)[i];
+    fprintf(stderr, "  %s 4-bit: logits relative RMS %.3f of f32, greedy ids equal to the f32 fixture: %d/%lld\n",
+            c->name, rel, same, gen ? (long long)gen->shape[0] : 0LL);
+    CHECK_MSG(rel < 0.35, "%s: 4-bit logits relative RMS %.3f >= 0.35", c->name, rel);
+}
+
+static void run_case_q(const fixture_case *c, vlm_mode mode, int quantize) {
     vlm_load_options o;
     vlm_load_options_init(&o);
     o.model_id = c->model;
     o.mode = mode;
+    o.quantize = quantize;
     o.device = VLM_DEV_CPU;
     char out_dir[1024];
     snprintf(out_dir, sizeof out_dir, "%s", test_tmp(strrchr(c->model, '/') + 1));
@@ -102,7 +129,8 @@ static void run_case(const fixture_case *c, vlm_mode mode) {
         CHECK_OK(vlm_st_open(exp_path, &want));
         CHECK_OK(vlm_st_open(dump, &got));
     }
-    if (want && got) {
+    if (want && got && quantize) check_quantized(c, &res, got, want);
+    if (want && got && !quantize) {
         const vlm_st_entry *ids = vlm_st_find(want, "input_ids"), *gen = vlm_st_find(want, "generated_ids");
         int ok = ids && (int64_t)res.n_input == ids->shape[0];
         for (int i = 0; ok && i < res.n_input; i++) ok = res.input_ids[i] == ((const int64_t *)ids->data)[i];
@@ -126,6 +154,8 @@ static void run_case(const fixture_case *c, vlm_mode mode) {
     vlm_result_free(&res);
     vlm_model_free(m);
 }
+
+static void run_case(const fixture_case *c, vlm_mode mode) { run_case_q(c, mode, 0); }
 
 static char g_cases[64][64];
 static int g_n_cases;
@@ -160,11 +190,19 @@ static void test_run_onnx(void) {
     for_mode(VLM_MODE_RUN_ONNX);
 }
 
+static void test_quantized(void) {
+    for (int i = 0; i < g_n_cases; i++) {
+        fixture_case c;
+        if (load_case(g_cases[i], &c)) run_case_q(&c, VLM_MODE_ORIGINAL, 1);
+    }
+}
+
 int main(void) {
     list_cases();
     CHECK(g_n_cases >= 11);
     RUN(test_original);
     RUN(test_split_native);
     RUN(test_run_onnx);
+    RUN(test_quantized);
     return test_summary();
 }

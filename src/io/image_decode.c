@@ -26,12 +26,22 @@ const char *vlm_image_format_name(vlm_image_format f) {
 }
 
 /* A few other formats by their magic, so the message can say what the file is. */
+/* Video containers: MP4/MOV (ftyp with a video brand), WebM/Matroska (EBML), AVI. */
+static int looks_like_video(const uint8_t *p, size_t n) {
+    if (n >= 12 && !memcmp(p + 4, "ftyp", 4))
+        return memcmp(p + 8, "hei", 3) && memcmp(p + 8, "mif1", 4) && memcmp(p + 8, "avif", 4);
+    if (n >= 4 && !memcmp(p, "\x1a\x45\xdf\xa3", 4)) return 1;
+    if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "AVI ", 4)) return 1;
+    return 0;
+}
+
 static const char *guess_other(const uint8_t *p, size_t n) {
     if (n >= 6 && (!memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6))) return "GIF";
     if (n >= 2 && !memcmp(p, "BM", 2)) return "BMP";
     if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "WebP";
     if (n >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) return "TIFF";
-    if (n >= 12 && !memcmp(p + 4, "ftyp", 4)) return "HEIF/AVIF/MP4";
+    if (n >= 12 && !memcmp(p + 4, "ftyp", 4))
+        return (!memcmp(p + 8, "hei", 3) || !memcmp(p + 8, "mif1", 4) || !memcmp(p + 8, "avif", 4)) ? "HEIF/AVIF" : NULL;
     if (n >= 4 && !memcmp(p, "\0\0\1\0", 4)) return "ICO";
     if (n >= 2 && p[0] == 'P' && p[1] >= '1' && p[1] <= '7') return "PNM";
     if (n >= 4 && !memcmp(p, "8BPS", 4)) return "PSD";
@@ -100,6 +110,8 @@ vlm_status vlm_image_decode_memory(const void *data, size_t size, const char *na
     if (f == VLM_IMAGE_FORMAT_JPEG) s = vlm_jpeg_decode(data, size, name, max_pixels, out, info);
     else if (f == VLM_IMAGE_FORMAT_PNG) s = vlm_png_decode(data, size, name, max_pixels, out, info);
     else {
+        if (looks_like_video(data, size))
+            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: video input is not supported (still images only: JPEG, PNG)", name);
         const char *other = guess_other(data, size);
         if (other)
             return vlm_err(VLM_ERR_UNSUPPORTED, "%s: %s images are not supported (supported formats: JPEG, PNG)", name,
