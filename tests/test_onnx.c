@@ -13,10 +13,6 @@
 #include "runtime/onnx/onnx_vision.h"
 #include "vlm.h"
 
-/* LeakSanitizer: ONNX Runtime keeps a few process-lifetime allocations (its thread-pool and
- * session-initialization statics, no frame of ours on their stacks); ours are still checked. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:libonnxruntime.so\n"; }
 
 typedef struct {
     const char *name;
