@@ -3,6 +3,8 @@
  * weights use the same reordered x layout as the AVX-512 kernel (vlm_gemv_reorder_x). */
 #include <immintrin.h>
 
+#include "kernels/cpu/hsum_avx2.h"
+
 #include "kernels/cpu/cpu_simd.h"
 #include "tensor/tensor.h"
 
@@ -53,12 +55,6 @@ AI float weight_at(const int mode, const char *row, int64_t k) {
 
 AI int elem_bytes(const int mode) { return mode == W_F32 ? 4 : 2; }
 
-AI float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 AI void tile(const int mode, const int M, const int R, const char *w, size_t rb, const float *xv, const float *x,
              int64_t ldx, int64_t K, float *out) {
@@ -82,7 +78,7 @@ AI void tile(const int mode, const int M, const int R, const char *w, size_t rb,
         }
     }
     UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) {
-        float s = hsum(acc[m][r]);
+        float s = vlm_hsum8(acc[m][r]);
         for (int64_t k = K32; k < K; k++) s += weight_at(mode, w + (size_t)r * rb, k) * x[(size_t)m * ldx + k];
         out[m * R + r] = s;
     }

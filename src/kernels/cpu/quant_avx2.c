@@ -4,24 +4,11 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/cpu/hsum_avx2.h"
 #include "kernels/cpu/quant_kernels.h"
 #include "tensor/quant.h"
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
-
-static ALWAYS_INLINE float hmax8(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-static ALWAYS_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 static ALWAYS_INLINE int hsum8i(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -47,7 +34,7 @@ void vlm_qact_row_avx2(const float *x, int64_t K, int8_t *q, float *d, float *s)
             d[b] = s[b] = __builtin_nanf("");
             continue;
         }
-        float amax = hmax8(mx);
+        float amax = vlm_hmax8(mx);
         __m256 id = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
         __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[0], id)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[1], id));
         __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[2], id)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[3], id));
@@ -108,7 +95,7 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
         }
     }
     #pragma GCC unroll 8
-    for (int m = 0; m < M; m++) y[m * ldy] = hsum8(acc[m]);
+    for (int m = 0; m < M; m++) y[m * ldy] = vlm_hsum8(acc[m]);
 }
 
 /* Decode: rows from 4 distant places in turn, 4 memory streams in flight (quant_kernels.h). */
