@@ -7,40 +7,19 @@ set -u
 VLM=$(realpath "$1")
 FIX=$(realpath "$2")
 MODEL=$FIX/models/tiny-qwen2_5-vl
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-cd "$TMP" || exit 1
-failures=0
+SCRIPT_DIR=$(dirname "$(realpath "$0")")
+QUIET_STDOUT=1
+source "$SCRIPT_DIR/lib.sh"
 
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+expect quantize 2 "--model-id is required" -- --out q
+expect quantize 2 "--out is required" -- --model-id "$MODEL"
+expect quantize 2 "--type must be one of q4_0, q8_0, nf4, got 'q5_k'" -- --model-id "$MODEL" --out q --type q5_k
+expect quantize 2 "--embed-type must be one of" -- --model-id "$MODEL" --out q --embed-type int8
+expect quantize 2 "unknown option '--bogus'" -- --model-id "$MODEL" --out q --bogus
+expect quantize 2 "conflict" -- --model-id "$MODEL" --out q --quantize-vision --language-only
+expect quantize 1 "does-not-exist" -- --model-id "$TMP/does-not-exist" --out q
 
-# expect STATUS NEEDLE -- ARGS...
-expect() {
-    local want=$1 needle=$2
-    shift 3
-    "$VLM" quantize "$@" >out.txt 2>err.txt
-    local rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        fail "vlm quantize $*: exit $rc, expected $want; stderr: $(cat err.txt)"
-    elif ! grep -qF -- "$needle" err.txt; then
-        fail "vlm quantize $*: stderr does not name '$needle': $(cat err.txt)"
-    elif [ -s out.txt ]; then
-        fail "vlm quantize $*: printed on stdout: $(cat out.txt)"
-    fi
-}
-
-expect 2 "--model-id is required" -- --out q
-expect 2 "--out is required" -- --model-id "$MODEL"
-expect 2 "--type must be one of q4_0, q8_0, nf4, got 'q5_k'" -- --model-id "$MODEL" --out q --type q5_k
-expect 2 "--embed-type must be one of" -- --model-id "$MODEL" --out q --embed-type int8
-expect 2 "unknown option '--bogus'" -- --model-id "$MODEL" --out q --bogus
-expect 2 "conflict" -- --model-id "$MODEL" --out q --quantize-vision --language-only
-expect 1 "does-not-exist" -- --model-id "$TMP/does-not-exist" --out q
-
-expect 0 "wrote q4" -- --model-id "$MODEL" --out q4
+expect quantize 0 "wrote q4" -- --model-id "$MODEL" --out q4
 [ -f q4/model.safetensors ] && [ -f q4/config.json ] && [ -f q4/tokenizer.json ] && [ -f q4/vlm_manifest.json ] ||
     fail "q4 is missing files: $(ls q4)"
 grep -q '"vlm_quantization"' q4/config.json || fail "config.json does not record the quantization"
@@ -48,17 +27,13 @@ ls -d q4.tmp.* >/dev/null 2>&1 && fail "a temporary directory was left behind"
 # the quantized checkpoint loads (vlm info binds its weights) and shows block formats
 "$VLM" info --model-id q4 >info.txt 2>err.txt || fail "vlm info on the quantized checkpoint: $(cat err.txt)"
 
-expect 0 "nf4" -- --model-id "$MODEL" --out q4 --type nf4 --embed-type keep
+expect quantize 0 "nf4" -- --model-id "$MODEL" --out q4 --type nf4 --embed-type keep
 grep -q '"linear":[[:space:]]*"nf4"' q4/config.json || fail "q4 was not replaced by the nf4 run"
 
 mkdir foreign && echo keep >foreign/notes.txt
-expect 1 "refusing to replace" -- --model-id "$MODEL" --out foreign
+expect quantize 1 "refusing to replace" -- --model-id "$MODEL" --out foreign
 [ -f foreign/notes.txt ] || fail "a foreign directory was touched"
 
-expect 1 "already quantized" -- --model-id q4 --out twice
+expect quantize 1 "already quantized" -- --model-id q4 --out twice
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures failure(s)" >&2
-    exit 1
-fi
-echo "ok"
+finish
