@@ -160,8 +160,8 @@ int vlm_bench_n_ran(const vlm_bench_results *r);
 
 /* ---- images (bench_image.c) ------------------------------------------------------------------ */
 
-/* Width and height from a JPEG (SOF marker) or PNG (IHDR) header without decoding the image.
- * TODO(lead): switch to the src/io image-size helper when it lands (it also applies EXIF rotation). */
+/* Width and height of the decoded image, after its EXIF orientation (what the model sees); the
+ * decoder's error (naming the file and the supported formats) for anything it cannot read. */
 vlm_status vlm_bench_image_size(const char *path, int *width, int *height);
 /* Expands --image arguments: files as given, directories to their .jpg/.jpeg/.png files sorted by
  * name. *out is an array of malloc'ed strings (free with vlm_bench_free_list). */

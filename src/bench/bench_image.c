@@ -1,6 +1,6 @@
 /* Images for the benchmark: the --image arguments expanded (directories to their image files) and
- * each image's size read from its header (the configuration header and metadata report it; the
- * image itself is decoded by the pipeline, inside the measured run). */
+ * each image's size (the configuration header and metadata report it; the pipeline decodes the
+ * image again inside each measured run, as a user's request would). */
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
@@ -11,68 +11,20 @@
 #include "base/log.h"
 #include "base/memory.h"
 #include "bench/bench.h"
+#include "io/image_decode.h"
 
-static unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
-static uint32_t be32(const unsigned char *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Walks the JPEG markers to the first frame header (SOF0..SOF15 but DHT, JPG and DAC). */
-static vlm_status jpeg_size(FILE *f, const char *path, int *w, int *h) {
-    unsigned char b[8];
-    for (;;) {
-        int c = fgetc(f);
-        if (c == EOF) break;
-        if (c != 0xFF) return vlm_err(VLM_ERR_FORMAT, "%s: JPEG marker expected, found byte 0x%02x", path, c);
-        while ((c = fgetc(f)) == 0xFF) {} /* fill bytes */
-        if (c == EOF) break;
-        if (c == 0xD8 || c == 0x01 || (c >= 0xD0 && c <= 0xD7)) continue; /* no length */
-        if (c == 0xD9 || c == 0xDA) break; /* end of image / start of scan before any frame */
-        if (fread(b, 1, 2, f) != 2) break;
-        unsigned len = be16(b);
-        if (len < 2) return vlm_err(VLM_ERR_FORMAT, "%s: JPEG segment 0x%02x with length %u", path, c, len);
-        int sof = c >= 0xC0 && c <= 0xCF && c != 0xC4 && c != 0xC8 && c != 0xCC;
-        if (sof) {
-            if (len < 7 || fread(b, 1, 5, f) != 5) break;
-            *h = (int)be16(b + 1);
-            *w = (int)be16(b + 3);
-            if (*w == 0 || *h == 0)
-                return vlm_err(VLM_ERR_FORMAT, "%s: JPEG frame header gives a %dx%d image", path, *w, *h);
-            return VLM_OK;
-        }
-        if (fseek(f, (long)len - 2, SEEK_CUR) != 0) break;
-    }
-    return vlm_err(VLM_ERR_FORMAT, "%s: truncated JPEG (no frame header)", path);
-}
-
+/* The size the model sees: the decoder's output, after the EXIF orientation (a rotated photo
+ * reports its upright size). Decoding costs milliseconds, once per image before the runs, and an
+ * unreadable image is reported before the long work starts. */
 vlm_status vlm_bench_image_size(const char *path, int *width, int *height) {
     *width = *height = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return vlm_err(VLM_ERR_IO, "--image %s: cannot open: %s", path, strerror(errno));
-    unsigned char b[24];
-    size_t n = fread(b, 1, sizeof b, f);
-    vlm_status s = VLM_OK;
-    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-    if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
-        fseek(f, 2, SEEK_SET);
-        s = jpeg_size(f, path, width, height);
-    } else if (n >= 8 && !memcmp(b, png_sig, 8)) {
-        if (n < 24 || memcmp(b + 12, "IHDR", 4))
-            s = vlm_err(VLM_ERR_FORMAT, "%s: PNG without an IHDR chunk first", path);
-        else {
-            uint32_t w = be32(b + 16), h = be32(b + 20);
-            if (w == 0 || h == 0 || w > INT32_MAX || h > INT32_MAX)
-                s = vlm_err(VLM_ERR_FORMAT, "%s: PNG header gives a %ux%u image", path, w, h);
-            *width = (int)w;
-            *height = (int)h;
-        }
-    } else {
-        /* not ours to reject: the pipeline's decoder says whether it reads this file */
-        VLM_LOG_W("%s: not a JPEG or PNG file; its size is not shown", path);
-    }
-    fclose(f);
-    if (s != VLM_OK) *width = *height = 0;
-    return s;
+    vlm_image img = {0};
+    vlm_status s = vlm_image_decode_file(path, 0, &img, NULL);
+    if (s != VLM_OK) return vlm_err_ctx(s, "--image");
+    *width = img.width;
+    *height = img.height;
+    vlm_image_free(&img);
+    return VLM_OK;
 }
 
 static int is_image_name(const char *name) {
