@@ -1,6 +1,8 @@
-/* The small, model-independent parts of the public API: option defaults and name parsing. */
+/* The small, model-independent parts of the public API: option defaults, name parsing, and what
+ * this build and machine can run. */
 #include <string.h>
 
+#include "kernels/backend.h"
 #include "vlm.h"
 
 void vlm_load_options_init(vlm_load_options *o) {
@@ -33,3 +35,5 @@ int vlm_mode_parse(const char *name, vlm_mode *out) {
 }
 
 const char *vlm_mode_name(vlm_mode m) { return (unsigned)m < 3 ? k_modes[m] : "?"; }
+
+int vlm_cuda_usable(char *reason, size_t cap) { return vlm_cuda_available(reason, cap); }

@@ -298,5 +298,3 @@ void vlm_result_free(vlm_result *r) {
     free(r->text);
     memset(r, 0, sizeof *r);
 }
-
-int vlm_cuda_usable(char *reason, size_t cap) { return vlm_cuda_available(reason, cap); }
