@@ -9,10 +9,10 @@
  *   total          decode + preprocess
  * Medians of --runs runs: wall-clock, and for the one-thread runs also the thread's CPU time, which
  * stays meaningful when the machine is busy (Pillow is single-threaded: the same two numbers are
- * taken in bench/pillow_preprocess.py, run right after vlm so the two never share the cores). Both
+ * taken in perf/pillow_preprocess.py, run right after vlm so the two never share the cores). Both
  * sides' pixel_values are checked to be identical (SHA-256).
  *
- *   bench_preprocess [--runs N] [IMAGE ...]      (default: the 1920x1080 fixture as JPEG and PNG) */
+ *   perf_preprocess [--runs N] [IMAGE ...]      (default: the 1920x1080 fixture as JPEG and PNG) */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,11 +139,11 @@ int main(int argc, char **argv) {
     int made_jpeg = 0;
     if (!n) {
         if (!have_python) {
-            fprintf(stderr, "bench_preprocess: /usr/bin/python3 with Pillow is needed to write the JPEG\n");
+            fprintf(stderr, "perf_preprocess: /usr/bin/python3 with Pillow is needed to write the JPEG\n");
             return 1;
         }
         snprintf(jpeg, sizeof jpeg, "%s/photo_1920x1080_q90.jpg", tmp);
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench/pillow_preprocess.py --make-jpeg '%s' '%s'",
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/perf/pillow_preprocess.py --make-jpeg '%s' '%s'",
                  VLM_SOURCE_DIR, png, jpeg);
         if (system(cmd) != 0) return 1;
         images[n++] = jpeg;
@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
         fclose(la);
     }
     const int threads = vlm_threads();
-    printf("bench_preprocess: %s, %d threads, load average %s at start, median of %d runs\n", vlm_cpu_name(), threads,
+    printf("perf_preprocess: %s, %d threads, load average %s at start, median of %d runs\n", vlm_cpu_name(), threads,
            load, runs);
     result mine1[MAX_IMAGES], mineN[MAX_IMAGES];
     for (int i = 0; i < n; i++) {
@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
         vlm_set_threads(threads);
         ok = ok && bench_vlm(images[i], runs, 0, &mineN[i]);
         if (!ok) {
-            fprintf(stderr, "bench_preprocess: %s: %s\n", images[i], vlm_last_error());
+            fprintf(stderr, "perf_preprocess: %s: %s\n", images[i], vlm_last_error());
             return 1;
         }
     }
@@ -175,7 +175,7 @@ int main(int argc, char **argv) {
     char out[300];
     snprintf(out, sizeof out, "%s/pillow.jsonl", tmp);
     if (have_python) {
-        int k = snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench/pillow_preprocess.py --runs %d", VLM_SOURCE_DIR,
+        int k = snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/perf/pillow_preprocess.py --runs %d", VLM_SOURCE_DIR,
                          runs);
         for (int i = 0; i < n; i++) k += snprintf(cmd + k, sizeof cmd - (size_t)k, " '%s'", images[i]);
         snprintf(cmd + k, sizeof cmd - (size_t)k, " > '%s'", out);

@@ -1,7 +1,7 @@
 /* Quantized matrix products on a real-size language model, against BF16 and the machine's read
  * bandwidth measured in the same run.
  *
- *   bench_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] [--threads N]
+ *   perf_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] [--threads N]
  *               [--requantize] [--prefill M] [--plain] [--spin]
  *
  * For each type it quantizes the language model of DIR (default /work/models/q25-3b) into
@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--plain")) plain = 1;
         else if (!strcmp(argv[i], "--spin")) continue;
         else {
-            fprintf(stderr, "usage: bench_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] "
+            fprintf(stderr, "usage: perf_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] "
                             "[--threads N] [--requantize] [--prefill M] [--plain] [--spin]\n");
             return 2;
         }
@@ -214,11 +214,11 @@ int main(int argc, char **argv) {
     if (threads > 0) vlm_set_threads(threads);
     vlm_model_config cfg;
     if (vlm_config_load(model, &cfg) != VLM_OK) {
-        fprintf(stderr, "bench_quant: %s\n", vlm_last_error());
+        fprintf(stderr, "perf_quant: %s\n", vlm_last_error());
         return 1;
     }
     const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
-    printf("bench_quant: %s, %d threads, %s, quantized path %s, OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s (machine "
+    printf("perf_quant: %s, %d threads, %s, quantized path %s, OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s (machine "
            "shared with other jobs)\n",
            model, vlm_threads(), vlm_cpu_name(), vlm_qpath_name(vlm_cpu_quant_path()), wp ? wp : "(default)",
            sc ? sc : "(default)");
@@ -235,7 +235,7 @@ int main(int argc, char **argv) {
         vlm_quant_options_default(&o);
         o.language_only = 1;
         if (vlm_quant_from_tag(tok, &o.linear) != 0) {
-            fprintf(stderr, "bench_quant: unknown type %s\n", tok);
+            fprintf(stderr, "perf_quant: unknown type %s\n", tok);
             return 2;
         }
         variant *q = &v[nv++];
@@ -250,7 +250,7 @@ int main(int argc, char **argv) {
             vlm_quant_stats qs;
             vlm_mkdirs(work);
             if (vlm_quantize_checkpoint(model, q->dir, &o, &qs) != VLM_OK) {
-                fprintf(stderr, "bench_quant: %s\n", vlm_last_error());
+                fprintf(stderr, "perf_quant: %s\n", vlm_last_error());
                 return 1;
             }
             q->quant_s = qs.seconds;
@@ -279,7 +279,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < nv; i++) {
         if (open_variant(&v[i], &cfg, x, y) != VLM_OK) {
-            fprintf(stderr, "bench_quant: %s: %s\n", v[i].dir, vlm_last_error());
+            fprintf(stderr, "perf_quant: %s: %s\n", v[i].dir, vlm_last_error());
             return 1;
         }
     }

@@ -3,7 +3,7 @@
  * grid (default 1x32x32: a 448x448 image), reporting export, session-creation and per-image times
  * and the resident memory.
  *
- *   bench_onnx_vision --export DIR [--model DIR] [--threads N] [--grid H W] [--reps N]
+ *   perf_onnx_vision --export DIR [--model DIR] [--threads N] [--grid H W] [--reps N]
  *                     [--weights stored|f32] [--external auto|always|never] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,13 +36,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--weights") && more && !vlm_onnx_weights_parse(argv[i + 1], &o.weights)) i++;
         else if (!strcmp(a, "--external") && more && !vlm_onnx_external_parse(argv[i + 1], &o.external)) i++;
         else {
-            fprintf(stderr, "usage: bench_onnx_vision --export DIR [--model DIR] [--threads N] [--grid H W] "
+            fprintf(stderr, "usage: perf_onnx_vision --export DIR [--model DIR] [--threads N] [--grid H W] "
                             "[--reps N] [--weights stored|f32] [--external auto|always|never]\n");
             return 2;
         }
     }
     if (!out || reps < 1) {
-        fprintf(stderr, "bench_onnx_vision: --export DIR is required\n");
+        fprintf(stderr, "perf_onnx_vision: --export DIR is required\n");
         return 2;
     }
     if (threads <= 0) threads = vlm_threads();
@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     double t0 = vlm_now();
     int exported = 0;
     if (vlm_onnx_ensure_export(model, out, &o, &exported) != VLM_OK) {
-        fprintf(stderr, "bench_onnx_vision: %s\n", vlm_last_error());
+        fprintf(stderr, "perf_onnx_vision: %s\n", vlm_last_error());
         return 1;
     }
     if (exported) printf("export: %.1f s\n", vlm_now() - t0);
@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
     t0 = vlm_now();
     vlm_ort_vision *v = NULL;
     if (vlm_ort_vision_open(out, threads, VLM_DEVICE_CPU, &v) != VLM_OK) {
-        fprintf(stderr, "bench_onnx_vision: %s\n", vlm_last_error());
+        fprintf(stderr, "perf_onnx_vision: %s\n", vlm_last_error());
         return 1;
     }
     printf("session: %.2f s, RSS +%.0f MB\n", vlm_now() - t0, (double)(vlm_rss_bytes() - rss0) / 1e6);
@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r <= reps && !status; r++) { /* run 0 is the warm-up */
         t0 = vlm_now();
         if (vlm_ort_vision_run(v, pix, n, 1176, grid, 1, emb, n / 4) != VLM_OK) {
-            fprintf(stderr, "bench_onnx_vision: %s\n", vlm_last_error());
+            fprintf(stderr, "perf_onnx_vision: %s\n", vlm_last_error());
             status = 1;
         }
         times[r] = vlm_now() - t0;

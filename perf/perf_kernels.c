@@ -7,11 +7,11 @@
  *   per shape vs sgemm on an f32 copy of the same weights and vs the former panel + sgemm scheme.
  * - attention: ms and GFLOP/s of the tiled kernel, vs the former row-at-a-time kernel.
  * - element-wise ops: GB/s.
- * usage: bench_kernels [gemv] [gemm] [attn] [ops] [--reps N] [--mem-mb MB] [--threads N] [--cpu-clock]
+ * usage: perf_kernels [gemv] [gemm] [attn] [ops] [--reps N] [--mem-mb MB] [--threads N] [--cpu-clock]
  *                      [--shape M,N,K]
  * Run it with `nice` at quiet moments; it prints the load average before and after. On a busy
  * host, --cpu-clock times the compute-bound kernels by CPU time (GEMV always by wall time). */
-#include "bench_common.h"
+#include "perf_common.h"
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -481,7 +481,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc)
             sscanf(argv[++i], "%d,%lld,%lld", &g_shape_M, &g_shape_N, &g_shape_K);
         else {
-            fprintf(stderr, "usage: bench_kernels [gemv] [gemm] [attn] [ops] [--reps N] [--mem-mb MB] [--threads N] "
+            fprintf(stderr, "usage: perf_kernels [gemv] [gemm] [attn] [ops] [--reps N] [--mem-mb MB] [--threads N] "
                             "[--cpu-clock] [--shape M,N,K]\n");
             return 2;
         }
@@ -493,7 +493,7 @@ int main(int argc, char **argv) {
     g_threads = threads;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
-    printf("# bench_kernels: %s, %d threads, AVX-512 kernels %s, AMX %s, reps %d, %s\n", vlm_cpu_name(), threads,
+    printf("# perf_kernels: %s, %d threads, AVX-512 kernels %s, AMX %s, reps %d, %s\n", vlm_cpu_name(), threads,
            vlm_cpu_kernels_avx512() ? "yes" : "no", vlm_cpu_amx_available() ? "yes" : "no", g_reps,
            g_cpu_clock ? "GEMM / attention / ops timed by CPU time per thread" : "wall-clock times");
     print_load("at start");

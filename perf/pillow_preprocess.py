@@ -1,4 +1,4 @@
-"""The Pillow + numpy side of bench_preprocess: times what transformers does for one image with
+"""The Pillow + numpy side of perf_preprocess: times what transformers does for one image with
 Qwen2VLImageProcessor (the slow, PIL-based processor) on Debian's /usr/bin/python3 (Pillow 9.4,
 numpy 1.24):
 

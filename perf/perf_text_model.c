@@ -3,11 +3,11 @@
  * each next to the machine limit measured in the same run: DRAM read bandwidth (decode reads every
  * weight once per token) and the f32 GEMM rate of OpenBLAS (prefill is matrix-matrix).
  *
- *   bench_text_model [--model DIR] [--prompt P] [--decode N] [--threads T] [--runs R]
+ *   perf_text_model [--model DIR] [--prompt P] [--decode N] [--threads T] [--runs R]
  *
  * The machine is shared and its bandwidth drifts: the bandwidth is measured right before and after
  * the decode run and both are printed. */
-#include "bench_common.h"
+#include "perf_common.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

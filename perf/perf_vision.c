@@ -10,7 +10,7 @@
  * so "other" = encoder - gemm - attn is what the encoder adds around the kernels (norms, rope,
  * residual adds, activations, gathers): the measure of wasted work.
  *
- *   bench_vision [--model DIR] [--only 448|720] [--reps N] [--base-blocks N] [--threads N] */
+ *   perf_vision [--model DIR] [--only 448|720] [--reps N] [--base-blocks N] [--threads N] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
     if (s == VLM_OK) s = vlm_cpu_backend_create(&b.be);
     if (s == VLM_OK) s = vlm_vision_create(&b.cfg, &b.vw, b.be, &b.m);
     if (s != VLM_OK) {
-        fprintf(stderr, "bench_vision: %s\n", vlm_last_error());
+        fprintf(stderr, "perf_vision: %s\n", vlm_last_error());
         return 1;
     }
     if (reps < 1) reps = 1;

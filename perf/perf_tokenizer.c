@@ -5,7 +5,7 @@
  * text): encode = regex + NFC check + BPE, so their ratio shows what BPE and the rest cost.
  * Times are the median of several runs, as wall clock and as this thread's CPU time: on a shared
  * machine the CPU time is what one core costs, the wall time what a user waits.
- * usage: bench_tokenizer [tokenizer.json] [megabytes] */
+ * usage: perf_tokenizer [tokenizer.json] [megabytes] */
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
