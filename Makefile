@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test demo clean sanitize
+.PHONY: all setup configure build test demo clean sanitize format format-check
 
 all: build
 
@@ -26,6 +26,17 @@ demo: setup build
 
 sanitize:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DVLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# Source files clang-format owns (.clang-format): everything but the fixtures.
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.inc' | grep -v '^tests/fixtures/')
+
+format:
+	clang-format -i $(FORMAT_FILES)
+
+# Fails (and lists the files) when any file differs from clang-format's output.
+format-check:
+	@bad=$$(for f in $(FORMAT_FILES); do clang-format --dry-run -Werror "$$f" >/dev/null 2>&1 || echo "$$f"; done); \
+	if [ -n "$$bad" ]; then echo "not clang-formatted (run make format):"; echo "$$bad"; exit 1; fi
 
 clean:
 	rm -rf $(BUILD)

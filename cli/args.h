@@ -5,12 +5,12 @@
 #define VLM_CLI_ARGS_H
 
 typedef enum {
-    ARG_FLAG,   /* --x: int set to 1 */
-    ARG_STR,    /* --x V: const char * */
-    ARG_INT,    /* --x N: int */
-    ARG_LLONG,  /* --x N: long long */
-    ARG_FLOAT,  /* --x F: float */
-    ARG_LIST,   /* --x V (repeatable) or --x V1 V2 ... (until the next flag): vlm_arg_list */
+    ARG_FLAG,  /* --x: int set to 1 */
+    ARG_STR,   /* --x V: const char * */
+    ARG_INT,   /* --x N: int */
+    ARG_LLONG, /* --x N: long long */
+    ARG_FLOAT, /* --x F: float */
+    ARG_LIST,  /* --x V (repeatable) or --x V1 V2 ... (until the next flag): vlm_arg_list */
 } vlm_arg_kind;
 
 enum { VLM_ARG_LIST_MAX = 64 };
@@ -20,12 +20,12 @@ typedef struct {
 } vlm_arg_list;
 
 typedef struct {
-    const char *name;    /* "--max-tokens" */
+    const char *name; /* "--max-tokens" */
     vlm_arg_kind kind;
     void *dst;
     const char *metavar; /* "N" (NULL for flags) */
     const char *help;
-    int *seen;           /* optional: set to 1 when given */
+    int *seen; /* optional: set to 1 when given */
 } vlm_arg;
 
 /* Parses argv[first..argc) against spec (terminated by a {0} entry). Returns 0 on success,

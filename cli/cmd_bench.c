@@ -20,9 +20,7 @@ typedef struct {
     int device_seen;
 } bench_args;
 
-static int usage(const char *fmt, const char *a, const char *b) {
-    return vlm_usage_error("bench", fmt, a, b);
-}
+static int usage(const char *fmt, const char *a, const char *b) { return vlm_usage_error("bench", fmt, a, b); }
 
 /* Everything that makes the command line wrong is a usage error (exit 2) naming the argument. */
 static int check_args(const bench_args *a, vlm_bench_config *c) {
@@ -35,7 +33,8 @@ static int check_args(const bench_args *a, vlm_bench_config *c) {
         for (int i = 0; i < a->modes.n; i++) {
             vlm_mode m;
             if (vlm_mode_parse(a->modes.v[i], &m))
-                return usage("--modes: unknown mode '%s' (expected original, split_native or run_onnx)%s", a->modes.v[i], "");
+                return usage("--modes: unknown mode '%s' (expected original, split_native or run_onnx)%s",
+                             a->modes.v[i], "");
             for (int j = 0; j < c->n_modes; j++)
                 if (c->modes[j] == m) return usage("--modes: '%s' given twice%s", a->modes.v[i], "");
             c->modes[c->n_modes++] = m;
@@ -52,7 +51,8 @@ static int check_args(const bench_args *a, vlm_bench_config *c) {
     if (compare) {
         const char *which = a->compare_devices ? "--compare-devices" : "--compare-quantization";
         if (a->output)
-            return usage("--output cannot be combined with %s (it writes benchmark_<side>_TIMESTAMP.json)%s", which, "");
+            return usage("--output cannot be combined with %s (it writes benchmark_<side>_TIMESTAMP.json)%s", which,
+                         "");
         if (a->plot) return usage("--plot cannot be combined with %s%s", which, "");
         if (a->compare_devices && a->device_seen)
             return usage("--device cannot be combined with --compare-devices (it runs cuda and cpu)%s%s", "", "");
@@ -92,14 +92,19 @@ static int run_single(const bench_args *a, const vlm_bench_config *c) {
             if ((s = vlm_bench_write_csv(&r, path)) == VLM_OK) VLM_LOG_I("bench: wrote %s", path);
         }
     }
-    if (s == VLM_OK && a->plot && (s = vlm_bench_write_plot(&r, a->plot)) == VLM_OK) VLM_LOG_I("bench: wrote %s", a->plot);
+    if (s == VLM_OK && a->plot && (s = vlm_bench_write_plot(&r, a->plot)) == VLM_OK)
+        VLM_LOG_I("bench: wrote %s", a->plot);
     vlm_bench_results_free(&r);
     return s == VLM_OK ? 0 : vlm_cli_fail(s);
 }
 
 int cmd_bench(int argc, char **argv) {
-    bench_args a = {.text = "Describe this image.", .model_id = "Qwen/Qwen2.5-VL-3B-Instruct", .device = "auto",
-                    .output_dir = "split_models", .runs = 5, .max_tokens = 128};
+    bench_args a = {.text = "Describe this image.",
+                    .model_id = "Qwen/Qwen2.5-VL-3B-Instruct",
+                    .device = "auto",
+                    .output_dir = "split_models",
+                    .runs = 5,
+                    .max_tokens = 128};
     vlm_arg spec[] = {
         {"--image", ARG_LIST, &a.images, "PATH", "input image (required); repeat it, or name a directory, for several"},
         {"--text", ARG_STR, &a.text, "STR", "prompt (default \"Describe this image.\")"},
@@ -108,8 +113,10 @@ int cmd_bench(int argc, char **argv) {
         {"--max-tokens", ARG_INT, &a.max_tokens, "N", "tokens to generate at most (default 128)"},
         {"--no-warmup", ARG_FLAG, &a.no_warmup, NULL, "skip the unmeasured warm-up run of each mode"},
         {"--ignore-eos", ARG_FLAG, &a.ignore_eos, NULL, "always generate exactly --max-tokens tokens"},
-        {"--model-id", ARG_STR, &a.model_id, "ID", "checkpoint directory or HF id (default Qwen/Qwen2.5-VL-3B-Instruct)"},
-        {"--device", ARG_STR, &a.device, "D", "auto, cuda or cpu (default auto: cuda when a GPU is usable)", &a.device_seen},
+        {"--model-id", ARG_STR, &a.model_id, "ID",
+         "checkpoint directory or HF id (default Qwen/Qwen2.5-VL-3B-Instruct)"},
+        {"--device", ARG_STR, &a.device, "D", "auto, cuda or cpu (default auto: cuda when a GPU is usable)",
+         &a.device_seen},
         {"--quantize", ARG_FLAG, &a.quantize, NULL, "4-bit weights"},
         {"--output-dir", ARG_STR, &a.output_dir, "DIR", "split / ONNX / quantized artifacts (default split_models)"},
         {"--output", ARG_STR, &a.output, "FILE", "write the results as JSON"},
@@ -135,7 +142,8 @@ int cmd_bench(int argc, char **argv) {
 
     if (a.output && (s = vlm_bench_check_output_path(a.output, "--output")) != VLM_OK) return vlm_cli_fail(s);
     if (a.plot && (s = vlm_bench_check_output_path(a.plot, "--plot")) != VLM_OK) return vlm_cli_fail(s);
-    if ((a.compare_devices || a.compare_quant) && (s = vlm_bench_check_output_dir(".", "the comparison files")) != VLM_OK)
+    if ((a.compare_devices || a.compare_quant) &&
+        (s = vlm_bench_check_output_dir(".", "the comparison files")) != VLM_OK)
         return vlm_cli_fail(s);
 
     char **images = NULL;
@@ -147,7 +155,9 @@ int cmd_bench(int argc, char **argv) {
         int any = 0;
         s = vlm_bench_compare(&c, a.compare_devices ? VLM_BENCH_COMPARE_DEVICES : VLM_BENCH_COMPARE_QUANTIZATION, ".",
                               a.csv, stdout, &any);
-        if (s == VLM_OK && !any) s = vlm_err(VLM_ERR_UNAVAILABLE, "nothing was measured: every mode was skipped on both sides (reasons above)");
+        if (s == VLM_OK && !any)
+            s = vlm_err(VLM_ERR_UNAVAILABLE,
+                        "nothing was measured: every mode was skipped on both sides (reasons above)");
         r = s == VLM_OK ? 0 : vlm_cli_fail(s);
     } else {
         r = run_single(&a, &c);

@@ -102,8 +102,8 @@ int cmd_info(int argc, char **argv) {
                       "\"head_dim\": %d, \"intermediate_size\": %d, \"vocab_size\": %d, \"tie_word_embeddings\": %s, "
                       "\"rope_theta\": %g, \"mrope_section\": [%d, %d, %d]},\n",
                       tc->hidden, tc->n_layers, tc->n_heads, tc->n_kv_heads, tc->head_dim, tc->intermediate, tc->vocab,
-                      tc->tie_embeddings ? "true" : "false", tc->rope_theta, tc->mrope_section[0],
-                      tc->mrope_section[1], tc->mrope_section[2]);
+                      tc->tie_embeddings ? "true" : "false", tc->rope_theta, tc->mrope_section[0], tc->mrope_section[1],
+                      tc->mrope_section[2]);
         vlm_sb_printf(&b,
                       " \"vision\": {\"depth\": %d, \"width\": %d, \"num_heads\": %d, \"head_dim\": %d, "
                       "\"mlp_hidden\": %d, \"out_hidden\": %d, \"patch_size\": %d, \"merge_size\": %d, "
@@ -117,8 +117,9 @@ int cmd_info(int argc, char **argv) {
         vlm_sb_printf(&b, " \"bytes\": {\"vision\": %llu, \"language\": %llu, \"files\": %llu, \"num_files\": %d},\n",
                       (unsigned long long)t.vision_bytes, (unsigned long long)t.text_bytes,
                       (unsigned long long)t.file_bytes, st->n_files);
-        vlm_sb_printf(&b, " \"special_tokens\": {\"image\": %d, \"video\": %d, \"vision_start\": %d, "
-                          "\"vision_end\": %d, \"bos\": %d, \"eos\": [",
+        vlm_sb_printf(&b,
+                      " \"special_tokens\": {\"image\": %d, \"video\": %d, \"vision_start\": %d, "
+                      "\"vision_end\": %d, \"bos\": %d, \"eos\": [",
                       cfg.tokens.image_token_id, cfg.tokens.video_token_id, cfg.tokens.vision_start_id,
                       cfg.tokens.vision_end_id, cfg.tokens.bos_token_id);
         for (int i = 0; i < cfg.gen.n_eos; i++) vlm_sb_printf(&b, "%s%d", i ? ", " : "", cfg.gen.eos_ids[i]);
@@ -142,8 +143,7 @@ int cmd_info(int argc, char **argv) {
             printf("]\n");
         }
         printf("parameters:      vision %.3f M, language %.3f M, total %.3f M (%.2f G)\n", t.vision_params / 1e6,
-               t.text_params / 1e6, (t.vision_params + t.text_params) / 1e6,
-               (t.vision_params + t.text_params) / 1e9);
+               t.text_params / 1e6, (t.vision_params + t.text_params) / 1e6, (t.vision_params + t.text_params) / 1e9);
         printf("bytes on disk:   vision %.1f MB, language %.1f MB, %d file(s) %.1f MB\n", t.vision_bytes / 1048576.0,
                t.text_bytes / 1048576.0, st->n_files, t.file_bytes / 1048576.0);
         printf("special tokens:  image %d, video %d, vision_start %d, vision_end %d, eos", cfg.tokens.image_token_id,

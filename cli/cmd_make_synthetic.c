@@ -11,7 +11,8 @@ int cmd_make_synthetic(int argc, char **argv) {
     const char *config = NULL, *out = NULL;
     long long seed = 0, shard_mb = 0;
     vlm_arg spec[] = {
-        {"--config", ARG_STR, &config, "NAME|PATH", "a config under configs/ (qwen2.5-vl-3b, ...), a directory or a config.json"},
+        {"--config", ARG_STR, &config, "NAME|PATH",
+         "a config under configs/ (qwen2.5-vl-3b, ...), a directory or a config.json"},
         {"--out", ARG_STR, &out, "DIR", "output checkpoint directory"},
         {"--seed", ARG_LLONG, &seed, "S", "random seed (default 0)"},
         {"--shard-mb", ARG_LLONG, &shard_mb, "MB", "largest safetensors shard in MiB (default 4096)"},

@@ -70,7 +70,8 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
     const void *data[2] = {all, grid};
     const char *keys[1] = {"format"}, *values[1] = {"pt"};
     s = vlm_st_save(out, specs, data, 2, keys, values, 1);
-    if (s == VLM_OK) VLM_LOG_I("wrote %s: pixel_values [%lld, %d], image_grid_thw [%d, 3]", out, (long long)total, dim, n);
+    if (s == VLM_OK)
+        VLM_LOG_I("wrote %s: pixel_values [%lld, %d], image_grid_thw [%d, 3]", out, (long long)total, dim, n);
 done:
     if (all && n > 1) vlm_free(all);
     vlm_free(grid);
@@ -83,7 +84,8 @@ int cmd_preprocess(int argc, char **argv) {
     vlm_arg_list images = {0};
     long long min_px = 0, max_px = 0, limit = 0;
     vlm_arg spec[] = {
-        {"--model-id", ARG_STR, &model_id, "ID", "checkpoint directory or Hugging Face model id (its preprocessor_config.json)"},
+        {"--model-id", ARG_STR, &model_id, "ID",
+         "checkpoint directory or Hugging Face model id (its preprocessor_config.json)"},
         {"--image", ARG_LIST, &images, "FILE", "JPEG or PNG file; several are concatenated in order"},
         {"--min-pixels", ARG_LLONG, &min_px, "N", "override min_pixels of preprocessor_config.json"},
         {"--max-pixels", ARG_LLONG, &max_px, "N", "override max_pixels of preprocessor_config.json"},

@@ -33,17 +33,22 @@ static vlm_status write_json(const char *path, const vlm_result *r, const vlm_mo
     vlm_sb_printf(&b, ",\n  \"text\": ");
     vlm_sb_json_string(&b, r->text ? r->text : "", r->text ? strlen(r->text) : 0);
     vlm_sb_printf(&b, ",\n  \"stop_reason\": \"%s\",\n",
-                  r->stop == VLM_STOP_EOS ? "eos" : r->stop == VLM_STOP_MAX_TOKENS ? "max_tokens" : "callback");
-    vlm_sb_printf(&b, "  \"timings\": {\"preprocess\": %.6f, \"vision\": %.6f, \"prefill\": %.6f, \"decode\": %.6f, "
-                      "\"total\": %.6f, \"time_to_first_token\": %.6f, \"load\": %.6f},\n",
+                  r->stop == VLM_STOP_EOS              ? "eos"
+                      : r->stop == VLM_STOP_MAX_TOKENS ? "max_tokens"
+                                                       : "callback");
+    vlm_sb_printf(&b,
+                  "  \"timings\": {\"preprocess\": %.6f, \"vision\": %.6f, \"prefill\": %.6f, \"decode\": %.6f, "
+                  "\"total\": %.6f, \"time_to_first_token\": %.6f, \"load\": %.6f},\n",
                   t->preprocess_s, t->vision_s, t->prefill_s, t->decode_s, t->total_s, t->time_to_first_token_s,
                   info->load_s);
-    vlm_sb_printf(&b, "  \"tokens\": {\"prompt\": %d, \"image\": %d, \"generated\": %d, \"prefill_per_s\": %.3f, "
-                      "\"decode_per_s\": %.3f},\n",
+    vlm_sb_printf(&b,
+                  "  \"tokens\": {\"prompt\": %d, \"image\": %d, \"generated\": %d, \"prefill_per_s\": %.3f, "
+                  "\"decode_per_s\": %.3f},\n",
                   t->prompt_tokens, t->image_tokens, t->generated_tokens, t->prefill_tokens_per_s,
                   t->decode_tokens_per_s);
-    vlm_sb_printf(&b, "  \"memory\": {\"cpu_rss_before\": %llu, \"cpu_rss_after\": %llu, \"cpu_rss_peak\": %llu, "
-                      "\"gpu_before\": %llu, \"gpu_after\": %llu, \"gpu_peak\": %llu, \"kv_cache\": %llu},\n",
+    vlm_sb_printf(&b,
+                  "  \"memory\": {\"cpu_rss_before\": %llu, \"cpu_rss_after\": %llu, \"cpu_rss_peak\": %llu, "
+                  "\"gpu_before\": %llu, \"gpu_after\": %llu, \"gpu_peak\": %llu, \"kv_cache\": %llu},\n",
                   (unsigned long long)t->cpu_rss_before, (unsigned long long)t->cpu_rss_after,
                   (unsigned long long)t->cpu_rss_peak, (unsigned long long)t->gpu_mem_before,
                   (unsigned long long)t->gpu_mem_after, (unsigned long long)t->gpu_mem_peak,
@@ -67,7 +72,8 @@ int cmd_run(int argc, char **argv) {
     long long seed = 0;
     int greedy = 0;
     vlm_arg spec[] = {
-        {"--model-id", ARG_STR, &o.model_id, "ID", "checkpoint directory or Hugging Face id (default Qwen/Qwen2.5-VL-3B-Instruct)"},
+        {"--model-id", ARG_STR, &o.model_id, "ID",
+         "checkpoint directory or Hugging Face id (default Qwen/Qwen2.5-VL-3B-Instruct)"},
         {"--image", ARG_LIST, &images, "FILE", "an image (repeat for several, in prompt order)"},
         {"--text", ARG_STR, &text, "STR", "the prompt"},
         {"--file", ARG_STR, &file, "FILE", "read the prompt from a file (byte for byte)"},
@@ -92,8 +98,8 @@ int cmd_run(int argc, char **argv) {
         {"--dump", ARG_STR, &r.dump_path, "OUT", "write intermediate tensors (fixture names) to a safetensors file"},
         {0},
     };
-    int rc = vlm_args_parse("run", "--model-id ID [--image FILE]... (--text STR | --file FILE) [options]", spec,
-                            argc, argv);
+    int rc =
+        vlm_args_parse("run", "--model-id ID [--image FILE]... (--text STR | --file FILE) [options]", spec, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     if (!text && !file) return vlm_usage_error("run", "--text or --file is required");
     if (text && file) return vlm_usage_error("run", "give --text or --file, not both");
@@ -105,7 +111,8 @@ int cmd_run(int argc, char **argv) {
     else return vlm_usage_error("run", "unknown --device '%s' (expected auto, cuda or cpu)", device);
     if (r.sampling.max_tokens < 1) return vlm_usage_error("run", "--max-tokens must be at least 1");
     if (o.threads < 0) return vlm_usage_error("run", "--threads must be positive");
-    if (o.min_pixels < 0 || o.max_pixels < 0) return vlm_usage_error("run", "--min-pixels / --max-pixels must be positive");
+    if (o.min_pixels < 0 || o.max_pixels < 0)
+        return vlm_usage_error("run", "--min-pixels / --max-pixels must be positive");
     r.sampling.greedy = greedy;
     r.sampling.seed = (uint64_t)seed;
     char *file_text = NULL;

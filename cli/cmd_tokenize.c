@@ -24,7 +24,8 @@ static const char k_synopsis[] =
 static vlm_status open_tokenizer(const char *model_id, vlm_tokenizer **t) {
     char dir[VLM_PATH_MAX];
     if (vlm_is_file(model_id)) return vlm_tok_load(model_id, t);
-    if (vlm_is_dir(model_id) && vlm_path_join(dir, sizeof dir, model_id, "tokenizer.json") == VLM_OK && vlm_is_file(dir))
+    if (vlm_is_dir(model_id) && vlm_path_join(dir, sizeof dir, model_id, "tokenizer.json") == VLM_OK &&
+        vlm_is_file(dir))
         return vlm_tok_load(dir, t);
     VLM_TRY(vlm_resolve_model(model_id, dir, sizeof dir));
     return vlm_tok_load_dir(dir, t);
@@ -74,8 +75,7 @@ static int print_text(const vlm_strbuf *text, int json) {
         vlm_sb_append(&b, "{\"text\": ", 9);
         vlm_sb_json_string(&b, text->data ? text->data : "", text->len);
         vlm_sb_append(&b, "}", 1);
-    } else
-        vlm_sb_append(&b, text->data ? text->data : "", text->len);
+    } else vlm_sb_append(&b, text->data ? text->data : "", text->len);
     vlm_sb_append(&b, "\n", 1);
     int ok = !b.failed && fwrite(b.data, 1, b.len, stdout) == b.len;
     vlm_sb_free(&b);
@@ -109,13 +109,15 @@ int cmd_tokenize(int argc, char **argv) {
     int json = 0, decode = 0, skip = 0, chat = 0;
     vlm_arg_list image_tokens = {0};
     vlm_arg spec[] = {
-        {"--model-id", ARG_STR, &model_id, "ID", "checkpoint directory (with tokenizer.json), tokenizer.json, or HF id"},
+        {"--model-id", ARG_STR, &model_id, "ID",
+         "checkpoint directory (with tokenizer.json), tokenizer.json, or HF id"},
         {"--text", ARG_STR, &text, "STR", "text to encode (ids with --decode)"},
         {"--file", ARG_STR, &file, "F", "read the text (ids with --decode) from a file, byte for byte"},
         {"--json", ARG_FLAG, &json, NULL, "print {\"ids\": [...]} ({\"text\": ...} with --decode)"},
         {"--decode", ARG_FLAG, &decode, NULL, "decode ids (given after it, or by --text / --file) to text"},
         {"--skip-special", ARG_FLAG, &skip, NULL, "with --decode: drop special tokens"},
-        {"--chat", ARG_FLAG, &chat, NULL, "encode the text as a user turn of the chat template, with the generation prompt"},
+        {"--chat", ARG_FLAG, &chat, NULL,
+         "encode the text as a user turn of the chat template, with the generation prompt"},
         {"--image-tokens", ARG_LIST, &image_tokens, "N", "with --chat: images before the text, N tokens each"},
         {0},
     };
@@ -156,7 +158,9 @@ int cmd_tokenize(int argc, char **argv) {
         else s = vlm_tok_encode(t, input, len, &ids);
     }
     if (!rc) /* else: a usage error, already printed */
-        rc = s != VLM_OK ? vlm_cli_fail(s) : decode ? print_text(&out, json) : print_ids(&ids, json, chat ? &out : NULL);
+        rc = s != VLM_OK ? vlm_cli_fail(s)
+            : decode     ? print_text(&out, json)
+                         : print_ids(&ids, json, chat ? &out : NULL);
     vlm_tok_free(t);
     vlm_ids_free(&ids);
     vlm_sb_free(&out);

@@ -26,8 +26,9 @@ static const command k_commands[] = {
 enum { N_COMMANDS = sizeof k_commands / sizeof k_commands[0] };
 
 static void usage(FILE *f) {
-    fprintf(f, "vlm %s — run and benchmark Qwen2-VL / Qwen2.5-VL models on CPU and CUDA\n\n"
-               "usage: vlm COMMAND [options]   (vlm COMMAND --help for its options)\n\ncommands:\n",
+    fprintf(f,
+            "vlm %s — run and benchmark Qwen2-VL / Qwen2.5-VL models on CPU and CUDA\n\n"
+            "usage: vlm COMMAND [options]   (vlm COMMAND --help for its options)\n\ncommands:\n",
             VLM_VERSION);
     for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-16s %s\n", k_commands[i].name, k_commands[i].summary);
 }

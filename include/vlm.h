@@ -36,28 +36,28 @@ const char *vlm_mode_name(vlm_mode m);
 typedef void (*vlm_progress_fn)(void *user, const char *stage, double fraction);
 
 typedef struct {
-    const char *model_id;   /* checkpoint directory or Hugging Face id in the local cache */
+    const char *model_id; /* checkpoint directory or Hugging Face id in the local cache */
     vlm_mode mode;
     const char *output_dir; /* split / ONNX / quantized artifacts; default "split_models" */
     vlm_device device;
-    int threads;            /* 0 = every core (or VLM_THREADS) */
-    int quantize;           /* 4-bit language weights (a cached artifact under output_dir) */
-    int quantize_vision;    /* also quantize the vision tower */
+    int threads;                      /* 0 = every core (or VLM_THREADS) */
+    int quantize;                     /* 4-bit language weights (a cached artifact under output_dir) */
+    int quantize_vision;              /* also quantize the vision tower */
     long long min_pixels, max_pixels; /* 0 = from preprocessor_config.json */
     vlm_progress_fn progress;
     void *progress_user;
 } vlm_load_options;
 
 typedef struct {
-    int max_tokens;          /* at most this many new tokens (default 128) */
-    int greedy;              /* plain argmax, no penalty (overrides the rest) */
+    int max_tokens;            /* at most this many new tokens (default 128) */
+    int greedy;                /* plain argmax, no penalty (overrides the rest) */
     int use_generation_config; /* 1 (default): unset fields come from generation_config.json */
-    float temperature;       /* < 0: unset */
-    int top_k;               /* < 0: unset */
-    float top_p;             /* < 0: unset */
-    float repetition_penalty; /* < 0: unset */
+    float temperature;         /* < 0: unset */
+    int top_k;                 /* < 0: unset */
+    float top_p;               /* < 0: unset */
+    float repetition_penalty;  /* < 0: unset */
     uint64_t seed;
-    int ignore_eos;          /* generate exactly max_tokens */
+    int ignore_eos; /* generate exactly max_tokens */
 } vlm_sampling;
 
 /* One turn of a conversation (multi-turn requests). role: "system" | "user" | "assistant". */
@@ -76,42 +76,42 @@ typedef struct {
     const char *const *images;
     int n_images;
     const char *text;
-    size_t text_len;         /* 0 = strlen(text); text may hold any bytes */
+    size_t text_len; /* 0 = strlen(text); text may hold any bytes */
     const char *system;
     vlm_sampling sampling;
     /* Streaming: called with each new piece of UTF-8 text; return nonzero to stop early. */
     int (*on_text)(void *user, const char *piece, size_t len);
     void *user;
-    const char *dump_path;   /* write intermediate tensors (fixture names) to this safetensors file */
+    const char *dump_path; /* write intermediate tensors (fixture names) to this safetensors file */
 } vlm_request;
 
 typedef struct {
     double preprocess_s, vision_s, prefill_s, decode_s, total_s;
-    double time_to_first_token_s;  /* from the start of the request to the first generated token */
+    double time_to_first_token_s; /* from the start of the request to the first generated token */
     int prompt_tokens, image_tokens, generated_tokens;
     double prefill_tokens_per_s, decode_tokens_per_s;
-    uint64_t cpu_rss_before, cpu_rss_after, cpu_rss_peak;   /* bytes */
-    uint64_t gpu_mem_before, gpu_mem_after, gpu_mem_peak;   /* bytes (0 on cpu) */
+    uint64_t cpu_rss_before, cpu_rss_after, cpu_rss_peak; /* bytes */
+    uint64_t gpu_mem_before, gpu_mem_after, gpu_mem_peak; /* bytes (0 on cpu) */
     uint64_t kv_cache_bytes;
 } vlm_timings;
 
 typedef enum { VLM_STOP_EOS = 0, VLM_STOP_MAX_TOKENS = 1, VLM_STOP_CALLBACK = 2 } vlm_stop_reason;
 
 typedef struct {
-    int32_t *input_ids;      /* the prompt after image-token expansion */
+    int32_t *input_ids; /* the prompt after image-token expansion */
     int n_input;
     int32_t *generated_ids;
     int n_generated;
-    char *text;              /* the decoded answer (UTF-8, NUL-terminated) */
+    char *text; /* the decoded answer (UTF-8, NUL-terminated) */
     vlm_stop_reason stop;
     vlm_timings timings;
 } vlm_result;
 
 typedef struct {
-    const char *family;       /* "Qwen2.5-VL" / "Qwen2-VL" */
+    const char *family; /* "Qwen2.5-VL" / "Qwen2-VL" */
     const char *resolved_path;
-    const char *device_name;  /* CPU model or GPU name */
-    vlm_device device;        /* the device actually used */
+    const char *device_name; /* CPU model or GPU name */
+    vlm_device device;       /* the device actually used */
     vlm_mode mode;
     int quantized;
     uint64_t vision_model_bytes, language_model_bytes, onnx_model_bytes; /* on disk, as used */

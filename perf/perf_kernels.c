@@ -27,7 +27,7 @@
 #include "kernels/cpu/ref.h"
 
 static int g_reps = 5;
-static int g_cpu_clock;   /* --cpu-clock: compute kernels timed by process CPU time / threads */
+static int g_cpu_clock; /* --cpu-clock: compute kernels timed by process CPU time / threads */
 static int g_threads = 1;
 
 /* Wall time, or (--cpu-clock) the process's CPU time divided by the thread count: on a host
@@ -84,7 +84,7 @@ typedef struct {
 } shape;
 
 static const shape k_gemv_shapes[] = {
-    {"q/o 2048->2048", 2048, 2048},      {"k/v 2048->256", 256, 2048},       {"gate/up 2048->11008", 11008, 2048},
+    {"q/o 2048->2048", 2048, 2048},    {"k/v 2048->256", 256, 2048},           {"gate/up 2048->11008", 11008, 2048},
     {"down 11008->2048", 2048, 11008}, {"lm_head 2048->151936", 151936, 2048},
 };
 
@@ -134,8 +134,7 @@ static void bench_gemv(int threads) {
     }
     for (int i = 0; i < 8 * 151936; i++) x[i] = (float)((i * 37) % 101) * 0.01f - 0.5f;
     static const vlm_dtype dts[] = {VLM_DT_BF16, VLM_DT_F16, VLM_DT_F32};
-    printf("%-6s %-7s %-22s %2s %9s %9s %9s %9s\n", "path", "dtype", "shape", "M", "GB/s", "bw GB/s", "ratio",
-           "best");
+    printf("%-6s %-7s %-22s %2s %9s %9s %9s %9s\n", "path", "dtype", "shape", "M", "GB/s", "bw GB/s", "ratio", "best");
     for (int isa = 0; isa < 2; isa++) {
         vlm_cpu_kernels_force_avx2(isa);
         if (isa == 0 && !vlm_cpu_kernels_avx512()) continue;
@@ -149,14 +148,14 @@ static void bench_gemv(int threads) {
                     int M = Ms[mi];
                     if (M > 1 && (dts[d] != VLM_DT_BF16 || si != 0)) continue;
                     if (g_mem / ((size_t)s->N * vlm_dtype_row_bytes(dts[d], s->K)) < 2) {
-                        printf("%-6s %-7s %-22s %2d   (needs --mem-mb of at least two copies)\n", isa ? "avx2" : "avx512",
-                               vlm_dtype_name(dts[d]), s->name, M);
+                        printf("%-6s %-7s %-22s %2d   (needs --mem-mb of at least two copies)\n",
+                               isa ? "avx2" : "avx512", vlm_dtype_name(dts[d]), s->name, M);
                         continue;
                     }
                     double gbs, bw, rmed, rbest;
                     bench_gemv_shape(dts[d], s, M, pool, g_mem, x, y, threads, &gbs, &bw, &rmed, &rbest);
-                    printf("%-6s %-7s %-22s %2d %9.2f %9.2f %9.2f %9.2f\n", isa ? "avx2" : "avx512", vlm_dtype_name(dts[d]),
-                           s->name, M, gbs, bw, rmed, rbest);
+                    printf("%-6s %-7s %-22s %2d %9.2f %9.2f %9.2f %9.2f\n", isa ? "avx2" : "avx512",
+                           vlm_dtype_name(dts[d]), s->name, M, gbs, bw, rmed, rbest);
                     fflush(stdout);
                 }
             }
@@ -249,16 +248,17 @@ static double bench_gemm(int threads) {
         int M;
         int64_t N, K;
     } shapes[] = {
-        {"prefill q/o", 512, 2048, 2048},    {"prefill k/v", 512, 256, 2048},     {"prefill gate/up", 512, 11008, 2048},
-        {"prefill down", 512, 2048, 11008},  {"vision qkv", 1024, 3840, 1280},    {"vision gate/up", 1024, 3420, 1280},
-        {"vision down", 1024, 1280, 3420},   {"vision proj", 1024, 1280, 1280},   {"patch embed", 1024, 1280, 1176},
-        {"merger fc1", 256, 5120, 5120},     {"short prompt q/o", 40, 2048, 2048}, {"big image qkv", 4096, 3840, 1280},
+        {"prefill q/o", 512, 2048, 2048},   {"prefill k/v", 512, 256, 2048},      {"prefill gate/up", 512, 11008, 2048},
+        {"prefill down", 512, 2048, 11008}, {"vision qkv", 1024, 3840, 1280},     {"vision gate/up", 1024, 3420, 1280},
+        {"vision down", 1024, 1280, 3420},  {"vision proj", 1024, 1280, 1280},    {"patch embed", 1024, 1280, 1176},
+        {"merger fc1", 256, 5120, 5120},    {"short prompt q/o", 40, 2048, 2048}, {"big image qkv", 4096, 3840, 1280},
     };
-    printf("FMA kernels (bf16 weights): GFLOP/s, ratio to the f32 peak, to sgemm on an f32 copy of the weights and to the\n"
+    printf("FMA kernels (bf16 weights): GFLOP/s, ratio to the f32 peak, to sgemm on an f32 copy of the weights and to "
+           "the\n"
            "former panel + sgemm scheme; AMX with the activations in 3 / 2 / 1 bf16 parts and the FMA kernels on f32\n"
            "weights: ratio to the f32 peak\n");
-    printf("%-7s %-18s %5s %6s %6s %8s %6s %7s %7s %6s %6s %6s %6s\n", "path", "shape", "M", "N", "K", "GFLOP/s", "/peak",
-           "/sgemm", "/panels", "amx3", "amx2", "amx1", "f32w");
+    printf("%-7s %-18s %5s %6s %6s %8s %6s %7s %7s %6s %6s %6s %6s\n", "path", "shape", "M", "N", "K", "GFLOP/s",
+           "/peak", "/sgemm", "/panels", "amx3", "amx2", "amx1", "f32w");
     int amx = vlm_cpu_amx_available(), saved_parts = vlm_cpu_amx_parts();
     for (int isa = 0; isa < 2; isa++) {
         vlm_cpu_kernels_force_avx2(isa);
@@ -283,9 +283,10 @@ static double bench_gemm(int threads) {
             jf.w.data = j.wf;
             double t_f32 = time_best(run_ours, &jf);
 #define R(t) ((t) > 0 ? flops / (t) / 1e9 / peak : 0.0)
-            printf("%-7s %-18s %5d %6lld %6lld %8.1f %6.2f %7.2f %7.2f %6.2f %6.2f %6.2f %6.2f\n", isa ? "avx2" : "avx512",
-                   g_shape_M ? "custom" : shapes[i].name, j.M, (long long)j.N, (long long)j.K, flops / t_ours / 1e9,
-                   R(t_ours), t_sgemm / t_ours, t_panels / t_ours, R(t_amx[3]), R(t_amx[2]), R(t_amx[1]), R(t_f32));
+            printf("%-7s %-18s %5d %6lld %6lld %8.1f %6.2f %7.2f %7.2f %6.2f %6.2f %6.2f %6.2f\n",
+                   isa ? "avx2" : "avx512", g_shape_M ? "custom" : shapes[i].name, j.M, (long long)j.N, (long long)j.K,
+                   flops / t_ours / 1e9, R(t_ours), t_sgemm / t_ours, t_panels / t_ours, R(t_amx[3]), R(t_amx[2]),
+                   R(t_amx[1]), R(t_f32));
 #undef R
             fflush(stdout);
             free_job(&j);
@@ -373,9 +374,13 @@ static void bench_attention(int threads, double peak) {
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
             attn_job j = {0};
             vlm_attn_params *p = &j.p;
-            *p = (vlm_attn_params){.n_q = cases[c].n_q, .n_kv = cases[c].n_kv, .q_pos0 = cases[c].q_pos0,
-                                   .causal = cases[c].causal, .n_heads = cases[c].heads,
-                                   .n_kv_heads = cases[c].kv_heads, .head_dim = cases[c].hd};
+            *p = (vlm_attn_params){.n_q = cases[c].n_q,
+                                   .n_kv = cases[c].n_kv,
+                                   .q_pos0 = cases[c].q_pos0,
+                                   .causal = cases[c].causal,
+                                   .n_heads = cases[c].heads,
+                                   .n_kv_heads = cases[c].kv_heads,
+                                   .head_dim = cases[c].hd};
             p->q_stride = p->out_stride = p->n_heads * p->head_dim;
             p->kv_stride = p->n_kv_heads * p->head_dim;
             p->scale = 1.0f / sqrtf((float)p->head_dim);
@@ -446,8 +451,8 @@ static void bench_ops(int threads) {
         int op, D;
         double bytes_per_elem;
     } ops[] = {
-        {"rmsnorm D=1280", 0, 1280, 8},  {"layernorm D=1280", 1, 1280, 8}, {"swiglu 3420", 2, 3420, 12},
-        {"gelu 5120", 3, 5120, 8},       {"quick_gelu 5120", 4, 5120, 8},  {"add 1280", 5, 1280, 12},
+        {"rmsnorm D=1280", 0, 1280, 8},    {"layernorm D=1280", 1, 1280, 8}, {"swiglu 3420", 2, 3420, 12},
+        {"gelu 5120", 3, 5120, 8},         {"quick_gelu 5120", 4, 5120, 8},  {"add 1280", 5, 1280, 12},
         {"rope 1280 (16x80)", 6, 1280, 8},
     };
     double bw = vlm_measure_read_bandwidth(g_mem / 2, 3, threads);
@@ -481,8 +486,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc)
             sscanf(argv[++i], "%d,%lld,%lld", &g_shape_M, &g_shape_N, &g_shape_K);
         else {
-            fprintf(stderr, "usage: perf_kernels [gemv] [gemm] [attn] [ops] [--reps N] [--mem-mb MB] [--threads N] "
-                            "[--cpu-clock] [--shape M,N,K]\n");
+            fprintf(stderr,
+                    "usage: perf_kernels [gemv] [gemm] [attn] [ops] [--reps N] [--mem-mb MB] [--threads N] "
+                    "[--cpu-clock] [--shape M,N,K]\n");
             return 2;
         }
     }

@@ -36,8 +36,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--weights") && more && !vlm_onnx_weights_parse(argv[i + 1], &o.weights)) i++;
         else if (!strcmp(a, "--external") && more && !vlm_onnx_external_parse(argv[i + 1], &o.external)) i++;
         else {
-            fprintf(stderr, "usage: perf_onnx_vision --export DIR [--model DIR] [--threads N] [--grid H W] "
-                            "[--reps N] [--weights stored|f32] [--external auto|always|never]\n");
+            fprintf(stderr,
+                    "usage: perf_onnx_vision --export DIR [--model DIR] [--threads N] [--grid H W] "
+                    "[--reps N] [--weights stored|f32] [--external auto|always|never]\n");
             return 2;
         }
     }
@@ -47,9 +48,9 @@ int main(int argc, char **argv) {
     }
     if (threads <= 0) threads = vlm_threads();
     int64_t n = grid[0] * grid[1] * grid[2];
-    printf("model %s, grid %lldx%lldx%lld (%lld patches), %d threads, weights %s, CPU %s\n", model,
-           (long long)grid[0], (long long)grid[1], (long long)grid[2], (long long)n, threads,
-           vlm_onnx_weights_name(o.weights), vlm_cpu_name());
+    printf("model %s, grid %lldx%lldx%lld (%lld patches), %d threads, weights %s, CPU %s\n", model, (long long)grid[0],
+           (long long)grid[1], (long long)grid[2], (long long)n, threads, vlm_onnx_weights_name(o.weights),
+           vlm_cpu_name());
 
     double t0 = vlm_now();
     int exported = 0;

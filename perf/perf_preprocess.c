@@ -55,11 +55,17 @@ static double median(double *v, int n) {
 }
 
 static vlm_preproc_config qwen_config(void) {
-    vlm_preproc_config c = {.min_pixels = 3136, .max_pixels = 12845056, .patch_size = 14, .temporal_patch_size = 2,
-                            .merge_size = 2, .rescale_factor = 1.0 / 255.0,
+    vlm_preproc_config c = {.min_pixels = 3136,
+                            .max_pixels = 12845056,
+                            .patch_size = 14,
+                            .temporal_patch_size = 2,
+                            .merge_size = 2,
+                            .rescale_factor = 1.0 / 255.0,
                             .mean = {0.48145466f, 0.4578275f, 0.40821073f},
                             .std = {0.26862954f, 0.26130258f, 0.27577711f},
-                            .do_resize = 1, .do_rescale = 1, .do_normalize = 1};
+                            .do_resize = 1,
+                            .do_rescale = 1,
+                            .do_normalize = 1};
     return c;
 }
 
@@ -86,7 +92,8 @@ static int bench_vlm(const char *path, int runs, int with_cpu, result *r) {
         if (vlm_preprocess_image(&img, &cfg, 0, 0, &fused) != VLM_OK) return 0;
         const double t5 = vlm_now(), c5 = cpu_now();
         if (i) {
-            for (int s = 0; s < 3; s++) wall[s][i - 1] = (t[s + 1] - t[s]) * 1e3, cpu[s][i - 1] = (c[s + 1] - c[s]) * 1e3;
+            for (int s = 0; s < 3; s++)
+                wall[s][i - 1] = (t[s + 1] - t[s]) * 1e3, cpu[s][i - 1] = (c[s + 1] - c[s]) * 1e3;
             wall[3][i - 1] = (t5 - t[4]) * 1e3, cpu[3][i - 1] = (c5 - c[4]) * 1e3;
             wall[4][i - 1] = wall[0][i - 1] + wall[3][i - 1], cpu[4][i - 1] = cpu[0][i - 1] + cpu[3][i - 1];
         }
@@ -143,8 +150,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         snprintf(jpeg, sizeof jpeg, "%s/photo_1920x1080_q90.jpg", tmp);
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/perf/pillow_preprocess.py --make-jpeg '%s' '%s'",
-                 VLM_SOURCE_DIR, png, jpeg);
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/perf/pillow_preprocess.py --make-jpeg '%s' '%s'", VLM_SOURCE_DIR,
+                 png, jpeg);
         if (system(cmd) != 0) return 1;
         images[n++] = jpeg;
         images[n++] = png;
@@ -175,8 +182,8 @@ int main(int argc, char **argv) {
     char out[300];
     snprintf(out, sizeof out, "%s/pillow.jsonl", tmp);
     if (have_python) {
-        int k = snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/perf/pillow_preprocess.py --runs %d", VLM_SOURCE_DIR,
-                         runs);
+        int k =
+            snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/perf/pillow_preprocess.py --runs %d", VLM_SOURCE_DIR, runs);
         for (int i = 0; i < n; i++) k += snprintf(cmd + k, sizeof cmd - (size_t)k, " '%s'", images[i]);
         snprintf(cmd + k, sizeof cmd - (size_t)k, " > '%s'", out);
         char *text = NULL;
@@ -213,9 +220,11 @@ int main(int argc, char **argv) {
         const cJSON *sh = cJSON_GetObjectItem(pil[i], "pixel_values_sha256");
         printf("  identical pixel_values (SHA-256): %s\n",
                cJSON_IsString(sh) && !strcmp(sh->valuestring, a->sha) && !strcmp(a->sha, b->sha) ? "yes" : "NO");
-        printf("  Pillow resize alone / vlm decode+preprocess: %.2fx CPU, %.2fx wall (1 thread), %.2fx wall (%d threads)\n",
+        printf("  Pillow resize alone / vlm decode+preprocess: %.2fx CPU, %.2fx wall (1 thread), %.2fx wall (%d "
+               "threads)\n",
                pc[1] / a->cpu[4], pw[1] / a->wall[4], pw[1] / b->wall[4], threads);
-        printf("  Pillow + numpy total / vlm total:            %.2fx CPU, %.2fx wall (1 thread), %.2fx wall (%d threads)\n",
+        printf("  Pillow + numpy total / vlm total:            %.2fx CPU, %.2fx wall (1 thread), %.2fx wall (%d "
+               "threads)\n",
                pc[4] / a->cpu[4], pw[4] / a->wall[4], pw[4] / b->wall[4], threads);
         printf("  per stage, Pillow / vlm (CPU, 1 thread): decode %.2fx, resize %.2fx, norm+patchify %.2fx\n",
                pc[0] / a->cpu[0], pc[1] / a->cpu[1], pc[2] / a->cpu[2]);

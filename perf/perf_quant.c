@@ -205,8 +205,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--plain")) plain = 1;
         else if (!strcmp(argv[i], "--spin")) continue;
         else {
-            fprintf(stderr, "usage: perf_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] "
-                            "[--threads N] [--requantize] [--prefill M] [--plain] [--spin]\n");
+            fprintf(stderr,
+                    "usage: perf_quant [--model DIR] [--work DIR] [--types q4_0,nf4,q8_0] [--rounds R] "
+                    "[--threads N] [--requantize] [--prefill M] [--plain] [--spin]\n");
             return 2;
         }
     }
@@ -269,7 +270,7 @@ int main(int argc, char **argv) {
     int64_t kmax = cfg.text.intermediate > cfg.text.hidden ? cfg.text.intermediate : cfg.text.hidden;
     size_t xn = (size_t)kmax * (size_t)(prefill_m > 0 ? prefill_m : 1);
     size_t yn = (size_t)cfg.text.vocab > (size_t)kmax * (size_t)prefill_m ? (size_t)cfg.text.vocab
-                                                                            : (size_t)kmax * (size_t)prefill_m;
+                                                                          : (size_t)kmax * (size_t)prefill_m;
     float *x = vlm_alloc(xn * sizeof(float), "inputs"), *y = vlm_alloc(yn * sizeof(float), "outputs");
     if (!x || !y) return 1;
     uint64_t rng = 1;
@@ -308,8 +309,8 @@ int main(int argc, char **argv) {
     printf("read bandwidth (1 GiB, %d threads), per round: vlm_measure_read_bandwidth median %.1f GB/s (min %.1f, "
            "max %.1f); with 4 streams per thread median %.1f GB/s (min %.1f, max %.1f)\n",
            vlm_threads(), sbw[rounds / 2], sbw[0], sbw[rounds - 1], sbw4[rounds / 2], sbw4[0], sbw4[rounds - 1]);
-    printf("\n%-10s %9s %9s %8s %8s %9s %9s %8s %9s %10s\n", "type", "MB/token", "ms/token", "tok/s", "GB/s",
-           "%bound", "%bound4", "x bf16", "best ms", "prefill GF");
+    printf("\n%-10s %9s %9s %8s %8s %9s %9s %8s %9s %10s\n", "type", "MB/token", "ms/token", "tok/s", "GB/s", "%bound",
+           "%bound4", "x bf16", "best ms", "prefill GF");
     for (int i = 0; i < nv; i++) {
         double s[MAX_ROUNDS], f[MAX_ROUNDS], f4[MAX_ROUNDS], x16[MAX_ROUNDS];
         for (int r = 0; r < rounds; r++) {
@@ -328,7 +329,8 @@ int main(int argc, char **argv) {
                100.0 * f4[rounds / 2], x16[rounds / 2], s[0] * 1e3, v[i].prefill_gflops);
     }
     printf("(medians over %d rounds of the better of 2 tokens; %%bound = (bytes per token / time) / the round's "
-           "vlm_measure_read_bandwidth, %%bound4 the same with the 4-stream probe; both best of 2)\n", rounds);
+           "vlm_measure_read_bandwidth, %%bound4 the same with the 4-stream probe; both best of 2)\n",
+           rounds);
     uint64_t lm0 = 1;
     printf("\n%-10s %14s %16s %14s %12s\n", "type", "LM tensors MB", "safetensors MB", "resident MB", "quantize s");
     for (int i = 0; i < nv; i++) {

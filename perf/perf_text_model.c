@@ -97,8 +97,8 @@ int main(int argc, char **argv) {
     r.max_new_tokens = decode + 1;
     double gemm = sgemm_gflops(prompt, t->hidden, t->intermediate);
     double wbytes = decode_bytes(m), fpt = prefill_flops_per_token(m);
-    printf("f32 GEMM (OpenBLAS, %dx%dx%d): %.1f GFLOP/s -> prefill bound %.1f tok/s (%.2f GFLOP per token)\n",
-           prompt, t->hidden, t->intermediate, gemm, gemm * 1e9 / fpt, fpt / 1e9);
+    printf("f32 GEMM (OpenBLAS, %dx%dx%d): %.1f GFLOP/s -> prefill bound %.1f tok/s (%.2f GFLOP per token)\n", prompt,
+           t->hidden, t->intermediate, gemm, gemm * 1e9 / fpt, fpt / 1e9);
     /* warm-up: maps the checkpoint's pages in */
     vlm_gen_result res;
     r.max_new_tokens = 2;
@@ -121,11 +121,11 @@ int main(int argc, char **argv) {
         int steps = res.n_ids - 1;
         double pre_tps = prompt / res.prefill_s, dec_tps = steps / res.decode_s;
         double bound = bw * 1e9 / wbytes;
-        printf("run %d: prefill %d tokens %.2f s = %.2f tok/s (%.1f GFLOP/s, %.0f%% of the GEMM rate)\n", run + 1, prompt,
-               res.prefill_s, pre_tps, pre_tps * fpt / 1e9, 100 * pre_tps * fpt / 1e9 / gemm);
+        printf("run %d: prefill %d tokens %.2f s = %.2f tok/s (%.1f GFLOP/s, %.0f%% of the GEMM rate)\n", run + 1,
+               prompt, res.prefill_s, pre_tps, pre_tps * fpt / 1e9, 100 * pre_tps * fpt / 1e9 / gemm);
         printf("run %d: decode %d tokens %.2f s = %.2f tok/s; bandwidth %.1f / %.1f GB/s (before / after), %.2f GB "
-               "read per token -> bound %.2f tok/s; decode at %.0f%% of it\n", run + 1, steps, res.decode_s, dec_tps,
-               bw0, bw1, wbytes / 1e9, bound, 100 * dec_tps / bound);
+               "read per token -> bound %.2f tok/s; decode at %.0f%% of it\n",
+               run + 1, steps, res.decode_s, dec_tps, bw0, bw1, wbytes / 1e9, bound, 100 * dec_tps / bound);
         printf("run %d: KV cache %.1f MB for %d positions, activations %.1f MB\n", run + 1, res.kv_cache_bytes / 1e6,
                prompt + decode, res.activation_bytes / 1e6);
         vlm_gen_result_free(&res);

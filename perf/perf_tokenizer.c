@@ -7,9 +7,9 @@
  * machine the CPU time is what one core costs, the wall time what a user waits.
  * usage: perf_tokenizer [tokenizer.json] [megabytes] */
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/timer.h"
 #include "io/file.h"
@@ -147,7 +147,8 @@ int main(int argc, char **argv) {
     t->cache_off = 0;
     static const char *names[3] = {"encode, piece cache on ", "encode, piece cache off", "baseline: regex split only"};
     double cm[3];
-    printf("encode %.2f MB (%zu ids, %zu regex pieces), one thread, median of %d:\n", len / 1e6, ids.n, pieces, ENCODES);
+    printf("encode %.2f MB (%zu ids, %zu regex pieces), one thread, median of %d:\n", len / 1e6, ids.n, pieces,
+           ENCODES);
     for (int k = 0; k < 3; k++) {
         double wm = median(w[k], ENCODES);
         cm[k] = median(c[k], ENCODES);

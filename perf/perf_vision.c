@@ -87,8 +87,14 @@ static double time_attention(bench_model *b, const int (*g)[3]) {
     int N = l.n_patches, W = v->width;
     float *qkv = random_rows((size_t)N * 3 * W, 2), *o = malloc(sizeof(float) * (size_t)N * W);
     if (!qkv || !o) return -1;
-    vlm_attn_params p = {.n_q = N, .n_kv = N, .n_heads = v->n_heads, .n_kv_heads = v->n_heads,
-                         .head_dim = v->head_dim, .q_stride = 3 * W, .kv_stride = 3 * W, .out_stride = W,
+    vlm_attn_params p = {.n_q = N,
+                         .n_kv = N,
+                         .n_heads = v->n_heads,
+                         .n_kv_heads = v->n_heads,
+                         .head_dim = v->head_dim,
+                         .q_stride = 3 * W,
+                         .kv_stride = 3 * W,
+                         .out_stride = W,
                          .scale = 0.1f};
     p.segments = l.window_segments, p.n_segments = l.n_windows;
     double t0 = vlm_now();
@@ -133,8 +139,7 @@ static int bench_grid(bench_model *b, const char *label, int gh, int gw, int rep
            flops / best / 1e9);
     printf("          baseline (same run): matmuls alone %.2f s (%.1f GFLOP/s), attention alone %.2f s; "
            "other %.2f s (%.1f%% of encode)\n",
-           t_gemm, gemm_flops / t_gemm / 1e9, t_attn, best - t_gemm - t_attn,
-           100.0 * (best - t_gemm - t_attn) / best);
+           t_gemm, gemm_flops / t_gemm / 1e9, t_attn, best - t_gemm - t_attn, 100.0 * (best - t_gemm - t_attn) / best);
     printf("          activations (estimate) %.1f MiB; RSS before %.1f MiB, peak %.1f MiB\n", need / mib, rss0 / mib,
            peak / mib);
     free(px), free(out);

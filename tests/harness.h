@@ -14,42 +14,42 @@
 extern int g_test_failures, g_test_checks;
 extern const char *g_test_name;
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        g_test_checks++;                                                                         \
-        if (!(cond)) {                                                                           \
-            g_test_failures++;                                                                   \
-            fprintf(stderr, "  FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, g_test_name, #cond);  \
-        }                                                                                        \
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        g_test_checks++;                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            g_test_failures++;                                                                                         \
+            fprintf(stderr, "  FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, g_test_name, #cond);                        \
+        }                                                                                                              \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                                     \
-    do {                                                                                         \
-        g_test_checks++;                                                                         \
-        if (!(cond)) {                                                                           \
-            g_test_failures++;                                                                   \
-            fprintf(stderr, "  FAIL %s:%d [%s]: %s: ", __FILE__, __LINE__, g_test_name, #cond);  \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fprintf(stderr, "\n");                                                               \
-        }                                                                                        \
+#define CHECK_MSG(cond, ...)                                                                                           \
+    do {                                                                                                               \
+        g_test_checks++;                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            g_test_failures++;                                                                                         \
+            fprintf(stderr, "  FAIL %s:%d [%s]: %s: ", __FILE__, __LINE__, g_test_name, #cond);                        \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fprintf(stderr, "\n");                                                                                     \
+        }                                                                                                              \
     } while (0)
 
 /* The call succeeds (prints the error message when it does not). */
-#define CHECK_OK(expr)                                                                           \
-    do {                                                                                         \
-        vlm_status check_s_ = (expr);                                                            \
-        CHECK_MSG(check_s_ == VLM_OK, "%s", vlm_last_error());                                   \
+#define CHECK_OK(expr)                                                                                                 \
+    do {                                                                                                               \
+        vlm_status check_s_ = (expr);                                                                                  \
+        CHECK_MSG(check_s_ == VLM_OK, "%s", vlm_last_error());                                                         \
     } while (0)
 
 /* The call fails with `code` and a message containing `needle`. */
 #define CHECK_ERR(expr, code, needle) test_check_err((expr), (code), (needle), #expr, __FILE__, __LINE__)
 
-#define RUN(fn)                                                                                  \
-    do {                                                                                         \
-        g_test_name = #fn;                                                                       \
-        int before_ = g_test_failures;                                                           \
-        fn();                                                                                    \
-        fprintf(stderr, "%s %s\n", g_test_failures == before_ ? "ok  " : "FAIL", #fn);           \
+#define RUN(fn)                                                                                                        \
+    do {                                                                                                               \
+        g_test_name = #fn;                                                                                             \
+        int before_ = g_test_failures;                                                                                 \
+        fn();                                                                                                          \
+        fprintf(stderr, "%s %s\n", g_test_failures == before_ ? "ok  " : "FAIL", #fn);                                 \
     } while (0)
 
 void test_check_err(vlm_status got, vlm_status want, const char *needle, const char *expr, const char *file, int line);

@@ -139,7 +139,8 @@ static void check_mode_object(const cJSON *mode, const char *name) {
         double median = nv % 2 ? sorted[nv / 2] : (sorted[nv / 2 - 1] + sorted[nv / 2]) / 2;
         double got_mean = cJSON_GetObjectItemCaseSensitive(m, "mean")->valuedouble;
         double got_std = cJSON_GetObjectItemCaseSensitive(m, "std")->valuedouble;
-        CHECK_MSG(fabs(got_mean - mean) <= 1e-12 * fmax(1, fabs(mean)), "%s.%s mean %.17g vs %.17g", name, key, got_mean, mean);
+        CHECK_MSG(fabs(got_mean - mean) <= 1e-12 * fmax(1, fabs(mean)), "%s.%s mean %.17g vs %.17g", name, key,
+                  got_mean, mean);
         CHECK_MSG(fabs(got_std - sqrt(ss / nv)) <= 1e-12 * fmax(1, fabs(mean)), "%s.%s std", name, key);
         CHECK_MSG(cJSON_GetObjectItemCaseSensitive(m, "min")->valuedouble == lo, "%s.%s min", name, key);
         CHECK_MSG(cJSON_GetObjectItemCaseSensitive(m, "max")->valuedouble == hi, "%s.%s max", name, key);
@@ -165,21 +166,28 @@ static void test_json_single(void) {
     CHECK(!cJSON_GetObjectItemCaseSensitive(root, "images"));
     /* results["original"]["duration"]["mean"] */
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "original");
-    CHECK(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "duration"), "mean")->valuedouble == 2.5);
+    CHECK(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "duration"), "mean")->valuedouble ==
+          2.5);
     CHECK(cJSON_GetObjectItemCaseSensitive(o, "num_runs")->valueint == 3);
     /* full precision: the values read back are the doubles measured */
-    const cJSON *mem = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "cpu_memory_delta"), "values");
+    const cJSON *mem =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "cpu_memory_delta"), "values");
     CHECK(cJSON_GetArrayItem(mem, 0)->valuedouble == 1.0 / 3.0);
     CHECK(cJSON_GetArrayItem(mem, 1)->valuedouble == 0.1 + 0.2);
     CHECK(cJSON_GetArrayItem(mem, 2)->valuedouble == -2.0 / 7.0);
     /* sizes always present, 0 where a part does not apply */
-    CHECK(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "onnx_model_size"), "max")->valuedouble == 0);
-    CHECK(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "gpu_peak_memory"), "max")->valuedouble == 0);
+    CHECK(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "onnx_model_size"), "max")->valuedouble ==
+        0);
+    CHECK(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "gpu_peak_memory"), "max")->valuedouble ==
+        0);
 
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "metadata");
     CHECK(cJSON_IsObject(md));
-    const char *keys[] = {"model_id", "model_path", "device", "device_name", "image_path", "image_size", "prompt", "runs",
-                          "max_tokens", "warmup", "ignore_eos", "quantization", "version", "timestamp", "skipped"};
+    const char *keys[] = {"model_id",   "model_path",   "device",  "device_name", "image_path",
+                          "image_size", "prompt",       "runs",    "max_tokens",  "warmup",
+                          "ignore_eos", "quantization", "version", "timestamp",   "skipped"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         CHECK_MSG(cJSON_HasObjectItem(md, keys[i]), "metadata.%s", keys[i]);
     CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(md, "model_id")->valuestring, "Qwen/Qwen2.5-VL-3B-Instruct"));
@@ -210,7 +218,8 @@ static void test_json_images(void) {
     CHECK(cJSON_GetArraySize(root) == 5); /* three modes, metadata, images */
     const cJSON *images = cJSON_GetObjectItemCaseSensitive(root, "images");
     CHECK(cJSON_IsArray(images) && cJSON_GetArraySize(images) == 2);
-    const cJSON *overall = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "original"), "duration");
+    const cJSON *overall =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "original"), "duration");
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(overall, "values")) == 6);
     int i = 0;
     const cJSON *im;
@@ -224,7 +233,8 @@ static void test_json_images(void) {
             const cJSON *m = cJSON_GetObjectItemCaseSensitive(im, name);
             check_mode_object(m, name);
             /* the overall values are the images' values, image after image */
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "duration"), "values");
+            const cJSON *v =
+                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "duration"), "values");
             const cJSON *all = cJSON_GetObjectItemCaseSensitive(
                 cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, name), "duration"), "values");
             for (int j = 0; j < 3; j++)
@@ -232,7 +242,8 @@ static void test_json_images(void) {
         }
         i++;
     }
-    for (int k = 0; k < 3; k++) check_mode_object(cJSON_GetObjectItemCaseSensitive(root, vlm_mode_name((vlm_mode)k)), "overall");
+    for (int k = 0; k < 3; k++)
+        check_mode_object(cJSON_GetObjectItemCaseSensitive(root, vlm_mode_name((vlm_mode)k)), "overall");
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "metadata");
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(md, "image_path")) == 2);
     CHECK(cJSON_GetObjectItemCaseSensitive(md, "num_images")->valueint == 2);
@@ -292,22 +303,24 @@ static void test_console(void) {
     CHECK(strstr(out, "\nMax tokens:   128 "));
     CHECK(strstr(out, "\nQuantization: none\n"));
     /* the summary, in the spec's shape */
-    snprintf(want, sizeof want,
-             "\n%sBENCHMARK RESULTS SUMMARY\n%s\nMode            Metric                    Mean         Std          Min"
-             "          Max\n--------------------------------------------------------------------------------------\n"
-             "original        Duration (s)              2.500        0.408        2.000        3.000\n"
-             "original        Tokens/sec                52.62        8.77         42.67        64.00\n"
-             "original        Tokens Generated          128.000      0.000        128.000      128.000\n",
-             rule, rule);
+    snprintf(
+        want, sizeof want,
+        "\n%sBENCHMARK RESULTS SUMMARY\n%s\nMode            Metric                    Mean         Std          Min"
+        "          Max\n--------------------------------------------------------------------------------------\n"
+        "original        Duration (s)              2.500        0.408        2.000        3.000\n"
+        "original        Tokens/sec                52.62        8.77         42.67        64.00\n"
+        "original        Tokens Generated          128.000      0.000        128.000      128.000\n",
+        rule, rule);
     CHECK_MSG(strstr(out, want), "%s", out);
     CHECK(strstr(out, "\nsplit_native    Duration (s)              1.250        0.204        1.000        1.500\n"));
     CHECK(strstr(out, "\noriginal        GPU Peak Mem (MB)         0.000        0.000        0.000        0.000\n"));
     /* fastest by duration; throughput sorted on its own (split_native is faster but makes fewer tokens) */
-    CHECK(strstr(out, "\n\nFastest Mode: split_native (1.250s)\n\nRelative Performance (vs split_native):\n"
-                      "  split_native   : 1.250s (1.00x, +0.0%)\n"
-                      "  original       : 2.500s (0.50x, +100.0%)\n\nThroughput Comparison:\n"
-                      "  original       : 52.62 tokens/sec\n"
-                      "  split_native   : 26.31 tokens/sec\n"));
+    CHECK(strstr(out,
+                 "\n\nFastest Mode: split_native (1.250s)\n\nRelative Performance (vs split_native):\n"
+                 "  split_native   : 1.250s (1.00x, +0.0%)\n"
+                 "  original       : 2.500s (0.50x, +100.0%)\n\nThroughput Comparison:\n"
+                 "  original       : 52.62 tokens/sec\n"
+                 "  split_native   : 26.31 tokens/sec\n"));
     CHECK(strstr(out, "different numbers of tokens"));
     snprintf(want, sizeof want, "\nSkipped modes:\n  run_onnx       : skipped: %s\n", k_onnx_reason);
     CHECK(strstr(out, want));
@@ -403,7 +416,7 @@ static void test_targets(void) {
     CHECK(n == 4);
     CHECK(!strcmp(rows[0].target->profile, "production (GPU)") && rows[0].mode == VLM_MODE_ORIGINAL);
     CHECK(rows[0].memory_mb == 3500 && rows[0].memory_ok);
-    CHECK(rows[0].duration == 1.25 && rows[0].duration_ok && rows[0].throughput_ok && rows[0].pass); /* 105 tok/s */
+    CHECK(rows[0].duration == 1.25 && rows[0].duration_ok && rows[0].throughput_ok && rows[0].pass);    /* 105 tok/s */
     CHECK(rows[1].mode == VLM_MODE_SPLIT_NATIVE && rows[1].throughput_ok && rows[1].memory_mb == 3600); /* 52.6 tok/s */
     CHECK(rows[2].mode == VLM_MODE_RUN_ONNX && !strcmp(rows[2].target->profile, "production (GPU)"));
     CHECK(rows[3].mode == VLM_MODE_RUN_ONNX && !strcmp(rows[3].target->profile, "optimized (GPU + ONNX vision)"));
@@ -476,7 +489,9 @@ static void test_comparison_files(void) {
         snprintf(want, sizeof want, "%s/benchmark_%s_%s.json", dir, sides[i], stamp);
         CHECK(written == 1 && vlm_is_file(want));
         j = load(want);
-        const cJSON *qm = j ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "metadata"), "quantization") : NULL;
+        const cJSON *qm = j
+            ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "metadata"), "quantization")
+            : NULL;
         CHECK(cJSON_IsString(qm) && !strcmp(qm->valuestring, i ? "4-bit" : "none"));
         cJSON_Delete(j);
         snprintf(want, sizeof want, "%s/benchmark_%s_%s.csv", dir, sides[i], stamp);
@@ -626,7 +641,8 @@ static void test_plot(void) {
         CHECK(!strstr(data, "<script"));
         free(data);
     }
-    CHECK(vlm_bench_plot_format_ok("a.svg") && vlm_bench_plot_format_ok("a.HTML") && !vlm_bench_plot_format_ok("a.png"));
+    CHECK(vlm_bench_plot_format_ok("a.svg") && vlm_bench_plot_format_ok("a.HTML") &&
+          !vlm_bench_plot_format_ok("a.png"));
     CHECK_ERR(vlm_bench_write_plot(&r, test_tmp("chart.png")), VLM_ERR_INVALID, ".svg or .html");
     vlm_bench_results_free(&r);
 
@@ -651,7 +667,8 @@ static void test_image_size(void) {
     CHECK(w == 641 && h == 479);
     CHECK_OK(vlm_bench_image_size(test_fixture(k_img2), &w, &h));
     CHECK(w == 1920 && h == 1080);
-    CHECK_OK(vlm_bench_image_size(test_fixture("cases/preproc_jpeg_progressive/jpeg_progressive_rings_175x131.jpg"), &w, &h));
+    CHECK_OK(vlm_bench_image_size(test_fixture("cases/preproc_jpeg_progressive/jpeg_progressive_rings_175x131.jpg"), &w,
+                                  &h));
     CHECK(w == 175 && h == 131); /* SOF2 */
     CHECK_OK(vlm_bench_image_size(test_fixture("cases/preproc_jpeg_cmyk/jpeg_cmyk_159x119.jpg"), &w, &h));
     CHECK(w == 159 && h == 119);
@@ -659,8 +676,8 @@ static void test_image_size(void) {
     CHECK_OK(vlm_bench_image_size(test_fixture("cases/preproc_jpeg_exif6/jpeg_exif6_photo_171x121.jpg"), &w, &h));
     CHECK(w == 121 && h == 171);
     /* files the decoder cannot read are errors naming them, before any run */
-    const unsigned char jpg[] = {0xFF, 0xD8, 0xFF, 0xE0, 0, 6, 'J', 'F', 'I', 'F', 0xFF, 0xFF, 0xFE, 0, 3, 'x',
-                                 0xFF, 0xC0, 0, 11, 8, 0x01, 0x2C, 0x02, 0x58, 1, 1, 0x11, 0};
+    const unsigned char jpg[] = {0xFF, 0xD8, 0xFF, 0xE0, 0,  6, 'J',  'F',  'I',  'F',  0xFF, 0xFF, 0xFE, 0, 3,
+                                 'x',  0xFF, 0xC0, 0,    11, 8, 0x01, 0x2C, 0x02, 0x58, 1,    1,    0x11, 0};
     write_bytes(test_tmp("t.jpg"), jpg, sizeof jpg); /* a frame header and no image data */
     vlm_status st = vlm_bench_image_size(test_tmp("t.jpg"), &w, &h);
     CHECK(st != VLM_OK && strstr(vlm_last_error(), "t.jpg") && w == 0 && h == 0);
@@ -731,7 +748,8 @@ static void test_results_errors(void) {
     /* output files are checked before a long run */
     CHECK_OK(vlm_bench_check_output_path(test_tmp("out.json"), "--output"));
     CHECK_OK(vlm_bench_check_output_path("relative.json", "--output"));
-    CHECK_ERR(vlm_bench_check_output_path(test_tmp("none/out.json"), "--output"), VLM_ERR_NOT_FOUND, "none does not exist");
+    CHECK_ERR(vlm_bench_check_output_path(test_tmp("none/out.json"), "--output"), VLM_ERR_NOT_FOUND,
+              "none does not exist");
     CHECK_ERR(vlm_bench_check_output_path(test_tmpdir(), "--plot"), VLM_ERR_INVALID, "is a directory");
 
     vlm_device d;
@@ -741,7 +759,8 @@ static void test_results_errors(void) {
     int gpu = vlm_cuda_usable(why, sizeof why);
     CHECK_OK(vlm_bench_resolve_device(VLM_DEV_AUTO, &d));
     CHECK(d == (gpu ? VLM_DEV_CUDA : VLM_DEV_CPU));
-    if (!gpu) CHECK_ERR(vlm_bench_resolve_device(VLM_DEV_CUDA, &d), VLM_ERR_UNAVAILABLE, "--device cuda: no usable GPU");
+    if (!gpu)
+        CHECK_ERR(vlm_bench_resolve_device(VLM_DEV_CUDA, &d), VLM_ERR_UNAVAILABLE, "--device cuda: no usable GPU");
 }
 
 int main(void) {

@@ -19,8 +19,8 @@ static void test_even_count(void) {
     CHECK(s.mean == 2.5);
     CHECK(s.std == 1.118033988749895); /* np.std([1,2,3,4]) = sqrt(1.25) */
     CHECK(s.min == 1 && s.max == 4);
-    CHECK(s.median == 2.5);            /* mean of the two middle values */
-    CHECK(v[0] == 4 && v[1] == 1);     /* the input is not reordered */
+    CHECK(s.median == 2.5);        /* mean of the two middle values */
+    CHECK(v[0] == 4 && v[1] == 1); /* the input is not reordered */
 }
 
 static void test_odd_count(void) {
@@ -98,10 +98,21 @@ static void test_pairwise_sum(void) {
 
 static void test_metric_table(void) {
     /* every metric has a JSON key and a console label; the spec's keys are present */
-    const char *spec_keys[] = {"duration", "tokens_per_sec", "tokens_generated", "vision_inference_time",
-                               "cpu_memory_delta", "gpu_memory_delta", "gpu_peak_memory", "vision_model_size",
-                               "language_model_size", "onnx_model_size", "prefill_tokens_per_sec",
-                               "decode_tokens_per_sec", "time_to_first_token", "preprocess_time", "cpu_peak_memory"};
+    const char *spec_keys[] = {"duration",
+                               "tokens_per_sec",
+                               "tokens_generated",
+                               "vision_inference_time",
+                               "cpu_memory_delta",
+                               "gpu_memory_delta",
+                               "gpu_peak_memory",
+                               "vision_model_size",
+                               "language_model_size",
+                               "onnx_model_size",
+                               "prefill_tokens_per_sec",
+                               "decode_tokens_per_sec",
+                               "time_to_first_token",
+                               "preprocess_time",
+                               "cpu_peak_memory"};
     for (size_t i = 0; i < sizeof spec_keys / sizeof spec_keys[0]; i++) {
         int found = 0;
         for (int k = 0; k < VLM_BM_COUNT; k++) found += !strcmp(vlm_bench_metrics[k].key, spec_keys[i]);

@@ -42,7 +42,8 @@ static int check_case(const char *name) {
     cJSON *req = load_json(path);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(req, "prompt");
-    snprintf(path, sizeof path, "%s/%s", dir, cJSON_IsString(model) ? model->valuestring : "../../models/tiny-qwen2_5-vl");
+    snprintf(path, sizeof path, "%s/%s", dir,
+             cJSON_IsString(model) ? model->valuestring : "../../models/tiny-qwen2_5-vl");
     vlm_tokenizer *t = NULL;
     CHECK_OK(vlm_tok_load_dir(path, &t));
 
@@ -53,16 +54,25 @@ static int check_case(const char *name) {
                                         cJSON_GetArrayItem(g, 2)->valueint, 2, &counts[n_images]));
         total += counts[n_images++];
     }
-    const cJSON *one = cJSON_GetObjectItemCaseSensitive(req, "image"), *many = cJSON_GetObjectItemCaseSensitive(req, "images");
-    CHECK_MSG(n_images == (cJSON_IsString(one) ? 1 : cJSON_IsArray(many) ? cJSON_GetArraySize(many) : 0), "%s images", name);
+    const cJSON *one = cJSON_GetObjectItemCaseSensitive(req, "image"),
+                *many = cJSON_GetObjectItemCaseSensitive(req, "images");
+    CHECK_MSG(n_images ==
+                  (cJSON_IsString(one)       ? 1
+                       : cJSON_IsArray(many) ? cJSON_GetArraySize(many)
+                                             : 0),
+              "%s images", name);
     const cJSON *nit = cJSON_GetObjectItemCaseSensitive(exp, "num_image_tokens");
     if (nit) CHECK_MSG(total == nit->valueint, "%s: %d image tokens", name, total);
 
     vlm_ids ids = {0};
     vlm_strbuf text = {0};
-    if (t) CHECK_OK(vlm_chat_build_prompt(t, prompt->valuestring, strlen(prompt->valuestring), counts, n_images, &ids, &text));
-    CHECK_MSG(text.data && !strcmp(text.data, rendered->valuestring), "%s: rendered \"%s\"", name, text.data ? text.data : "");
-    CHECK_MSG(ids_equal(&ids, cJSON_GetObjectItemCaseSensitive(exp, "input_ids"), 0), "%s: input ids (%zu)", name, ids.n);
+    if (t)
+        CHECK_OK(
+            vlm_chat_build_prompt(t, prompt->valuestring, strlen(prompt->valuestring), counts, n_images, &ids, &text));
+    CHECK_MSG(text.data && !strcmp(text.data, rendered->valuestring), "%s: rendered \"%s\"", name,
+              text.data ? text.data : "");
+    CHECK_MSG(ids_equal(&ids, cJSON_GetObjectItemCaseSensitive(exp, "input_ids"), 0), "%s: input ids (%zu)", name,
+              ids.n);
     const cJSON *nids = cJSON_GetObjectItemCaseSensitive(exp, "num_input_ids");
     CHECK(nids && ids.n == (size_t)nids->valueint);
     vlm_ids_free(&ids);
@@ -97,9 +107,12 @@ static const cJSON *find_case(cJSON **lines, int n, const char *name) {
     return NULL;
 }
 
-#define TEXT(s) {VLM_CHAT_TEXT, s, sizeof(s) - 1}
-#define IMAGE {VLM_CHAT_IMAGE, NULL, 0}
-#define VIDEO {VLM_CHAT_VIDEO, NULL, 0}
+#define TEXT(s)                                                                                                        \
+    { VLM_CHAT_TEXT, s, sizeof(s) - 1 }
+#define IMAGE                                                                                                          \
+    { VLM_CHAT_IMAGE, NULL, 0 }
+#define VIDEO                                                                                                          \
+    { VLM_CHAT_VIDEO, NULL, 0 }
 
 /* Renders and builds msgs; the text must be the case's text and the ids the case's ids (after
  * `skip` leading ids: the default system prompt when the case is a fragment without it). */
@@ -114,10 +127,9 @@ static void check_chat_case(cJSON **lines, int n_lines, const char *name, const 
     CHECK_OK(vlm_chat_build(g_tok, msgs, n, &opt, counts, n_counts, &ids, &text));
     static const char sys[] = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n";
     size_t skip_text = fragment ? sizeof sys - 1 : 0, skip_ids = fragment ? 11 : 0; /* the system prompt is 11 ids */
-    if (!fragment) /* text with one pad per image */
+    if (!fragment)                                                                  /* text with one pad per image */
         CHECK_MSG(text.data && !strcmp(text.data, want), "%s: rendered \"%s\"", name, text.data ? text.data : "");
-    else
-        CHECK_MSG(text.len >= skip_text && !memcmp(text.data, sys, skip_text), "%s: system prompt", name);
+    else CHECK_MSG(text.len >= skip_text && !memcmp(text.data, sys, skip_text), "%s: system prompt", name);
     CHECK_MSG(ids_equal(&ids, cJSON_GetObjectItemCaseSensitive(c, "ids"), skip_ids), "%s: ids", name);
     vlm_ids_free(&ids);
     vlm_sb_free(&text);
@@ -148,7 +160,8 @@ static void test_chat_encode_cases(void) {
     /* fragments without the system prompt: compare after it */
     vlm_chat_options nogen = {0, 0}, vid = {0, 1};
     const vlm_chat_part p5[] = {IMAGE, TEXT("OCR this.")};
-    check_chat_case(lines, n, "chat_image_pad_expanded", &(vlm_chat_message){"user", p5, 2}, 1, nogen, (int[]){16}, 1, 1);
+    check_chat_case(lines, n, "chat_image_pad_expanded", &(vlm_chat_message){"user", p5, 2}, 1, nogen, (int[]){16}, 1,
+                    1);
     const vlm_chat_part p6[] = {IMAGE, IMAGE, TEXT("Which is larger?")};
     check_chat_case(lines, n, "chat_add_vision_id", &(vlm_chat_message){"user", p6, 3}, 1, vid, (int[]){1, 1}, 2, 1);
     for (int i = 0; i < n; i++) cJSON_Delete(lines[i]);
@@ -166,22 +179,26 @@ static void check_render(const char *what, const vlm_chat_message *m, int n, vlm
 
 static void test_jinja_renderings(void) {
     const vlm_chat_part pirate[] = {TEXT("You are a pirate.")}, arr[] = {IMAGE, TEXT("Arr?")};
-    check_render("system_given", (vlm_chat_message[]){{"system", pirate, 1}, {"user", arr, 2}}, 2, (vlm_chat_options){1, 0},
-                 "<|im_start|>system\nYou are a pirate.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
-                 "Arr?<|im_end|>\n<|im_start|>assistant\n");
+    check_render(
+        "system_given", (vlm_chat_message[]){{"system", pirate, 1}, {"user", arr, 2}}, 2, (vlm_chat_options){1, 0},
+        "<|im_start|>system\nYou are a pirate.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
+        "Arr?<|im_end|>\n<|im_start|>assistant\n");
     const vlm_chat_part vis[] = {IMAGE, IMAGE, VIDEO, TEXT("Which is larger?")};
-    check_render("vision_id", (vlm_chat_message[]){{"user", vis, 4}}, 1, (vlm_chat_options){1, 1},
-                 "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nPicture 1: <|vision_start|>"
-                 "<|image_pad|><|vision_end|>Picture 2: <|vision_start|><|image_pad|><|vision_end|>Video 1: <|vision_start|>"
-                 "<|video_pad|><|vision_end|>Which is larger?<|im_end|>\n<|im_start|>assistant\n");
+    check_render(
+        "vision_id", (vlm_chat_message[]){{"user", vis, 4}}, 1, (vlm_chat_options){1, 1},
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nPicture 1: <|vision_start|>"
+        "<|image_pad|><|vision_end|>Picture 2: <|vision_start|><|image_pad|><|vision_end|>Video 1: <|vision_start|>"
+        "<|video_pad|><|vision_end|>Which is larger?<|im_end|>\n<|im_start|>assistant\n");
     const vlm_chat_part h[] = {TEXT("Hi")}, hello[] = {TEXT("Hello.")};
-    check_render("no_gen_prompt", (vlm_chat_message[]){{"user", h, 1}, {"assistant", hello, 1}}, 2, (vlm_chat_options){0, 0},
+    check_render("no_gen_prompt", (vlm_chat_message[]){{"user", h, 1}, {"assistant", hello, 1}}, 2,
+                 (vlm_chat_options){0, 0},
                  "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
                  "<|im_start|>assistant\nHello.<|im_end|>\n");
     const vlm_chat_part mix[] = {TEXT("A:"), IMAGE, TEXT(" B:"), IMAGE};
-    check_render("text_between_images", (vlm_chat_message[]){{"user", mix, 4}}, 1, (vlm_chat_options){1, 0},
-                 "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nA:<|vision_start|><|image_pad|>"
-                 "<|vision_end|> B:<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n");
+    check_render(
+        "text_between_images", (vlm_chat_message[]){{"user", mix, 4}}, 1, (vlm_chat_options){1, 0},
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nA:<|vision_start|><|image_pad|>"
+        "<|vision_end|> B:<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n");
     const vlm_chat_part x[] = {TEXT("x")}, y[] = {TEXT("y")};
     check_render("late_system", (vlm_chat_message[]){{"user", x, 1}, {"system", y, 1}}, 2, (vlm_chat_options){1, 0},
                  "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nx<|im_end|>\n"
@@ -212,11 +229,13 @@ static void test_build_ids(void) {
     /* errors leave ids and text as they were */
     vlm_strbuf text = {0};
     vlm_sb_append(&text, "keep", 4);
-    CHECK_ERR(vlm_chat_build(g_tok, &m, 1, NULL, (int[]){3, 5}, 2, &ids, &text), VLM_ERR_INVALID, "2 token counts given for 3");
-    CHECK_ERR(vlm_chat_build(g_tok, &m, 1, NULL, (int[]){3, 0, 2}, 3, &ids, &text), VLM_ERR_INVALID, "token count of 0");
+    CHECK_ERR(vlm_chat_build(g_tok, &m, 1, NULL, (int[]){3, 5}, 2, &ids, &text), VLM_ERR_INVALID,
+              "2 token counts given for 3");
+    CHECK_ERR(vlm_chat_build(g_tok, &m, 1, NULL, (int[]){3, 0, 2}, 3, &ids, &text), VLM_ERR_INVALID,
+              "token count of 0");
     const vlm_chat_part spelled[] = {TEXT("look: <|image_pad|>")};
-    CHECK_ERR(vlm_chat_build(g_tok, &(vlm_chat_message){"user", spelled, 1}, 1, NULL, NULL, 0, &ids, &text), VLM_ERR_INVALID,
-              "spell one out");
+    CHECK_ERR(vlm_chat_build(g_tok, &(vlm_chat_message){"user", spelled, 1}, 1, NULL, NULL, 0, &ids, &text),
+              VLM_ERR_INVALID, "spell one out");
     CHECK(ids.n == before && text.len == 4 && !strcmp(text.data, "keep"));
     CHECK_ERR(vlm_chat_build(g_tok, NULL, 0, NULL, NULL, 0, &ids, NULL), VLM_ERR_INVALID, "no messages");
     CHECK_ERR(vlm_chat_render(&(vlm_chat_message){"us\ner", mix, 1}, 1, NULL, &text), VLM_ERR_INVALID, "line break");

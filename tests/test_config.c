@@ -72,15 +72,18 @@ static void test_variants(void) {
 static void test_bad_configs(void) {
     vlm_model_config c;
     CHECK_ERR(parse_str("{\"model_type\": \"llava\"}", NULL, NULL, &c), VLM_ERR_UNSUPPORTED, "qwen2_5_vl");
-    CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"quantization_config\": {\"quant_method\": \"awq\"}}",
-                        NULL, NULL, &c), VLM_ERR_UNSUPPORTED, "awq");
-    CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": \"big\"}", NULL, NULL, &c),
-              VLM_ERR_FORMAT, "hidden_size");
+    CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"quantization_config\": {\"quant_method\": \"awq\"}}", NULL,
+                        NULL, &c),
+              VLM_ERR_UNSUPPORTED, "awq");
+    CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": \"big\"}", NULL, NULL, &c), VLM_ERR_FORMAT,
+              "hidden_size");
     CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_attention_heads\": 4,"
-                        " \"rope_scaling\": {\"mrope_section\": [2, 3, 4]}}", NULL, NULL, &c),
+                        " \"rope_scaling\": {\"mrope_section\": [2, 3, 4]}}",
+                        NULL, NULL, &c),
               VLM_ERR_FORMAT, "add up to head_dim/2 = 8");
-    CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_attention_heads\": 5}",
-                        NULL, NULL, &c), VLM_ERR_FORMAT, "multiple of num_attention_heads");
+    CHECK_ERR(
+        parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_attention_heads\": 5}", NULL, NULL, &c),
+        VLM_ERR_FORMAT, "multiple of num_attention_heads");
     CHECK_ERR(parse_str(k_q25, "{\"image_mean\": [0.5, 0.5]}", NULL, &c), VLM_ERR_FORMAT, "image_mean");
     vlm_write_file(test_tmp("bad.json"), "{\"model_type\": ", 15);
     cJSON *root;

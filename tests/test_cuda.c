@@ -111,20 +111,30 @@ static void matmul_case(vlm_dtype t, int M, int N, int K, float rtol) {
 static void test_matmul(void) {
     vlm_dtype types[] = {VLM_DT_BF16, VLM_DT_F16, VLM_DT_F32};
     for (int t = 0; t < 3; t++) {
-        matmul_case(types[t], 1, 300, 200, 1e-5f);   /* GEMV */
-        matmul_case(types[t], 7, 129, 72, 1e-5f);    /* GEMV, several rows, odd N */
+        matmul_case(types[t], 1, 300, 200, 1e-5f);                                  /* GEMV */
+        matmul_case(types[t], 7, 129, 72, 1e-5f);                                   /* GEMV, several rows, odd N */
         matmul_case(types[t], 50, 96, 136, types[t] == VLM_DT_F32 ? 1e-5f : 1e-2f); /* tensor cores */
     }
 }
 
-static void attention_case(int n_q, int n_kv, int q_pos0, int causal, int heads, int kv_heads, int hd,
-                           const int *segs, int n_segs) {
+static void attention_case(int n_q, int n_kv, int q_pos0, int causal, int heads, int kv_heads, int hd, const int *segs,
+                           int n_segs) {
     int qs = heads * hd, ks = kv_heads * hd;
     float *q = rnd((size_t)n_q * qs, 1), *k = rnd((size_t)n_kv * ks, 1), *v = rnd((size_t)n_kv * ks, 1);
     float *ref = malloc((size_t)n_q * qs * 4), *got = malloc((size_t)n_q * qs * 4);
-    vlm_attn_params p = {.n_q = n_q, .n_kv = n_kv, .q_pos0 = q_pos0, .causal = causal, .segments = segs,
-                         .n_segments = n_segs, .n_heads = heads, .n_kv_heads = kv_heads, .head_dim = hd,
-                         .q_stride = qs, .kv_stride = ks, .out_stride = qs, .scale = 1.0f / sqrtf((float)hd)};
+    vlm_attn_params p = {.n_q = n_q,
+                         .n_kv = n_kv,
+                         .q_pos0 = q_pos0,
+                         .causal = causal,
+                         .segments = segs,
+                         .n_segments = n_segs,
+                         .n_heads = heads,
+                         .n_kv_heads = kv_heads,
+                         .head_dim = hd,
+                         .q_stride = qs,
+                         .kv_stride = ks,
+                         .out_stride = qs,
+                         .scale = 1.0f / sqrtf((float)hd)};
     vlm_ref_attention(ref, q, k, v, &p);
     float *dq = up(q, (size_t)n_q * qs), *dk = up(k, (size_t)n_kv * ks), *dv = up(v, (size_t)n_kv * ks);
     float *dout = vlm_dev_alloc(g_be, (size_t)n_q * qs * 4, "out");
@@ -138,13 +148,13 @@ static void attention_case(int n_q, int n_kv, int q_pos0, int causal, int heads,
 }
 
 static void test_attention(void) {
-    attention_case(1, 300, 299, 1, 16, 2, 128, NULL, 0);  /* decode */
-    attention_case(70, 70, 0, 1, 4, 2, 64, NULL, 0);      /* prefill */
-    attention_case(9, 40, 31, 1, 3, 1, 16, NULL, 0);      /* prefill after a cached prefix */
+    attention_case(1, 300, 299, 1, 16, 2, 128, NULL, 0); /* decode */
+    attention_case(70, 70, 0, 1, 4, 2, 64, NULL, 0);     /* prefill */
+    attention_case(9, 40, 31, 1, 3, 1, 16, NULL, 0);     /* prefill after a cached prefix */
     int segs[] = {0, 64, 100, 164, 171};
-    attention_case(171, 171, 0, 0, 2, 2, 80, segs, 4);    /* vision windows */
-    attention_case(171, 171, 0, 0, 2, 2, 20, NULL, 0);    /* full attention */
-    attention_case(33, 33, 0, 0, 2, 2, 48, NULL, 0);      /* head size without a tiled kernel */
+    attention_case(171, 171, 0, 0, 2, 2, 80, segs, 4); /* vision windows */
+    attention_case(171, 171, 0, 0, 2, 2, 20, NULL, 0); /* full attention */
+    attention_case(33, 33, 0, 0, 2, 2, 48, NULL, 0);   /* head size without a tiled kernel */
 }
 
 static void test_embed(void) {

@@ -40,8 +40,11 @@ static size_t make_png(uint8_t *out, size_t cap, uint32_t w, uint32_t h, int row
     uLongf zlen = compressBound(raw_len);
     uint8_t *z = malloc(zlen);
     compress(z, &zlen, raw, raw_len);
-    const struct { const char *type; const uint8_t *d; size_t len; } chunks[3] = {
-        {"IHDR", ihdr, 13}, {"IDAT", z, zlen}, {"IEND", NULL, 0}};
+    const struct {
+        const char *type;
+        const uint8_t *d;
+        size_t len;
+    } chunks[3] = {{"IHDR", ihdr, 13}, {"IDAT", z, zlen}, {"IEND", NULL, 0}};
     for (int i = 0; i < 3; i++) {
         if (n + 12 + chunks[i].len > cap) break;
         put32(out + n, (uint32_t)chunks[i].len);
@@ -105,10 +108,16 @@ static void test_other_formats(void) {
     CHECK_ERR(decode_mem("RIFF\0\0\0\0WEBPVP8 ", 16, 0), VLM_ERR_UNSUPPORTED, "WebP");
     CHECK_ERR(decode_mem("hello, world", 12, 0), VLM_ERR_UNSUPPORTED, "not a JPEG or PNG");
     /* video containers: MP4 (ftyp isom), WebM (EBML), AVI; HEIF is an image format */
-    CHECK_ERR(decode_mem("\0\0\0\x18" "ftypisom\0\0\0\0", 16, 0), VLM_ERR_UNSUPPORTED, "video input is not supported");
+    CHECK_ERR(decode_mem("\0\0\0\x18"
+                         "ftypisom\0\0\0\0",
+                         16, 0),
+              VLM_ERR_UNSUPPORTED, "video input is not supported");
     CHECK_ERR(decode_mem("\x1a\x45\xdf\xa3\x9f\x42\x86\x81", 8, 0), VLM_ERR_UNSUPPORTED, "video input");
     CHECK_ERR(decode_mem("RIFF\0\0\0\0AVI LIST", 16, 0), VLM_ERR_UNSUPPORTED, "video input");
-    CHECK_ERR(decode_mem("\0\0\0\x18" "ftypheic\0\0\0\0", 16, 0), VLM_ERR_UNSUPPORTED, "HEIF/AVIF images");
+    CHECK_ERR(decode_mem("\0\0\0\x18"
+                         "ftypheic\0\0\0\0",
+                         16, 0),
+              VLM_ERR_UNSUPPORTED, "HEIF/AVIF images");
     CHECK(vlm_image_detect("\xff\xd8\xff\xe0", 4) == VLM_IMAGE_FORMAT_JPEG);
     CHECK(vlm_image_detect("\xff\xd8", 2) == VLM_IMAGE_FORMAT_UNKNOWN);
     CHECK(!strcmp(vlm_image_format_name(VLM_IMAGE_FORMAT_PNG), "PNG"));
@@ -136,8 +145,7 @@ static void test_truncated(void) {
     char *jpg = slurp(k_jpeg, &n);
     CHECK_OK(decode_mem(jpg, n, 0));
     size_t cuts[] = {4, 30, 200, n / 2, n - 100, n - 2};
-    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++)
-        CHECK_ERR(decode_mem(jpg, cuts[i], 0), VLM_ERR_FORMAT, "");
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) CHECK_ERR(decode_mem(jpg, cuts[i], 0), VLM_ERR_FORMAT, "");
     CHECK_ERR(decode_mem(jpg, n / 2, 0), VLM_ERR_FORMAT, "truncated");
     free(jpg);
     char *png = slurp(k_png, &n);
@@ -192,7 +200,8 @@ static void test_enormous_headers(void) {
     uint8_t buf[4096];
     /* a PNG claiming 100000 x 100000 (10^10 pixels): refused from the header, nothing allocated */
     size_t n = make_png(buf, sizeof buf, 100000, 100000, 0);
-    CHECK_ERR(decode_mem(buf, n, 0), VLM_ERR_UNSUPPORTED, "100000x100000 = 10000000000 pixels, more than the limit of 178956970");
+    CHECK_ERR(decode_mem(buf, n, 0), VLM_ERR_UNSUPPORTED,
+              "100000x100000 = 10000000000 pixels, more than the limit of 178956970");
     /* a JPEG whose SOF claims 65500 x 65500 */
     unsigned long jl;
     uint8_t *j = make_jpeg(16, 16, &jl);
@@ -229,7 +238,9 @@ static void test_memory_api(void) {
 /* TIFF blocks holding IFD0 entries: tag, type, count, 4 value bytes. */
 static size_t tiff(uint8_t *b, int big, const uint16_t (*e)[3], const uint8_t (*v)[4], int n) {
     memcpy(b, big ? "MM\0*" : "II*\0", 4);
-#define W16(p, x) (big ? ((p)[0] = (uint8_t)((x) >> 8), (p)[1] = (uint8_t)(x)) : ((p)[0] = (uint8_t)(x), (p)[1] = (uint8_t)((x) >> 8)))
+#define W16(p, x)                                                                                                      \
+    (big ? ((p)[0] = (uint8_t)((x) >> 8), (p)[1] = (uint8_t)(x))                                                       \
+         : ((p)[0] = (uint8_t)(x), (p)[1] = (uint8_t)((x) >> 8)))
     uint8_t *p = b + 4;
     if (big) p[0] = p[1] = p[2] = 0, p[3] = 8;
     else p[0] = 8, p[1] = p[2] = p[3] = 0;
@@ -259,12 +270,12 @@ static void test_exif_orientation(void) {
     const uint16_t long8[1][3] = {{0x0112, 4, 1}}, byte6[1][3] = {{0x0112, 1, 1}}, ascii[1][3] = {{0x0112, 2, 2}};
     const uint8_t le8[1][4] = {{8, 0, 0, 0}}, s6[1][4] = {{'6', 0, 0, 0}};
     CHECK(vlm_exif_orientation(b, tiff(b, 0, long8, le8, 1)) == 8);
-    CHECK(vlm_exif_orientation(b, tiff(b, 0, byte6, le6, 1)) == 0);  /* BYTE loads as bytes in Pillow */
-    CHECK(vlm_exif_orientation(b, tiff(b, 0, ascii, s6, 1)) == 0);   /* ASCII loads as str */
+    CHECK(vlm_exif_orientation(b, tiff(b, 0, byte6, le6, 1)) == 0); /* BYTE loads as bytes in Pillow */
+    CHECK(vlm_exif_orientation(b, tiff(b, 0, ascii, s6, 1)) == 0);  /* ASCII loads as str */
     const uint16_t two[2][3] = {{0x0112, 3, 1}, {0x0112, 3, 1}};
     const uint8_t v36[2][4] = {{3, 0, 0, 0}, {6, 0, 0, 0}};
-    CHECK(vlm_exif_orientation(b, tiff(b, 0, two, v36, 2)) == 6);     /* the later entry wins */
-    const uint16_t other[2][3] = {{0x010F, 2, 4}, {0x0112, 3, 2}};    /* count 2: the first value */
+    CHECK(vlm_exif_orientation(b, tiff(b, 0, two, v36, 2)) == 6);  /* the later entry wins */
+    const uint16_t other[2][3] = {{0x010F, 2, 4}, {0x0112, 3, 2}}; /* count 2: the first value */
     const uint8_t vo[2][4] = {{'a', 'b', 'c', 0}, {2, 0, 9, 0}};
     CHECK(vlm_exif_orientation(b, tiff(b, 0, other, vo, 2)) == 2);
     const uint16_t far[1][3] = {{0x0112, 3, 4}}; /* 8 bytes at an offset past the end: skipped */
@@ -289,9 +300,15 @@ static void test_transposes(void) {
         CHECK_OK(vlm_image_alloc(&img, 3, 2));
         for (int i = 0; i < 6; i++) img.rgb[3 * i] = (uint8_t)i, img.rgb[3 * i + 1] = img.rgb[3 * i + 2] = 0;
         CHECK_OK(vlm_image_apply_orientation(&img, o));
-        static const int want[9][6] = {
-            {0}, {0, 1, 2, 3, 4, 5}, {2, 1, 0, 5, 4, 3}, {5, 4, 3, 2, 1, 0}, {3, 4, 5, 0, 1, 2},
-            {0, 3, 1, 4, 2, 5}, {3, 0, 4, 1, 5, 2}, {5, 2, 4, 1, 3, 0}, {2, 5, 1, 4, 0, 3}};
+        static const int want[9][6] = {{0},
+                                       {0, 1, 2, 3, 4, 5},
+                                       {2, 1, 0, 5, 4, 3},
+                                       {5, 4, 3, 2, 1, 0},
+                                       {3, 4, 5, 0, 1, 2},
+                                       {0, 3, 1, 4, 2, 5},
+                                       {3, 0, 4, 1, 5, 2},
+                                       {5, 2, 4, 1, 3, 0},
+                                       {2, 5, 1, 4, 0, 3}};
         const int swap = o >= 5;
         CHECK(img.width == (swap ? 2 : 3) && img.height == (swap ? 3 : 2));
         int ok = 1;

@@ -133,8 +133,7 @@ static void run_case(const char *name) {
         if (json_pair(meta, "image_size_wh", wh))
             CHECK_MSG(img.width == wh[0] && img.height == wh[1], "%s/%s: size %dx%d, expected %dx%d", name, files[i],
                       img.width, img.height, wh[0], wh[1]);
-        if (json_pair(meta, "file_size_wh", wh))
-            CHECK(info.file_width == wh[0] && info.file_height == wh[1]);
+        if (json_pair(meta, "file_size_wh", wh)) CHECK(info.file_width == wh[0] && info.file_height == wh[1]);
         const char *mode = json_str(meta, "file_mode");
         if (mode) CHECK_MSG(!strcmp(mode, info.mode), "%s: mode %s, expected %s", name, info.mode, mode);
         const char *want = json_str(meta, "decoded_rgb_sha256");
@@ -160,7 +159,8 @@ static void run_case(const char *name) {
     if (grid && grid->shape[0] == n_img)
         for (int i = 0; i < n_img; i++)
             for (int j = 0; j < 3; j++)
-                CHECK_MSG(((const int64_t *)grid->data)[i * 3 + j] == pv[i].grid_thw[j], "%s: grid[%d][%d]", name, i, j);
+                CHECK_MSG(((const int64_t *)grid->data)[i * 3 + j] == pv[i].grid_thw[j], "%s: grid[%d][%d]", name, i,
+                          j);
     const int dim = pv[0].patch_dim;
     float *all = malloc((size_t)total * dim * sizeof(float));
     CHECK(all != NULL);

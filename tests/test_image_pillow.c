@@ -71,8 +71,8 @@ static void check_smart(long long h, long long w, long long lo, long long hi, co
     if (!strcmp(rh, "ERROR")) {
         CHECK_MSG(s == VLM_ERR_INVALID, "smart_resize(%lld, %lld) should fail", h, w);
     } else {
-        CHECK_MSG(s == VLM_OK && oh == atoi(rh) && ow == atoi(rw), "smart_resize(%lld, %lld, %lld, %lld) = %dx%d, want %sx%s",
-                  h, w, lo, hi, oh, ow, rh, rw);
+        CHECK_MSG(s == VLM_OK && oh == atoi(rh) && ow == atoi(rw),
+                  "smart_resize(%lld, %lld, %lld, %lld) = %dx%d, want %sx%s", h, w, lo, hi, oh, ow, rh, rw);
     }
     g_n[2]++;
 }

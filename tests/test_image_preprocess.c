@@ -9,11 +9,17 @@
 #include "image/preprocess.h"
 
 static vlm_preproc_config qwen_config(void) {
-    vlm_preproc_config c = {.min_pixels = 3136, .max_pixels = 12845056, .patch_size = 14, .temporal_patch_size = 2,
-                            .merge_size = 2, .rescale_factor = 1.0 / 255.0,
+    vlm_preproc_config c = {.min_pixels = 3136,
+                            .max_pixels = 12845056,
+                            .patch_size = 14,
+                            .temporal_patch_size = 2,
+                            .merge_size = 2,
+                            .rescale_factor = 1.0 / 255.0,
                             .mean = {0.48145466f, 0.4578275f, 0.40821073f},
                             .std = {0.26862954f, 0.26130258f, 0.27577711f},
-                            .do_resize = 1, .do_rescale = 1, .do_normalize = 1};
+                            .do_resize = 1,
+                            .do_rescale = 1,
+                            .do_normalize = 1};
     return c;
 }
 
@@ -66,15 +72,14 @@ static vlm_image random_image(int w, int h, uint64_t *rng, int smooth) {
 }
 
 static int same(const vlm_image *a, const vlm_image *b) {
-    return a->width == b->width && a->height == b->height &&
-           !memcmp(a->rgb, b->rgb, (size_t)a->width * a->height * 3);
+    return a->width == b->width && a->height == b->height && !memcmp(a->rgb, b->rgb, (size_t)a->width * a->height * 3);
 }
 
 static void test_resize_simd_matches_reference(void) {
     uint64_t rng = 42;
-    static const int sizes[][4] = {{1, 1, 28, 56}, {2, 3, 1, 1}, {5, 5, 5, 9}, {17, 3, 56, 28}, {100, 80, 28, 28},
-                                   {640, 480, 84, 56}, {1000, 7, 28, 28}, {3, 500, 28, 476}, {64, 64, 64, 65},
-                                   {64, 64, 65, 64}, {129, 257, 140, 252}, {300, 200, 1000, 700}};
+    static const int sizes[][4] = {{1, 1, 28, 56},    {2, 3, 1, 1},       {5, 5, 5, 9},         {17, 3, 56, 28},
+                                   {100, 80, 28, 28}, {640, 480, 84, 56}, {1000, 7, 28, 28},    {3, 500, 28, 476},
+                                   {64, 64, 64, 65},  {64, 64, 65, 64},   {129, 257, 140, 252}, {300, 200, 1000, 700}};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         vlm_image in = random_image(sizes[i][0], sizes[i][1], &rng, (int)(i & 1)), a, b;
         CHECK_OK(vlm_image_resize_bicubic(&in, sizes[i][2], sizes[i][3], &a));
@@ -130,7 +135,8 @@ static void check_layout(int P, int M, int T, int gw_blocks, int gh_blocks) {
     CHECK_OK(vlm_image_alloc(&img, W, H));
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++)
-            for (int ch = 0; ch < 3; ch++) img.rgb[((size_t)y * W + x) * 3 + ch] = (uint8_t)((x * 7 + y * 3 + ch * 50) & 255);
+            for (int ch = 0; ch < 3; ch++)
+                img.rgb[((size_t)y * W + x) * 3 + ch] = (uint8_t)((x * 7 + y * 3 + ch * 50) & 255);
     vlm_pixel_values pv;
     CHECK_OK(vlm_image_patchify(&img, &c, &pv));
     CHECK(pv.n_patches == gw * gh && pv.patch_dim == dim);
@@ -175,9 +181,9 @@ static void test_rescale_normalize_values(void) {
     /* row 0 = patch (0,0); channel 0, frame 0, pixel (0,1) holds level 1 */
     float v1 = (float)(1.0 * (1.0 / 255.0));
     CHECK(pv.data[1] == (v1 - 0.48145466f) / 0.26862954f);
-    CHECK(pv.data[392] == (1.0f - 0.4578275f) / 0.26130258f);            /* channel 1, level 255 */
-    CHECK(pv.data[784] == (0.0f - 0.40821073f) / 0.27577711f);           /* channel 2, level 0 */
-    CHECK(pv.data[196 + 1] == pv.data[1]);                               /* frame 1 repeats frame 0 */
+    CHECK(pv.data[392] == (1.0f - 0.4578275f) / 0.26130258f);  /* channel 1, level 255 */
+    CHECK(pv.data[784] == (0.0f - 0.40821073f) / 0.27577711f); /* channel 2, level 0 */
+    CHECK(pv.data[196 + 1] == pv.data[1]);                     /* frame 1 repeats frame 0 */
     vlm_pixel_values_free(&pv);
     c.do_normalize = 0;
     CHECK_OK(vlm_image_patchify(&img, &c, &pv));
@@ -225,8 +231,9 @@ static void test_fused_matches_separate_steps(void) {
     vlm_preproc_config c = qwen_config();
     uint64_t rng = 77;
     static const long long cases[][4] = {/* w, h, min_pixels, max_pixels */
-                                         {1920, 1080, 3136, 12845056}, {333, 517, 3136, 12845056}, {640, 480, 3136, 50000},
-                                         {50, 70, 300000, 12845056},   {1000, 20, 3136, 12845056}, {97, 97, 3136, 7000},
+                                         {1920, 1080, 3136, 12845056}, {333, 517, 3136, 12845056},
+                                         {640, 480, 3136, 50000},      {50, 70, 300000, 12845056},
+                                         {1000, 20, 3136, 12845056},   {97, 97, 3136, 7000},
                                          {2000, 1500, 3136, 400000},   {56, 84, 3136, 12845056}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         vlm_image img = random_image((int)cases[i][0], (int)cases[i][1], &rng, (int)(i & 1)), ref;

@@ -42,16 +42,16 @@ static vlm_tensor rand_weight(vlm_dtype dt, int64_t N, int64_t K, float scale) {
 }
 
 /* Runs the body once per SIMD path this CPU has, with `path` naming it. */
-#define FOR_EACH_PATH(...)                                                                                         \
-    do {                                                                                                           \
-        for (int force_ = 0; force_ < 2; force_++) {                                                               \
-            vlm_cpu_kernels_force_avx2(force_);                                                                    \
-            if (!force_ && !vlm_cpu_kernels_avx512()) continue;                                                    \
-            const char *path = force_ ? "avx2" : "avx512";                                                         \
-            (void)path;                                                                                            \
-            __VA_ARGS__;                                                                                           \
-        }                                                                                                          \
-        vlm_cpu_kernels_force_avx2(0);                                                                             \
+#define FOR_EACH_PATH(...)                                                                                             \
+    do {                                                                                                               \
+        for (int force_ = 0; force_ < 2; force_++) {                                                                   \
+            vlm_cpu_kernels_force_avx2(force_);                                                                        \
+            if (!force_ && !vlm_cpu_kernels_avx512()) continue;                                                        \
+            const char *path = force_ ? "avx2" : "avx512";                                                             \
+            (void)path;                                                                                                \
+            __VA_ARGS__;                                                                                               \
+        }                                                                                                              \
+        vlm_cpu_kernels_force_avx2(0);                                                                                 \
     } while (0)
 
 static const vlm_dtype k_dtypes[] = {VLM_DT_F32, VLM_DT_F16, VLM_DT_BF16};
@@ -177,7 +177,6 @@ static void test_matmul_bad_dtype(void) {
     for (int i = 0; i < 4; i++) CHECK(isnan(y[i]));
 }
 
-
 /* ------------------------------------------------------------------------------------ attention */
 static void check_attention(const char *what, vlm_attn_params p, float qscale) {
     int hd = p.head_dim;
@@ -201,9 +200,17 @@ static void check_attention(const char *what, vlm_attn_params p, float qscale) {
 }
 
 static vlm_attn_params attn_params(int n_q, int n_kv, int heads, int kv_heads, int hd, int causal, int q_pos0) {
-    vlm_attn_params p = {.n_q = n_q, .n_kv = n_kv, .q_pos0 = q_pos0, .causal = causal, .n_heads = heads,
-                         .n_kv_heads = kv_heads, .head_dim = hd, .q_stride = heads * hd, .kv_stride = kv_heads * hd,
-                         .out_stride = heads * hd, .scale = 1.0f / sqrtf((float)hd)};
+    vlm_attn_params p = {.n_q = n_q,
+                         .n_kv = n_kv,
+                         .q_pos0 = q_pos0,
+                         .causal = causal,
+                         .n_heads = heads,
+                         .n_kv_heads = kv_heads,
+                         .head_dim = hd,
+                         .q_stride = heads * hd,
+                         .kv_stride = kv_heads * hd,
+                         .out_stride = heads * hd,
+                         .scale = 1.0f / sqrtf((float)hd)};
     return p;
 }
 
@@ -264,8 +271,8 @@ static void test_attention_threads(void) {
 static void test_no_scratch_fallbacks(void) {
     vlm_cpu_kernels_test_no_scratch(1);
     vlm_set_threads(3);
-    check_matmul(VLM_DT_BF16, 3, 100, 300, 1);  /* GEMV without the reordered x */
-    check_matmul(VLM_DT_BF16, 30, 70, 300, 1);  /* GEMM as GEMV groups */
+    check_matmul(VLM_DT_BF16, 3, 100, 300, 1); /* GEMV without the reordered x */
+    check_matmul(VLM_DT_BF16, 30, 70, 300, 1); /* GEMM as GEMV groups */
     check_matmul(VLM_DT_F16, 20, 33, 65, 0);
     if (vlm_cpu_amx_available()) check_matmul_amx(3, 40, 70, 100, 1);
     vlm_cpu_set_amx_parts(0);
@@ -314,7 +321,8 @@ static void test_rope(void) {
     for (size_t i = 0; i < sizeof hds / sizeof *hds; i++) {
         int hd = hds[i], H = 3, M = 37, stride = 3 * H * hd + 5;
         size_t n = (size_t)M * stride;
-        float *x = rand_floats(n, 1.0f), *c = rand_floats((size_t)M * hd / 2, 1.0f), *s = rand_floats((size_t)M * hd / 2, 1.0f);
+        float *x = rand_floats(n, 1.0f), *c = rand_floats((size_t)M * hd / 2, 1.0f),
+              *s = rand_floats((size_t)M * hd / 2, 1.0f);
         float *ref = malloc(sizeof(float) * n);
         memcpy(ref, x, sizeof(float) * n);
         vlm_ref_rope(ref, stride, c, s, M, H, hd);
@@ -336,7 +344,8 @@ static void check_activation(const char *what, const float *x, const float *got,
             bad++;
         }
     }
-    CHECK_MSG(bad == 0, "%s: %zu elements off, worst x=%g got %.9g ref %.9g", what, bad, x[worst], got[worst], ref[worst]);
+    CHECK_MSG(bad == 0, "%s: %zu elements off, worst x=%g got %.9g ref %.9g", what, bad, x[worst], got[worst],
+              ref[worst]);
 }
 
 static void test_activations(void) {
@@ -347,24 +356,25 @@ static void test_activations(void) {
     for (size_t i = 0; i < n; i++) x[i] = -30.0f + 60.0f * (float)i / (float)(n - 1);
     static const float extremes[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 88.0f, -88.0f, 100.0f, -100.0f, 1e4f, -1e4f};
     memcpy(x, extremes, sizeof extremes);
-    for (size_t len = 1; len <= n; len = len * 7 + 3) FOR_EACH_PATH({
-        char what[64];
-        for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_silu(x[i]) * u[i];
-        vlm_cpu_swiglu(got, x, u, len);
-        snprintf(what, sizeof what, "swiglu %s n=%zu", path, len);
-        check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
-        for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_gelu(x[i]), got[i] = x[i];
-        vlm_cpu_gelu(got, len);
-        snprintf(what, sizeof what, "gelu %s n=%zu", path, len);
-        check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
-        for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_quick_gelu(x[i]), got[i] = x[i];
-        vlm_cpu_quick_gelu(got, len);
-        snprintf(what, sizeof what, "quick_gelu %s n=%zu", path, len);
-        check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
-        for (size_t i = 0; i < len; i++) ref[i] = u[i] + x[i], got[i] = u[i];
-        vlm_cpu_add(got, x, len);
-        check_activation("add", x, got, ref, len, 0.0f, 0.0f);
-    });
+    for (size_t len = 1; len <= n; len = len * 7 + 3)
+        FOR_EACH_PATH({
+            char what[64];
+            for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_silu(x[i]) * u[i];
+            vlm_cpu_swiglu(got, x, u, len);
+            snprintf(what, sizeof what, "swiglu %s n=%zu", path, len);
+            check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
+            for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_gelu(x[i]), got[i] = x[i];
+            vlm_cpu_gelu(got, len);
+            snprintf(what, sizeof what, "gelu %s n=%zu", path, len);
+            check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
+            for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_quick_gelu(x[i]), got[i] = x[i];
+            vlm_cpu_quick_gelu(got, len);
+            snprintf(what, sizeof what, "quick_gelu %s n=%zu", path, len);
+            check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
+            for (size_t i = 0; i < len; i++) ref[i] = u[i] + x[i], got[i] = u[i];
+            vlm_cpu_add(got, x, len);
+            check_activation("add", x, got, ref, len, 0.0f, 0.0f);
+        });
     free(x), free(u), free(got), free(ref);
 }
 

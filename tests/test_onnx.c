@@ -13,16 +13,15 @@
 #include "runtime/onnx/onnx_vision.h"
 #include "vlm.h"
 
-
 typedef struct {
     const char *name;
     const char *model; /* under fixtures/models */
 } image_case;
 
 static const image_case k_cases[] = {
-    {"q25_photo", "tiny-qwen2_5-vl"},  {"q25_wide", "tiny-qwen2_5-vl"},  {"q25_tiny_image", "tiny-qwen2_5-vl"},
-    {"q25_gray", "tiny-qwen2_5-vl"},   {"q25_rgba", "tiny-qwen2_5-vl"},  {"q25_two_images", "tiny-qwen2_5-vl"},
-    {"q2vl_photo", "tiny-qwen2-vl"},   {"q2vl_rgba", "tiny-qwen2-vl"},   {"q2vlc_photo", "tiny-qwen2-vl-c"},
+    {"q25_photo", "tiny-qwen2_5-vl"}, {"q25_wide", "tiny-qwen2_5-vl"}, {"q25_tiny_image", "tiny-qwen2_5-vl"},
+    {"q25_gray", "tiny-qwen2_5-vl"},  {"q25_rgba", "tiny-qwen2_5-vl"}, {"q25_two_images", "tiny-qwen2_5-vl"},
+    {"q2vl_photo", "tiny-qwen2-vl"},  {"q2vl_rgba", "tiny-qwen2-vl"},  {"q2vlc_photo", "tiny-qwen2-vl-c"},
 };
 enum { N_CASES = sizeof k_cases / sizeof k_cases[0] };
 
@@ -189,13 +188,14 @@ static void test_onnx_checker(void) {
     CHECK_OK(vlm_onnx_export(test_fixture("models/tiny-qwen2_5-vl"), dirs[n++], &o));
     for (int i = 0; i < n; i++) {
         char cmd[2048];
-        snprintf(cmd, sizeof cmd,
-                 "/usr/bin/python3 -c 'import onnx, sys; p = sys.argv[1]; onnx.checker.check_model(p, full_check=True); "
-                 "m = onnx.load(p); assert m.ir_version <= 8, m.ir_version; "
-                 "assert all(o.version <= 17 for o in m.opset_import), m.opset_import; "
-                 "assert [i.name for i in m.graph.input] == [\"pixel_values\", \"image_grid_thw\"]; "
-                 "assert [o.name for o in m.graph.output] == [\"image_embeds\"]' '%s/%s'",
-                 dirs[i], VLM_ONNX_FILE);
+        snprintf(
+            cmd, sizeof cmd,
+            "/usr/bin/python3 -c 'import onnx, sys; p = sys.argv[1]; onnx.checker.check_model(p, full_check=True); "
+            "m = onnx.load(p); assert m.ir_version <= 8, m.ir_version; "
+            "assert all(o.version <= 17 for o in m.opset_import), m.opset_import; "
+            "assert [i.name for i in m.graph.input] == [\"pixel_values\", \"image_grid_thw\"]; "
+            "assert [o.name for o in m.graph.output] == [\"image_embeds\"]' '%s/%s'",
+            dirs[i], VLM_ONNX_FILE);
         int rc = system(cmd);
         CHECK_MSG(rc == 0, "onnx.checker rejected %s/%s", dirs[i], VLM_ONNX_FILE);
     }
@@ -259,12 +259,13 @@ static void test_broken_files(void) {
     /* a valid ONNX model that is not a vlm vision export */
     if (system("/usr/bin/python3 -c 'import onnx' 2>/dev/null") == 0) {
         char cmd[1400];
-        snprintf(cmd, sizeof cmd,
-                 "/usr/bin/python3 -c 'import onnx, sys; from onnx import helper as h, TensorProto as T; "
-                 "g = h.make_graph([h.make_node(\"Identity\", [\"x\"], [\"y\"])], \"g\", "
-                 "[h.make_tensor_value_info(\"x\", T.FLOAT, [1])], [h.make_tensor_value_info(\"y\", T.FLOAT, [1])]); "
-                 "onnx.save(h.make_model(g, opset_imports=[h.make_opsetid(\"\", 17)], ir_version=8), sys.argv[1])' '%s'",
-                 test_tmp("corrupt/identity.onnx"));
+        snprintf(
+            cmd, sizeof cmd,
+            "/usr/bin/python3 -c 'import onnx, sys; from onnx import helper as h, TensorProto as T; "
+            "g = h.make_graph([h.make_node(\"Identity\", [\"x\"], [\"y\"])], \"g\", "
+            "[h.make_tensor_value_info(\"x\", T.FLOAT, [1])], [h.make_tensor_value_info(\"y\", T.FLOAT, [1])]); "
+            "onnx.save(h.make_model(g, opset_imports=[h.make_opsetid(\"\", 17)], ir_version=8), sys.argv[1])' '%s'",
+            test_tmp("corrupt/identity.onnx"));
         CHECK(system(cmd) == 0);
         CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt/identity.onnx"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT,
                   "not a vision tower exported by vlm export-onnx");

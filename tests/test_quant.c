@@ -146,8 +146,9 @@ static void round_trip(vlm_dtype t, const char *dist, gen_fn gen, float sigma) {
             float x = w[r * K + k], e = fabsf(x - back[r * K + k]);
             double bnd = elem_bound(t, d, x);
             if (e > bnd) {
-                if (bad++ < 3) fprintf(stderr, "  %s %s: w=%g back=%g d=%g bound %g\n", vlm_quant_tag(t), dist, x,
-                                       back[r * K + k], d, bnd);
+                if (bad++ < 3)
+                    fprintf(stderr, "  %s %s: w=%g back=%g d=%g bound %g\n", vlm_quant_tag(t), dist, x, back[r * K + k],
+                            d, bnd);
             }
             if (t == VLM_DT_Q4_0 && d != 0.0f && (double)x / d > 7.5) clamped++;
             if (bnd > 0 && e / bnd > worst) worst = e / bnd;

@@ -42,7 +42,8 @@ static void interleave_qmat(qmat *m) {
     int64_t N = m->w.shape[0], K = m->w.shape[1];
     size_t rb = vlm_dtype_row_bytes(m->w.dtype, K);
     uint8_t *buf = malloc(m->w.nbytes);
-    for (int64_t n = 0; n < N; n++) vlm_quant_interleave_row(m->w.dtype, (uint8_t *)m->w.data + n * rb, buf + n * rb, K);
+    for (int64_t n = 0; n < N; n++)
+        vlm_quant_interleave_row(m->w.dtype, (uint8_t *)m->w.data + n * rb, buf + n * rb, K);
     free(m->w.data);
     m->w.data = buf;
     m->w.dtype = vlm_quant_interleaved(m->w.dtype);
@@ -112,7 +113,7 @@ static void check_shape(vlm_qpath p, vlm_dtype t, int64_t N, int64_t K, int M, i
                     wabs += fabs((double)wr[k]);
                     if (t == VLM_DT_NF4) /* the int8 code book: 0.5/127 of absmax per weight */
                         bnd += fabs((double)xr[k]) * 1.0001 *
-                               vlm_quant_block_scale((const uint8_t *)m.w.data + n * rb + (size_t)(k / 64) * 34) / 254.0;
+                            vlm_quant_block_scale((const uint8_t *)m.w.data + n * rb + (size_t)(k / 64) * 34) / 254.0;
                 }
                 bnd += d[b] / 2 * wabs;
             }
@@ -160,7 +161,7 @@ static void test_paths(void) {
                 for (int ni = 0; ni < 3; ni++)
                     for (int M = 1; M <= 9; M++) check_shape(paths[pi], t, Ns[ni], K, M, (M + ni) & 1);
             }
-            check_shape(paths[pi], t, 67, 512, 23, 1); /* tiles of the larger-M path, partial last tile */
+            check_shape(paths[pi], t, 67, 512, 23, 1);   /* tiles of the larger-M path, partial last tile */
             check_shape(paths[pi], t, 1001, 1536, 1, 1); /* decode: rows in lockstep streams + leftovers */
             check_shape(paths[pi], t, 300, 1088, 40, 0);
         }

@@ -76,7 +76,8 @@ static double check_matmul(const char *name, const vlm_tensor *wq, const vlm_ten
             }
             double got = yq[(size_t)m * N + n];
             if (fabs(got - y) > bound && bad++ < 3)
-                fprintf(stderr, "  %s [%d, %lld]: %.6g vs f32 %.6g, bound %.3g\n", name, m, (long long)n, got, y, bound);
+                fprintf(stderr, "  %s [%d, %lld]: %.6g vs f32 %.6g, bound %.3g\n", name, m, (long long)n, got, y,
+                        bound);
             se += (got - y) * (got - y);
             ss += y * y;
         }
@@ -116,7 +117,7 @@ static void check_model(const char *fixture, const char *tag, vlm_dtype linear) 
         const vlm_text_layer_weights *L = &tw.layers[l];
         const vlm_tensor *ws[] = {&L->q_w, &L->k_w, &L->v_w, &L->o_w, &L->gate_w, &L->up_w, &L->down_w};
         const char *nm[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+                            "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
         for (int i = 0; i < 7; i++) {
             char name[128];
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, nm[i]);
@@ -139,7 +140,8 @@ static void check_model(const char *fixture, const char *tag, vlm_dtype linear) 
     const vlm_tensor *emb0 = find_src(src, "model.embed_tokens.weight", &e0);
     if (tw.embed.shape[1] % 32 == 0) {
         CHECK(tw.embed.dtype == VLM_DT_Q8_0);
-        head = check_matmul("lm_head", &tw.lm_head, cfg.text.tie_embeddings ? emb0 : find_src(src, "lm_head.weight", &e0));
+        head =
+            check_matmul("lm_head", &tw.lm_head, cfg.text.tie_embeddings ? emb0 : find_src(src, "lm_head.weight", &e0));
         int32_t ids[3] = {0, 151655, 77};
         int64_t D = tw.embed.shape[1];
         float *y = malloc(sizeof(float) * (size_t)(3 * D)), *ref = malloc(sizeof(float) * (size_t)D);
@@ -167,7 +169,7 @@ static void test_fixtures(void) {
     check_model("models/tiny-qwen2_5-vl", "q25-q4", VLM_DT_Q4_0);
     check_model("models/tiny-qwen2_5-vl", "q25-nf4", VLM_DT_NF4);
     check_model("models/tiny-qwen2_5-vl", "q25-q8", VLM_DT_Q8_0);
-    check_model("models/tiny-qwen2-vl", "q2-q4", VLM_DT_Q4_0); /* untied lm_head */
+    check_model("models/tiny-qwen2-vl", "q2-q4", VLM_DT_Q4_0);    /* untied lm_head */
     check_model("models/tiny-qwen2-vl-c", "q2c-q4", VLM_DT_Q4_0); /* widths 48: partly kept */
 }
 
@@ -381,8 +383,9 @@ static void test_corrupt_files(void) {
                       "tensor model.layers.0.self_attn.q_proj.weight: 35 bytes per row is not a whole number of "
                       "18-byte q4_0 blocks");
     corrupt(good, test_tmp("rows"), ROWS);
-    expect_bind_error(test_tmp("rows"), &cfg, "tensor model.layers.0.self_attn.q_proj.weight has 63 rows, the config "
-                                              "implies 64");
+    expect_bind_error(test_tmp("rows"), &cfg,
+                      "tensor model.layers.0.self_attn.q_proj.weight has 63 rows, the config "
+                      "implies 64");
     /* a file cut short: the reader names the file and the tensor past its end */
     char src[1024], dst[1024];
     snprintf(src, sizeof src, "%s/model.safetensors", good);

@@ -130,9 +130,9 @@ static int32_t *read_i64(const vlm_safetensors *st, const char *name, int64_t *c
 }
 
 static void test_fixture_cases(void) {
-    static const char *cases[] = {"q25_gray", "q25_photo", "q25_rgba", "q25_text_only", "q25_tiny_image",
-                                  "q25_two_images", "q25_wide", "q2vl_photo", "q2vl_rgba", "q2vl_text_only",
-                                  "q2vlc_photo"};
+    static const char *cases[] = {"q25_gray",       "q25_photo",      "q25_rgba",   "q25_text_only",
+                                  "q25_tiny_image", "q25_two_images", "q25_wide",   "q2vl_photo",
+                                  "q2vl_rgba",      "q2vl_text_only", "q2vlc_photo"};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         char rel[256];
         snprintf(rel, sizeof rel, "cases/%s/expected.safetensors", cases[c]);

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "io/file.h"
 #include "io/safetensors.h"
-#include "harness.h"
 
 /* Builds a file from a header string and a data size. */
 static const char *write_raw(const char *name, const char *header, size_t data_bytes, int64_t fake_len) {
@@ -25,8 +25,7 @@ static void test_round_trip(void) {
     float a[6] = {1, 2, 3, 4, 5, 6};
     uint16_t b[3] = {0x3f80, 0x4000, 0xbf80};
     int64_t c[2] = {7, -9};
-    vlm_st_spec specs[] = {
-        {"a", VLM_DT_F32, 2, {2, 3}}, {"b.weight", VLM_DT_BF16, 1, {3}}, {"c", VLM_DT_I64, 1, {2}}};
+    vlm_st_spec specs[] = {{"a", VLM_DT_F32, 2, {2, 3}}, {"b.weight", VLM_DT_BF16, 1, {3}}, {"c", VLM_DT_I64, 1, {2}}};
     const void *data[] = {a, b, c};
     const char *mk[] = {"format"}, *mv[] = {"pt"};
     const char *path = test_tmp("rt.safetensors");
@@ -116,28 +115,35 @@ static void test_corrupt_corpus(void) {
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "not valid JSON");
     p = write_raw("not_object.safetensors", "[1, 2]  ", 0, -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "must be a JSON object");
-    p = write_raw("bad_dtype.safetensors", "{\"w\": {\"dtype\": \"F64\", \"shape\": [1], \"data_offsets\": [0, 8]}}", 8, -1);
+    p = write_raw("bad_dtype.safetensors", "{\"w\": {\"dtype\": \"F64\", \"shape\": [1], \"data_offsets\": [0, 8]}}", 8,
+                  -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_UNSUPPORTED, "tensor w has dtype F64");
-    p = write_raw("out_of_range.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 8, -1);
+    p = write_raw("out_of_range.safetensors",
+                  "{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 8, -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "tensor w: data_offsets [0, 16] out of range");
-    p = write_raw("size_mismatch.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 16]}}", 16, -1);
+    p = write_raw("size_mismatch.safetensors",
+                  "{\"w\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 16]}}", 16, -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "shape x dtype needs 12");
     p = write_raw("overlap.safetensors",
                   "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                  " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 12, -1);
+                  " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
+                  12, -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "overlap");
     p = write_raw("duplicate.safetensors",
                   "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
-                  " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8, -1);
+                  " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
+                  8, -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "appears twice");
-    p = write_raw("neg_shape.safetensors", "{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", 4, -1);
+    p = write_raw("neg_shape.safetensors", "{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}",
+                  4, -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "shape[0]");
     p = write_raw("no_offsets.safetensors", "{\"a\": {\"dtype\": \"F32\", \"shape\": [1]}}", 4, -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "data_offsets");
     p = write_raw("bad_meta.safetensors", "{\"__metadata__\": {\"k\": 3}}", 0, -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "__metadata__");
     p = write_raw("overflow.safetensors",
-                  "{\"a\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 8], \"data_offsets\": [0, 4]}}", 4, -1);
+                  "{\"a\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 8], \"data_offsets\": [0, 4]}}", 4,
+                  -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "tensor a");
     /* truncating a valid file: the last tensor falls outside the data */
     vlm_safetensors *ok;

@@ -22,8 +22,12 @@ static void frequencies(vlm_sampler *s, const float *logits, int V, double *freq
 }
 
 static vlm_sampler_params sampling(float temperature, int top_k, float top_p, uint64_t seed) {
-    return (vlm_sampler_params){.do_sample = 1, .temperature = temperature, .top_k = top_k, .top_p = top_p,
-                                .repetition_penalty = 1.0f, .seed = seed};
+    return (vlm_sampler_params){.do_sample = 1,
+                                .temperature = temperature,
+                                .top_k = top_k,
+                                .top_p = top_p,
+                                .repetition_penalty = 1.0f,
+                                .seed = seed};
 }
 
 /* |freq - want| within 5 standard deviations of a binomial proportion (+ a small floor). */
@@ -63,7 +67,7 @@ static void test_repetition_penalty(void) {
     CHECK(l[0] == 1.5f);  /* positive: divided */
     CHECK(l[1] == -4.0f); /* negative: multiplied */
     CHECK(l[2] == 1.6f && l[3] == 0.0f && l[4] == -0.5f);
-    CHECK(id == 2);       /* 1.6 now beats the penalized 1.5 */
+    CHECK(id == 2); /* 1.6 now beats the penalized 1.5 */
     /* generated ids join the seen set */
     vlm_sampler_accept(s, &id, 1);
     float l2[5] = {3.0f, -2.0f, 1.6f, 0.0f, -0.5f};
@@ -188,10 +192,15 @@ static void test_seed(void) {
 }
 
 static void test_resolve(void) {
-    vlm_generation_config gc = {.do_sample = 1, .temperature = 0.1f, .top_k = 1, .top_p = 0.001f,
-                                .repetition_penalty = 1.05f};
-    vlm_sampling u = {.max_tokens = 16, .use_generation_config = 1, .temperature = -1, .top_k = -1, .top_p = -1,
-                      .repetition_penalty = -1, .seed = 9};
+    vlm_generation_config gc = {
+        .do_sample = 1, .temperature = 0.1f, .top_k = 1, .top_p = 0.001f, .repetition_penalty = 1.05f};
+    vlm_sampling u = {.max_tokens = 16,
+                      .use_generation_config = 1,
+                      .temperature = -1,
+                      .top_k = -1,
+                      .top_p = -1,
+                      .repetition_penalty = -1,
+                      .seed = 9};
     vlm_sampler_params p;
     CHECK_OK(vlm_sampler_params_resolve(&gc, &u, &p));
     CHECK(p.do_sample && p.temperature == 0.1f && p.top_k == 1 && p.top_p == 0.001f && p.repetition_penalty == 1.05f);

@@ -16,8 +16,9 @@
 static const char *copy_model(const char *name, const char *tag) {
     const char *dst = test_tmp(tag);
     vlm_mkdirs(dst);
-    const char *files[] = {"config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json",
-                           "tokenizer_config.json", "chat_template.json", "model.safetensors"};
+    const char *files[] = {"config.json",      "generation_config.json", "preprocessor_config.json",
+                           "tokenizer.json",   "tokenizer_config.json",  "chat_template.json",
+                           "model.safetensors"};
     for (int i = 0; i < 7; i++) {
         char src[1024], d[1024];
         snprintf(src, sizeof src, "%s/%s", test_fixture(name), files[i]);

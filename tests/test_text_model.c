@@ -164,9 +164,9 @@ static void run_case(vlm_backend *be, vlm_text_model *m, const fixture_case *c, 
     vlm_gen_result_free(&res);
 }
 
-static const char *k_cases[] = {"q25_gray", "q25_photo", "q25_rgba", "q25_text_only", "q25_tiny_image",
-                                "q25_two_images", "q25_wide", "q2vl_photo", "q2vl_rgba", "q2vl_text_only",
-                                "q2vlc_photo"};
+static const char *k_cases[] = {"q25_gray",       "q25_photo",      "q25_rgba",   "q25_text_only",
+                                "q25_tiny_image", "q25_two_images", "q25_wide",   "q2vl_photo",
+                                "q2vl_rgba",      "q2vl_text_only", "q2vlc_photo"};
 
 static void parity_on(vlm_backend *be) {
     for (size_t i = 0; i < sizeof k_cases / sizeof *k_cases; i++) {

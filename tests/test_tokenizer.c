@@ -188,8 +188,8 @@ static void test_decode_cases(void) {
         const char *want = str_of(o, "text");
         vlm_strbuf out = {0};
         CHECK_OK(vlm_tok_decode(g_tok, ids, (size_t)n, skip, &out));
-        CHECK_MSG(out.len == strlen(want) && !memcmp(out.data ? out.data : "", want, out.len), "decode case %s: got \"%s\"",
-                  name, out.data ? out.data : "");
+        CHECK_MSG(out.len == strlen(want) && !memcmp(out.data ? out.data : "", want, out.len),
+                  "decode case %s: got \"%s\"", name, out.data ? out.data : "");
         vlm_sb_free(&out);
 
         vlm_detok d;
@@ -202,8 +202,8 @@ static void test_decode_cases(void) {
             vlm_detok_push(&d, ids[i], &piece, &len);
             const cJSON *w = cJSON_GetArrayItem(stream, i);
             const char *ws = cJSON_IsString(w) ? w->valuestring : "?";
-            CHECK_MSG(len == strlen(ws) && !memcmp(piece, ws, len), "stream case %s step %d: got \"%.*s\" want \"%s\"", name,
-                      i, (int)len, piece, ws);
+            CHECK_MSG(len == strlen(ws) && !memcmp(piece, ws, len), "stream case %s step %d: got \"%.*s\" want \"%s\"",
+                      name, i, (int)len, piece, ws);
         }
         const char *piece;
         size_t len;
@@ -228,8 +228,8 @@ static void test_round_trip(void) {
         CHECK_OK(vlm_tok_encode(g_tok, text, n, &ids));
         CHECK_OK(vlm_tok_decode(g_tok, ids.v, ids.n, 0, &out));
         utf8proc_uint8_t *nfc = NULL;
-        utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)n, &nfc,
-                                          UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+        utf8proc_ssize_t m =
+            utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)n, &nfc, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
         CHECK_MSG(m >= 0 && out.len == (size_t)m && !memcmp(out.data ? out.data : "", nfc, out.len), "round trip %s",
                   str_of(o, "name"));
         free(nfc);
@@ -251,8 +251,18 @@ static void raw_concat(const vlm_ids *ids, vlm_strbuf *out) {
 }
 
 static void test_bytes(void) {
-    static const char *inputs[] = {"a\0b", "\xff", "abc\xff" "def", "\xc3(", "caf\xc3", "\xe2\x82 x", "\xed\xa0\x80",
-                                   "\xf4\x90\x80\x80 z", "\xc0\xaf\xfe\xfe", " \x80\x80\x80 ", "<|im_end|>\xff<|im_start|>"};
+    static const char *inputs[] = {"a\0b",
+                                   "\xff",
+                                   "abc\xff"
+                                   "def",
+                                   "\xc3(",
+                                   "caf\xc3",
+                                   "\xe2\x82 x",
+                                   "\xed\xa0\x80",
+                                   "\xf4\x90\x80\x80 z",
+                                   "\xc0\xaf\xfe\xfe",
+                                   " \x80\x80\x80 ",
+                                   "<|im_end|>\xff<|im_start|>"};
     static const size_t lens[] = {3, 1, 7, 2, 4, 4, 3, 6, 4, 5, 23};
     for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
         vlm_ids ids = {0};
@@ -270,7 +280,10 @@ static void test_bytes(void) {
     }
     /* an ill-formed byte is a piece of its own: "abc" 0xFF "def" = enc("abc") + [byte] + enc("def") */
     vlm_ids a = {0}, b = {0};
-    CHECK_OK(vlm_tok_encode(g_tok, "abc\xff" "def", 7, &a));
+    CHECK_OK(vlm_tok_encode(g_tok,
+                            "abc\xff"
+                            "def",
+                            7, &a));
     CHECK_OK(vlm_tok_encode(g_tok, "abc", 3, &b));
     CHECK_OK(vlm_ids_push(&b, g_tok->byte_id[0xFF]));
     CHECK_OK(vlm_tok_encode(g_tok, "def", 3, &b));
@@ -280,7 +293,10 @@ static void test_bytes(void) {
     /* U+FFFD per maximal ill-formed subpart (Unicode 3.9, Table 3-8 example) */
     vlm_strbuf out = {0};
     vlm_utf8_lossy_append(&out, "\x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64", 13);
-    const char *want = "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c\xEF\xBF\xBD\xEF\xBF\xBD" "d";
+    const char *want = "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"
+                       "b\xEF\xBF\xBD"
+                       "c\xEF\xBF\xBD\xEF\xBF\xBD"
+                       "d";
     CHECK(out.len == strlen(want) && !memcmp(out.data, want, out.len));
     vlm_sb_free(&out);
 }
@@ -327,7 +343,9 @@ static void test_stream_random(void) {
             rng = rng * 6364136223846793005ull + 1442695040888963407ull;
             uint32_t r = (uint32_t)(rng >> 33);
             /* mostly byte-level fragments (ids < 256 are single bytes), some added and unknown ids */
-            ids[i] = r % 8 == 0 ? 151643 + (int32_t)(r / 8 % 300) : r % 3 == 0 ? (int32_t)(r / 3 % 151643) : (int32_t)(r % 256);
+            ids[i] = r % 8 == 0 ? 151643 + (int32_t)(r / 8 % 300)
+                : r % 3 == 0    ? (int32_t)(r / 3 % 151643)
+                                : (int32_t)(r % 256);
         }
         for (int skip = 0; skip < 2; skip++) {
             vlm_strbuf one = {0}, streamed = {0};
@@ -344,7 +362,8 @@ static void test_stream_random(void) {
             vlm_detok_flush(&d, &p, &len);
             CHECK(valid_utf8(p, len));
             vlm_sb_append(&streamed, p, len);
-            CHECK_MSG(one.len == streamed.len && !memcmp(one.data ? one.data : "", streamed.data ? streamed.data : "", one.len),
+            CHECK_MSG(one.len == streamed.len &&
+                          !memcmp(one.data ? one.data : "", streamed.data ? streamed.data : "", one.len),
                       "random stream %d skip %d", iter, skip);
             vlm_detok_free(&d);
             vlm_sb_free(&one);
@@ -356,10 +375,10 @@ static void test_stream_random(void) {
 /* ---- NFC ---- */
 
 static void test_nfc_against_utf8proc(void) {
-    static const uint32_t alphabet[] = {'a', 'e', 'A', ' ', 0x0301, 0x0308, 0x0323, 0x031B, 0x00E9, 0x00C5, 0x212B,
-                                        0x2126, 0x1100, 0x1161, 0x11A8, 0xAC00, 0xAC01, 0x0B47, 0x0B3E, 0x0B57, 0x0DD9,
-                                        0x0DCF, 0x0DCA, 0xF900, 0x0958, 0x0344, 0x0F73, 0x4E00, 0x3099, 0x304B, 0x1E0A,
-                                        0x0307, 0x05B7, 0x0591, 0x1D15E, 0x1D165, 0x0627, 0x0653};
+    static const uint32_t alphabet[] = {
+        'a',    'e',    'A',    ' ',    0x0301, 0x0308, 0x0323, 0x031B, 0x00E9,  0x00C5,  0x212B, 0x2126, 0x1100,
+        0x1161, 0x11A8, 0xAC00, 0xAC01, 0x0B47, 0x0B3E, 0x0B57, 0x0DD9, 0x0DCF,  0x0DCA,  0xF900, 0x0958, 0x0344,
+        0x0F73, 0x4E00, 0x3099, 0x304B, 0x1E0A, 0x0307, 0x05B7, 0x0591, 0x1D15E, 0x1D165, 0x0627, 0x0653};
     enum { NA = sizeof alphabet / sizeof alphabet[0] };
     uint64_t rng = 99;
     for (int iter = 0; iter < 4000; iter++) {
@@ -374,7 +393,8 @@ static void test_nfc_against_utf8proc(void) {
         size_t out_len;
         CHECK_OK(vlm_tok_nfc(g_tok, s, n, &out, &out_len));
         utf8proc_uint8_t *ref = NULL;
-        utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &ref, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+        utf8proc_ssize_t m =
+            utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &ref, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
         CHECK_MSG(m >= 0 && out_len == (size_t)m && !memcmp(out, ref, out_len), "NFC of random string %d", iter);
         free(ref);
     }
@@ -400,7 +420,8 @@ static void test_nfc_long_marks(void) {
     CHECK(ok);
     utf8proc_uint8_t *ref = NULL;
     size_t small = 1 + 4 * 300;
-    utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)small, &ref, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    utf8proc_ssize_t m =
+        utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)small, &ref, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
     CHECK_OK(vlm_tok_nfc(g_tok, s, small, &out, &out_len));
     CHECK(m >= 0 && out_len == (size_t)m && !memcmp(out, ref, out_len));
     free(ref);

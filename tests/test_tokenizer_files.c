@@ -18,8 +18,8 @@ typedef struct {
     const char *normalizer;    /* JSON value */
     const char *pre_tokenizer; /* JSON value */
     const char *decoder;
-    const char *added;         /* added_tokens array */
-    int drop_byte;             /* leave this byte's token out of the vocabulary (-1: none) */
+    const char *added; /* added_tokens array */
+    int drop_byte;     /* leave this byte's token out of the vocabulary (-1: none) */
 } small_spec;
 
 static uint32_t byte_char(unsigned b) {
@@ -38,7 +38,8 @@ static small_spec default_spec(void) {
         "{\"type\": \"NFC\"}",
         "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}",
         "{\"type\": \"ByteLevel\"}",
-        "[{\"id\": 300, \"content\": \"<|end|>\", \"special\": true}, {\"id\": 301, \"content\": \"<x>\", \"special\": false}]",
+        "[{\"id\": 300, \"content\": \"<|end|>\", \"special\": true}, {\"id\": 301, \"content\": \"<x>\", \"special\": "
+        "false}]",
         -1,
     };
     return s;
@@ -46,9 +47,10 @@ static small_spec default_spec(void) {
 
 static char *small_json(const small_spec *sp) {
     vlm_strbuf b = {0};
-    vlm_sb_printf(&b, "{\"version\": \"1.0\", \"added_tokens\": %s, \"normalizer\": %s, \"pre_tokenizer\": %s, "
-                      "\"post_processor\": null, \"decoder\": %s,\n \"model\": {\"type\": %s, \"dropout\": null, "
-                      "\"unk_token\": null%s, \"vocab\": {",
+    vlm_sb_printf(&b,
+                  "{\"version\": \"1.0\", \"added_tokens\": %s, \"normalizer\": %s, \"pre_tokenizer\": %s, "
+                  "\"post_processor\": null, \"decoder\": %s,\n \"model\": {\"type\": %s, \"dropout\": null, "
+                  "\"unk_token\": null%s, \"vocab\": {",
                   sp->added, sp->normalizer, sp->pre_tokenizer, sp->decoder, sp->model_type, sp->model_extra);
     int first = 1;
     for (unsigned c = 0; c < 256; c++) {
@@ -156,29 +158,33 @@ static void test_bad_small(void) {
     bad_case cases[16];
     int n = 0;
     small_spec d = default_spec();
-#define BAD(field, value, status, text)                                                                                    \
-    do {                                                                                                                   \
-        cases[n] = (bad_case){#field, d, status, text};                                                                    \
-        cases[n].spec.field = value;                                                                                       \
-        n++;                                                                                                               \
+#define BAD(field, value, status, text)                                                                                \
+    do {                                                                                                               \
+        cases[n] = (bad_case){#field, d, status, text};                                                                \
+        cases[n].spec.field = value;                                                                                   \
+        n++;                                                                                                           \
     } while (0)
     BAD(model_type, "\"Foo\"", VLM_ERR_FORMAT, "unknown tokenizer model type \"Foo\"");
     BAD(model_type, "\"Unigram\"", VLM_ERR_UNSUPPORTED, "\"Unigram\" is not supported");
     BAD(model_type, "\"WordPiece\"", VLM_ERR_UNSUPPORTED, "\"WordPiece\" is not supported");
     BAD(merges, "[\"a zq\"]", VLM_ERR_FORMAT, "merge 0 (\"a zq\"): \"zq\" is not in the vocabulary");
-    BAD(merges, "[\"a b\", \"b c\"]", VLM_ERR_FORMAT, "merge 1 (\"b c\"): the merged token \"bc\" is not in the vocabulary");
+    BAD(merges, "[\"a b\", \"b c\"]", VLM_ERR_FORMAT,
+        "merge 1 (\"b c\"): the merged token \"bc\" is not in the vocabulary");
     BAD(merges, "[\"ab\"]", VLM_ERR_FORMAT, "not of the form \"left right\"");
     BAD(merges, "[[\"a\"]]", VLM_ERR_FORMAT, "expected ','");
     BAD(drop_byte, 'q', VLM_ERR_FORMAT, "no token \"q\" for byte 0x71");
-    BAD(extra_vocab, ", \"ab\": 97, \"abc\": 257, \"o\\u0120\": 258, \"\\u0120w\": 259", VLM_ERR_FORMAT, "gives id 97 to both");
+    BAD(extra_vocab, ", \"ab\": 97, \"abc\": 257, \"o\\u0120\": 258, \"\\u0120w\": 259", VLM_ERR_FORMAT,
+        "gives id 97 to both");
     BAD(extra_vocab, ", \"\\ud800\": 400", VLM_ERR_FORMAT, "lone high surrogate");
     BAD(normalizer, "{\"type\": \"NFKC\"}", VLM_ERR_UNSUPPORTED, "normalizer \"NFKC\"");
     BAD(pre_tokenizer, "{\"type\": \"Whitespace\"}", VLM_ERR_UNSUPPORTED, "pre-tokenizer \"Whitespace\"");
-    BAD(pre_tokenizer, "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
-                       "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}",
+    BAD(pre_tokenizer,
+        "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
+        "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}",
         VLM_ERR_FORMAT, "regex does not compile");
-    BAD(pre_tokenizer, "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\s\"}, "
-                       "\"behavior\": \"Removed\", \"invert\": false}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}",
+    BAD(pre_tokenizer,
+        "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\s\"}, "
+        "\"behavior\": \"Removed\", \"invert\": false}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}",
         VLM_ERR_UNSUPPORTED, "behavior \"Removed\"");
     BAD(decoder, "{\"type\": \"WordPiece\"}", VLM_ERR_UNSUPPORTED, "decoder \"WordPiece\"");
     BAD(added, "[{\"id\": 300, \"content\": \"<e>\", \"lstrip\": true}]", VLM_ERR_UNSUPPORTED, "lstrip");
@@ -195,8 +201,9 @@ static void test_bad_small(void) {
     vlm_tokenizer *t = NULL;
     CHECK_ERR(load_spec(&s, &t), VLM_ERR_UNSUPPORTED, "byte_fallback");
     s = default_spec();
-    s.pre_tokenizer = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[\\\\S]\"}, "
-                      "\"behavior\": \"Isolated\"}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}";
+    s.pre_tokenizer =
+        "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[\\\\S]\"}, "
+        "\"behavior\": \"Isolated\"}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}";
     CHECK_ERR(load_spec(&s, &t), VLM_ERR_UNSUPPORTED, "\\S inside a character class");
 
     /* every truncation of a valid file fails with a message, never a crash */
@@ -214,8 +221,9 @@ static void test_bad_small(void) {
     CHECK_ERR(vlm_tok_load_buffer(j, len / 2, "cut.json", &t), VLM_ERR_FORMAT, "cut.json: ");
     CHECK_ERR(vlm_tok_load_buffer(j, len / 2, "cut.json", &t), VLM_ERR_FORMAT, "truncated");
     free(j);
-    CHECK_ERR(vlm_tok_load_buffer("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}} x", 55, "trail.json", &t),
-              VLM_ERR_FORMAT, "text after the JSON value");
+    CHECK_ERR(
+        vlm_tok_load_buffer("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}} x", 55, "trail.json", &t),
+        VLM_ERR_FORMAT, "text after the JSON value");
     CHECK_ERR(vlm_tok_load_buffer("{\"added_tokens\": []}", 20, "nomodel.json", &t), VLM_ERR_FORMAT, "no \"model\"");
     const char *twice = "{\"model\": {\"type\": \"BPE\"}, \"model\": {}}";
     CHECK_ERR(vlm_tok_load_buffer(twice, strlen(twice), "twice.json", &t), VLM_ERR_FORMAT, "a second \"model\"");
@@ -260,10 +268,10 @@ static void test_bad_real(void) {
               "unknown tokenizer model type \"BPEX\"");
     CHECK_ERR(load_edited("unigram2.json", "\"type\": \"BPE\"", "\"type\": \"Unigram\""), VLM_ERR_UNSUPPORTED,
               "\"Unigram\" is not supported");
-    CHECK_ERR(load_edited("merge.json", "\"\xc4\xa0 \xc4\xa0\"", "\"\xc4\xa0 q\xe2\x82\xac\xe2\x82\xac\""), VLM_ERR_FORMAT,
-              "merge 0");
-    CHECK_ERR(load_edited("merge2.json", "\"\xc4\xa0 \xc4\xa0\"", "\"\xc4\xa0 q\xe2\x82\xac\xe2\x82\xac\""), VLM_ERR_FORMAT,
-              "is not in the vocabulary");
+    CHECK_ERR(load_edited("merge.json", "\"\xc4\xa0 \xc4\xa0\"", "\"\xc4\xa0 q\xe2\x82\xac\xe2\x82\xac\""),
+              VLM_ERR_FORMAT, "merge 0");
+    CHECK_ERR(load_edited("merge2.json", "\"\xc4\xa0 \xc4\xa0\"", "\"\xc4\xa0 q\xe2\x82\xac\xe2\x82\xac\""),
+              VLM_ERR_FORMAT, "is not in the vocabulary");
     CHECK_ERR(load_edited("vocab.json", "\"!\": 0", "\"!\": -3"), VLM_ERR_FORMAT, "the id of \"!\" must be an integer");
     CHECK_ERR(load_edited("notjson.json", "\"version\"", "version"), VLM_ERR_FORMAT, "expected a string");
     free(g_real);

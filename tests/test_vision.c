@@ -166,10 +166,10 @@ static void run_case(const char *cs, const char *model) {
 
 static void test_fixture_cases(void) {
     static const char *cases[][2] = {
-        {"q25_photo", "models/tiny-qwen2_5-vl"},   {"q25_wide", "models/tiny-qwen2_5-vl"},
+        {"q25_photo", "models/tiny-qwen2_5-vl"},      {"q25_wide", "models/tiny-qwen2_5-vl"},
         {"q25_tiny_image", "models/tiny-qwen2_5-vl"}, {"q25_gray", "models/tiny-qwen2_5-vl"},
-        {"q25_rgba", "models/tiny-qwen2_5-vl"},    {"q25_two_images", "models/tiny-qwen2_5-vl"},
-        {"q2vl_photo", "models/tiny-qwen2-vl"},    {"q2vl_rgba", "models/tiny-qwen2-vl"},
+        {"q25_rgba", "models/tiny-qwen2_5-vl"},       {"q25_two_images", "models/tiny-qwen2_5-vl"},
+        {"q2vl_photo", "models/tiny-qwen2-vl"},       {"q2vl_rgba", "models/tiny-qwen2-vl"},
         {"q2vlc_photo", "models/tiny-qwen2-vl-c"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -256,7 +256,7 @@ static void test_memory_check(void) {
     int64_t p = vlm_vision_max_pixels_fitting(&cfg, 1, bs, 0);
     CHECK(p > 0 && p % 784 == 0);
     CHECK(p >= 1000 * 196 && p <= 1030 * 196); /* about the 32x32 grid whose estimate it was given */
-    int64_t g = p / 784; /* merged tokens: a 1 x g strip of merged tokens */
+    int64_t g = p / 784;                       /* merged tokens: a 1 x g strip of merged tokens */
     int strip[1][3] = {{1, 2, (int)(2 * g)}}, over[1][3] = {{1, 2, (int)(2 * (g + 1))}};
     CHECK(vlm_vision_activation_bytes(&cfg, (const int(*)[3])strip, 1, 0) <= bs);
     CHECK(vlm_vision_activation_bytes(&cfg, (const int(*)[3])over, 1, 0) > bs);
@@ -271,8 +271,8 @@ static void test_flops(void) {
     int g[1][3] = {{1, 4, 4}};
     /* Qwen2-VL tiny: W=32, F=64, depth 2, out 32; N=16, M=4, one full segment of 16 */
     double N = 16, W = 32, F = 64, M = 4;
-    double want = 2 * N * 1176 * W + 2 * (2 * N * (3 * W * W + W * W + 2 * W * F) + 4 * W * N * N) +
-                  2 * M * 128 * 128 + 2 * M * 128 * 32;
+    double want = 2 * N * 1176 * W + 2 * (2 * N * (3 * W * W + W * W + 2 * W * F) + 4 * W * N * N) + 2 * M * 128 * 128 +
+        2 * M * 128 * 32;
     double got = vlm_vision_flops(&cfg, (const int(*)[3])g, 1);
     CHECK_MSG(got == want, "%g vs %g", got, want);
 }

@@ -12,9 +12,18 @@
 
 static vlm_vision_config cfg25(void) {
     /* Qwen2.5-VL-3B vision: window 112 px = 4 x 4 merged tokens */
-    return (vlm_vision_config){.depth = 1, .width = 1280, .n_heads = 16, .head_dim = 80, .mlp_hidden = 3420,
-                               .out_hidden = 2048, .in_channels = 3, .patch_size = 14, .temporal_patch_size = 2,
-                               .merge_size = 2, .window_size = 112, .norm_eps = 1e-6f};
+    return (vlm_vision_config){.depth = 1,
+                               .width = 1280,
+                               .n_heads = 16,
+                               .head_dim = 80,
+                               .mlp_hidden = 3420,
+                               .out_hidden = 2048,
+                               .in_channels = 3,
+                               .patch_size = 14,
+                               .temporal_patch_size = 2,
+                               .merge_size = 2,
+                               .window_size = 112,
+                               .norm_eps = 1e-6f};
 }
 
 static int ints_equal(const int *a, const int *b, int n) {
@@ -54,9 +63,9 @@ static void test_padding(void) {
     expect_windows((const int(*)[3])g, 1, (int[]){0, 1, 2, 3, 4}, 5, (int[]){0, 16, 20}, 2);
     /* merged 5 x 5 (10 x 10 patches): 16 + 4 + 4 + 1 tokens */
     int g2[1][3] = {{1, 10, 10}};
-    int idx[25] = {0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18, /* rows 0-3, cols 0-3 */
-                   4, 9, 14, 19,                                          /* col 4 */
-                   20, 21, 22, 23,                                        /* row 4 */
+    int idx[25] = {0,  1,  2,  3,  5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18, /* rows 0-3, cols 0-3 */
+                   4,  9,  14, 19,                                             /* col 4 */
+                   20, 21, 22, 23,                                             /* row 4 */
                    24};
     expect_windows((const int(*)[3])g2, 1, idx, 25, (int[]){0, 64, 80, 96, 100}, 4);
 }

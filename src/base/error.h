@@ -18,10 +18,10 @@ vlm_status vlm_err_ctx(vlm_status code, const char *fmt, ...) VLM_PRINTF(2, 3);
 void vlm_err_clear(void);
 
 /* Propagate a non-OK status. */
-#define VLM_TRY(expr)                       \
-    do {                                    \
-        vlm_status vlm_try_s_ = (expr);     \
-        if (vlm_try_s_ != VLM_OK) return vlm_try_s_; \
+#define VLM_TRY(expr)                                                                                                  \
+    do {                                                                                                               \
+        vlm_status vlm_try_s_ = (expr);                                                                                \
+        if (vlm_try_s_ != VLM_OK) return vlm_try_s_;                                                                   \
     } while (0)
 
 #endif

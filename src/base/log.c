@@ -32,8 +32,7 @@ void vlm_log(vlm_log_level level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "vlm: %s%s%s\n", level == VLM_LOG_INFO ? "" : tag[level],
-            level == VLM_LOG_INFO ? "" : ": ", buf);
+    fprintf(stderr, "vlm: %s%s%s\n", level == VLM_LOG_INFO ? "" : tag[level], level == VLM_LOG_INFO ? "" : ": ", buf);
 }
 
 void vlm_progress(int done, const char *fmt, ...) {

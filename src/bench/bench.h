@@ -28,23 +28,23 @@ enum { VLM_BENCH_MAX_MODES = 3, VLM_BENCH_REASON_MAX = 512 };
  * rest are the spec's extras (prefill/decode rates, time to first token, preprocessing time, peak
  * RSS) and the per-stage times the chart stacks (prefill_time, decode_time). */
 typedef enum {
-    VLM_BM_DURATION,           /* s: wall clock of vlm_generate (preprocess, vision, prefill, decode) */
-    VLM_BM_TOKENS_PER_SEC,     /* tokens_generated / duration */
+    VLM_BM_DURATION,       /* s: wall clock of vlm_generate (preprocess, vision, prefill, decode) */
+    VLM_BM_TOKENS_PER_SEC, /* tokens_generated / duration */
     VLM_BM_TOKENS_GENERATED,
-    VLM_BM_VISION_TIME,        /* s */
-    VLM_BM_CPU_MEM_DELTA,      /* MB: RSS after - before the run */
-    VLM_BM_GPU_MEM_DELTA,      /* MB: device memory in use after - before (0 on cpu) */
-    VLM_BM_GPU_PEAK_MEM,       /* MB (0 on cpu) */
-    VLM_BM_VISION_SIZE,        /* MB on disk of the artifacts the mode uses */
+    VLM_BM_VISION_TIME,   /* s */
+    VLM_BM_CPU_MEM_DELTA, /* MB: RSS after - before the run */
+    VLM_BM_GPU_MEM_DELTA, /* MB: device memory in use after - before (0 on cpu) */
+    VLM_BM_GPU_PEAK_MEM,  /* MB (0 on cpu) */
+    VLM_BM_VISION_SIZE,   /* MB on disk of the artifacts the mode uses */
     VLM_BM_LANGUAGE_SIZE,
     VLM_BM_ONNX_SIZE,
     VLM_BM_PREFILL_TPS,
     VLM_BM_DECODE_TPS,
-    VLM_BM_TTFT,               /* s */
-    VLM_BM_PREPROCESS_TIME,    /* s */
-    VLM_BM_PREFILL_TIME,       /* s */
-    VLM_BM_DECODE_TIME,        /* s */
-    VLM_BM_CPU_PEAK_MEM,       /* MB: peak RSS during the run */
+    VLM_BM_TTFT,            /* s */
+    VLM_BM_PREPROCESS_TIME, /* s */
+    VLM_BM_PREFILL_TIME,    /* s */
+    VLM_BM_DECODE_TIME,     /* s */
+    VLM_BM_CPU_PEAK_MEM,    /* MB: peak RSS during the run */
     VLM_BM_COUNT
 } vlm_bench_metric;
 
@@ -84,13 +84,13 @@ typedef struct {
     vlm_bench_outcome outcome;
     char reason[VLM_BENCH_REASON_MAX]; /* why it was skipped */
     int n_runs, cap_runs;
-    vlm_bench_run *runs;                /* in the order they ran */
+    vlm_bench_run *runs;                 /* in the order they ran */
     vlm_bench_stats stats[VLM_BM_COUNT]; /* filled by vlm_bench_finish from exactly runs[] */
 } vlm_bench_mode_result;
 
 typedef struct {
     char *path;
-    int width, height; /* 0 when the size could not be read from the header */
+    int width, height;                                /* 0 when the size could not be read from the header */
     vlm_bench_mode_result modes[VLM_BENCH_MAX_MODES]; /* same order as vlm_bench_results.modes */
 } vlm_bench_image_result;
 
@@ -98,9 +98,9 @@ typedef struct {
     /* configuration, as run */
     char *model_id, *model_path, *prompt, *output_dir;
     vlm_device device_requested, device; /* device: the one used (auto resolved) */
-    char device_name[128];              /* CPU model or GPU name */
+    char device_name[128];               /* CPU model or GPU name */
     int runs, max_tokens, warmup, ignore_eos, quantize, threads;
-    char timestamp[40];                 /* ISO 8601, local time */
+    char timestamp[40]; /* ISO 8601, local time */
     int n_modes;
     vlm_mode modes[VLM_BENCH_MAX_MODES];
     int n_images;
@@ -118,14 +118,14 @@ typedef struct {
     const char *const *images;
     int n_images;
     vlm_mode modes[VLM_BENCH_MAX_MODES];
-    int n_modes;            /* default: all three */
-    int runs;               /* default 5 */
-    int max_tokens;         /* default 128 */
-    int warmup;             /* default 1 */
+    int n_modes;    /* default: all three */
+    int runs;       /* default 5 */
+    int max_tokens; /* default 128 */
+    int warmup;     /* default 1 */
     int ignore_eos;
     int quantize;
-    int threads;            /* 0 = every core */
-    vlm_device device;      /* default auto */
+    int threads;       /* 0 = every core */
+    vlm_device device; /* default auto */
 } vlm_bench_config;
 
 void vlm_bench_config_init(vlm_bench_config *c);
@@ -185,9 +185,9 @@ int vlm_bench_rank(const vlm_bench_mode_result *modes, int n, vlm_bench_metric k
 
 /* Targets of the spec (Qwen2.5-VL-3B class), checked against the mean of each mode that ran. */
 typedef struct {
-    const char *profile;       /* "development (CPU)" ... */
-    vlm_device device;         /* where it applies */
-    int onnx_only;             /* applies to run_onnx only (GPU + ONNX vision) */
+    const char *profile; /* "development (CPU)" ... */
+    vlm_device device;   /* where it applies */
+    int onnx_only;       /* applies to run_onnx only (GPU + ONNX vision) */
     double max_duration_s, min_tokens_per_s, max_memory_mb;
     vlm_bench_metric memory_metric; /* cpu_memory_delta or gpu_peak_memory */
 } vlm_bench_target;
@@ -234,7 +234,6 @@ vlm_status vlm_bench_write_side(const vlm_bench_results *r, const char *dir, con
  * skip reasons. */
 void vlm_bench_print_comparison(FILE *f, const char *title, const char *name_a, const vlm_bench_results *a,
                                 const char *name_b, const vlm_bench_results *b);
-
 
 typedef enum { VLM_BENCH_COMPARE_DEVICES, VLM_BENCH_COMPARE_QUANTIZATION } vlm_bench_comparison;
 /* Runs both sides (devices: cpu and cuda, the cuda side skipped with the reason when no GPU is

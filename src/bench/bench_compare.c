@@ -103,11 +103,13 @@ void vlm_bench_print_comparison(FILE *f, const char *title, const char *name_a, 
         char speed[32];
         snprintf(speed, sizeof speed, "%.2fx", db > 0 ? da / db : 0.0);
         fprintf(f, "%-15s %-20.3f %-20.3f %-9s %-20.2f %-20.2f %-20.1f %-20.1f %.1f / %.1f\n", vlm_mode_name(mode), da,
-                db, speed, ma->stats[VLM_BM_TOKENS_PER_SEC].mean, mb->stats[VLM_BM_TOKENS_PER_SEC].mean, peak_mem(a, ma),
-                peak_mem(b, mb), model_mb(ma), model_mb(mb));
+                db, speed, ma->stats[VLM_BM_TOKENS_PER_SEC].mean, mb->stats[VLM_BM_TOKENS_PER_SEC].mean,
+                peak_mem(a, ma), peak_mem(b, mb), model_mb(ma), model_mb(mb));
     }
-    fprintf(f, "\nSpeedup = %s duration / %s duration (above 1: %s is faster). MB: peak memory of each side "
-               "(device memory on cuda, resident memory on cpu).\n", name_a, name_b, name_b);
+    fprintf(f,
+            "\nSpeedup = %s duration / %s duration (above 1: %s is faster). MB: peak memory of each side "
+            "(device memory on cuda, resident memory on cpu).\n",
+            name_a, name_b, name_b);
 }
 
 vlm_status vlm_bench_compare(const vlm_bench_config *base, vlm_bench_comparison kind, const char *dir, int csv,

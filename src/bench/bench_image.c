@@ -29,8 +29,7 @@ vlm_status vlm_bench_image_size(const char *path, int *width, int *height) {
 
 static int is_image_name(const char *name) {
     const char *dot = strrchr(name, '.');
-    return name[0] != '.' && dot &&
-           (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
+    return name[0] != '.' && dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -67,7 +66,8 @@ static vlm_status add_dir(str_list *l, const char *dir) {
     }
     closedir(d);
     if (s != VLM_OK) return s;
-    if (l->n == first) return vlm_err(VLM_ERR_NOT_FOUND, "--image %s: no .jpg, .jpeg or .png file in this directory", dir);
+    if (l->n == first)
+        return vlm_err(VLM_ERR_NOT_FOUND, "--image %s: no .jpg, .jpeg or .png file in this directory", dir);
     qsort(l->v + first, (size_t)(l->n - first), sizeof *l->v, cmp_str);
     return VLM_OK;
 }
@@ -79,7 +79,8 @@ vlm_status vlm_bench_collect_images(const char *const *args, int n, char ***out,
     *n_out = 0;
     for (int i = 0; s == VLM_OK && i < n; i++) {
         if (vlm_is_dir(args[i])) s = add_dir(&l, args[i]);
-        else if (!vlm_is_file(args[i])) s = vlm_err(VLM_ERR_NOT_FOUND, "--image %s: no such file or directory", args[i]);
+        else if (!vlm_is_file(args[i]))
+            s = vlm_err(VLM_ERR_NOT_FOUND, "--image %s: no such file or directory", args[i]);
         else s = list_push(&l, args[i]);
     }
     if (s != VLM_OK) {

@@ -60,9 +60,7 @@ static void image_size(vlm_strbuf *b, const vlm_bench_image_result *im) {
     vlm_sb_printf(b, "{\"width\": %d, \"height\": %d}", im->width, im->height);
 }
 
-static const char *device_str(vlm_device d) {
-    return d == VLM_DEV_CUDA ? "cuda" : d == VLM_DEV_CPU ? "cpu" : "auto";
-}
+static const char *device_str(vlm_device d) { return d == VLM_DEV_CUDA ? "cuda" : d == VLM_DEV_CPU ? "cpu" : "auto"; }
 
 static void metadata(vlm_strbuf *b, const vlm_bench_results *r) {
     const int i2 = 4;

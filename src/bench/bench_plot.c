@@ -99,7 +99,8 @@ static void duration_panel(vlm_strbuf *b, const vlm_bench_results *r) {
         if (!ran(&modes[k])) continue;
         const vlm_bench_stats *d = &modes[k].stats[VLM_BM_DURATION];
         double top = fmax(d->mean + d->std, stage_sum(&modes[k]));
-        for (int i = 0; i < N_STAGES; i++) top = fmax(top, stage_sum(&modes[k]) + modes[k].stats[k_stages[i].metric].std);
+        for (int i = 0; i < N_STAGES; i++)
+            top = fmax(top, stage_sum(&modes[k]) + modes[k].stats[k_stages[i].metric].std);
         max = fmax(max, top);
     }
     double smax;
@@ -114,17 +115,21 @@ static void duration_panel(vlm_strbuf *b, const vlm_bench_results *r) {
         for (int i = 0; i < N_STAGES; i++) {
             const vlm_bench_stats *s = &m->stats[k_stages[i].metric];
             double y1 = ypos(TOP1, acc, smax), y2 = ypos(TOP1, acc + s->mean, smax);
-            vlm_sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%s %s: %.4f s "
-                             "(std %.4f)</title></rect>\n",
-                          x0, y2, bw, y1 - y2, k_stages[i].color, vlm_mode_name(m->mode), k_stages[i].name, s->mean, s->std);
+            vlm_sb_printf(b,
+                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%s %s: %.4f s "
+                          "(std %.4f)</title></rect>\n",
+                          x0, y2, bw, y1 - y2, k_stages[i].color, vlm_mode_name(m->mode), k_stages[i].name, s->mean,
+                          s->std);
             acc += s->mean;
         }
         const vlm_bench_stats *d = &m->stats[VLM_BM_DURATION];
         double other = d->mean - acc; /* tokenization, template, result assembly */
         if (other > 0) {
             double y1 = ypos(TOP1, acc, smax), y2 = ypos(TOP1, d->mean, smax);
-            vlm_sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%s other: "
-                             "%.4f s</title></rect>\n", x0, y2, bw, y1 - y2, k_other_color, vlm_mode_name(m->mode), other);
+            vlm_sb_printf(b,
+                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%s other: "
+                          "%.4f s</title></rect>\n",
+                          x0, y2, bw, y1 - y2, k_other_color, vlm_mode_name(m->mode), other);
         }
         /* per-stage bars at each segment's top (slightly apart), the total's at the top */
         acc = 0;
@@ -144,8 +149,10 @@ static void duration_panel(vlm_strbuf *b, const vlm_bench_results *r) {
     for (int i = 0; i <= N_STAGES; i++) {
         const char *name = i < N_STAGES ? k_stages[i].name : "other (rest of the run)";
         const char *color = i < N_STAGES ? k_stages[i].color : k_other_color;
-        vlm_sb_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"14\" fill=\"%s\"/>"
-                         "<text x=\"%d\" y=\"%d\">%s</text>\n", lx, ly + 22 * i, color, lx + 20, ly + 22 * i + 12, name);
+        vlm_sb_printf(b,
+                      "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"14\" fill=\"%s\"/>"
+                      "<text x=\"%d\" y=\"%d\">%s</text>\n",
+                      lx, ly + 22 * i, color, lx + 20, ly + 22 * i + 12, name);
     }
 }
 
@@ -165,8 +172,9 @@ static void throughput_panel(vlm_strbuf *b, const vlm_bench_results *r) {
         if (!ran(m)) continue;
         const vlm_bench_stats *s = &m->stats[VLM_BM_TOKENS_PER_SEC];
         double y0 = ypos(TOP2, 0, smax), y1 = ypos(TOP2, s->mean, smax);
-        vlm_sb_printf(b, "<g class=\"bar\" data-mode=\"%s\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-                         "fill=\"#4c78a8\"><title>%s: %.3f tokens/s (std %.3f)</title></rect>\n",
+        vlm_sb_printf(b,
+                      "<g class=\"bar\" data-mode=\"%s\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                      "fill=\"#4c78a8\"><title>%s: %.3f tokens/s (std %.3f)</title></rect>\n",
                       vlm_mode_name(m->mode), cx - bw / 2, y1, bw, y0 - y1, vlm_mode_name(m->mode), s->mean, s->std);
         error_bar(b, cx, ypos(TOP2, s->mean - s->std, smax), ypos(TOP2, s->mean + s->std, smax));
         vlm_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.2f</text>\n</g>\n", cx,
@@ -177,16 +185,19 @@ static void throughput_panel(vlm_strbuf *b, const vlm_bench_results *r) {
 static const char *device_str(vlm_device d) { return d == VLM_DEV_CUDA ? "cuda" : "cpu"; }
 
 vlm_status vlm_bench_plot_svg(const vlm_bench_results *r, vlm_strbuf *b) {
-    vlm_sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-                     "font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
+    vlm_sb_printf(b,
+                  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+                  "font-family=\"sans-serif\" font-size=\"12\">\n",
+                  W, H, W, H);
     vlm_sb_printf(b, "<style>.title{font-size:14px;font-weight:bold}.note{fill:#888;font-style:italic}</style>\n");
-    vlm_sb_printf(b, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n<text x=\"%d\" y=\"24\" class=\"title\">", W, H,
-                  LEFT);
+    vlm_sb_printf(b, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n<text x=\"%d\" y=\"24\" class=\"title\">", W,
+                  H, LEFT);
     vlm_sb_printf(b, "vlm bench: ");
     xml_text(b, r->model_id ? r->model_id : "");
     vlm_sb_printf(b, " on %s (", device_str(r->device));
     xml_text(b, r->device_name);
-    vlm_sb_printf(b, ")</text>\n<text x=\"%d\" y=\"42\">%d run%s per mode, %d image%s, at most %d tokens%s, %s</text>\n",
+    vlm_sb_printf(b,
+                  ")</text>\n<text x=\"%d\" y=\"42\">%d run%s per mode, %d image%s, at most %d tokens%s, %s</text>\n",
                   LEFT, r->runs, r->runs == 1 ? "" : "s", r->n_images, r->n_images == 1 ? "" : "s", r->max_tokens,
                   r->ignore_eos ? " (exactly, --ignore-eos)" : "", r->quantize ? "4-bit" : "not quantized");
     duration_panel(b, r);
@@ -197,10 +208,11 @@ vlm_status vlm_bench_plot_svg(const vlm_bench_results *r, vlm_strbuf *b) {
 }
 
 static void html_table(vlm_strbuf *b, const vlm_bench_results *r) {
-    static const vlm_bench_metric cols[] = {VLM_BM_DURATION, VLM_BM_PREPROCESS_TIME, VLM_BM_VISION_TIME,
-                                            VLM_BM_PREFILL_TIME, VLM_BM_DECODE_TIME, VLM_BM_TOKENS_PER_SEC};
+    static const vlm_bench_metric cols[] = {VLM_BM_DURATION,     VLM_BM_PREPROCESS_TIME, VLM_BM_VISION_TIME,
+                                            VLM_BM_PREFILL_TIME, VLM_BM_DECODE_TIME,     VLM_BM_TOKENS_PER_SEC};
     vlm_sb_printf(b, "<table>\n<tr><th>mode</th>");
-    for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) vlm_sb_printf(b, "<th>%s</th>", vlm_bench_metrics[cols[c]].label);
+    for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
+        vlm_sb_printf(b, "<th>%s</th>", vlm_bench_metrics[cols[c]].label);
     vlm_sb_printf(b, "<th>runs</th></tr>\n");
     for (int k = 0; k < r->n_modes; k++) {
         const vlm_bench_mode_result *m = &r->overall[k];
@@ -219,11 +231,13 @@ static void html_table(vlm_strbuf *b, const vlm_bench_results *r) {
 }
 
 static vlm_status plot_html(const vlm_bench_results *r, vlm_strbuf *b) {
-    vlm_sb_printf(b, "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
-                     "<meta charset=\"utf-8\"/>\n<title>vlm bench: ");
+    vlm_sb_printf(b,
+                  "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
+                  "<meta charset=\"utf-8\"/>\n<title>vlm bench: ");
     xml_text(b, r->model_id ? r->model_id : "");
-    vlm_sb_printf(b, "</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-                     "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style>\n</head>\n<body>\n");
+    vlm_sb_printf(b,
+                  "</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+                  "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style>\n</head>\n<body>\n");
     vlm_sb_printf(b, "<p>Prompt: ");
     xml_text(b, r->prompt ? r->prompt : "");
     vlm_sb_printf(b, "<br/>Timestamp: ");

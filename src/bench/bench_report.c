@@ -7,12 +7,9 @@
 #include "bench/bench.h"
 
 static const char k_rule[] = "======================================================================";
-static const char k_dash[] =
-    "--------------------------------------------------------------------------------------";
+static const char k_dash[] = "--------------------------------------------------------------------------------------";
 
-static const char *device_str(vlm_device d) {
-    return d == VLM_DEV_CUDA ? "cuda" : d == VLM_DEV_CPU ? "cpu" : "auto";
-}
+static const char *device_str(vlm_device d) { return d == VLM_DEV_CUDA ? "cuda" : d == VLM_DEV_CPU ? "cpu" : "auto"; }
 
 static void print_image_line(FILE *f, const char *label, const vlm_bench_image_result *im) {
     if (im->width > 0) fprintf(f, "%-14s%s (%dx%d)\n", label, im->path, im->width, im->height);
@@ -104,8 +101,10 @@ static void print_work_note(FILE *f, const vlm_bench_results *r, const vlm_bench
     double lo = modes[order[0]].stats[VLM_BM_TOKENS_GENERATED].mean;
     double hi = modes[order[m - 1]].stats[VLM_BM_TOKENS_GENERATED].mean;
     if (hi != lo)
-        fprintf(f, "\nNote: the modes generated different numbers of tokens (%.1f to %.1f on average); "
-                   "--ignore-eos makes the work equal.\n", lo, hi);
+        fprintf(f,
+                "\nNote: the modes generated different numbers of tokens (%.1f to %.1f on average); "
+                "--ignore-eos makes the work equal.\n",
+                lo, hi);
 }
 
 static void print_skipped(FILE *f, const vlm_bench_mode_result *modes, int n) {
@@ -172,8 +171,9 @@ void vlm_bench_print_targets(FILE *f, const vlm_bench_results *r) {
         char dur[64], tps[64], mem[64];
         snprintf(dur, sizeof dur, "%.3fs < %gs %s", w->duration, w->target->max_duration_s, pf(w->duration_ok));
         snprintf(tps, sizeof tps, "%.2f > %g %s", w->tokens_per_s, w->target->min_tokens_per_s, pf(w->throughput_ok));
-        snprintf(mem, sizeof mem, "%s %.1f < %g MB %s", w->target->memory_metric == VLM_BM_CPU_MEM_DELTA ? "CPU" : "GPU",
-                 w->memory_mb, w->target->max_memory_mb, pf(w->memory_ok));
+        snprintf(mem, sizeof mem, "%s %.1f < %g MB %s",
+                 w->target->memory_metric == VLM_BM_CPU_MEM_DELTA ? "CPU" : "GPU", w->memory_mb,
+                 w->target->max_memory_mb, pf(w->memory_ok));
         fprintf(f, "%-15s %-30s %-22s %-20s %-28s %s\n", vlm_mode_name(w->mode), w->target->profile, dur, tps, mem,
                 pf(w->pass));
     }
@@ -182,9 +182,10 @@ void vlm_bench_print_targets(FILE *f, const vlm_bench_results *r) {
     int dev_fail = 0;
     for (int i = 0; i < n; i++) dev_fail |= rows[i].target->device == VLM_DEV_CPU && !rows[i].pass;
     if (dev_fail)
-        fprintf(f, "On a few CPU cores a bf16 3B model cannot reach the development profile: each decoded token "
-                   "reads 6.2 GB of weights, so decode is bounded by memory bandwidth (about 8 tok/s at 50 GB/s); "
-                   "4-bit (--quantize, 1.9 GB per token) is the configuration meant for it.\n");
+        fprintf(f,
+                "On a few CPU cores a bf16 3B model cannot reach the development profile: each decoded token "
+                "reads 6.2 GB of weights, so decode is bounded by memory bandwidth (about 8 tok/s at 50 GB/s); "
+                "4-bit (--quantize, 1.9 GB per token) is the configuration meant for it.\n");
 }
 
 void vlm_bench_print_report(FILE *f, const vlm_bench_results *r) {
@@ -193,7 +194,8 @@ void vlm_bench_print_report(FILE *f, const vlm_bench_results *r) {
         for (int i = 0; i < r->n_images; i++) {
             char title[VLM_PATH_MAX + 64];
             const vlm_bench_image_result *im = &r->images[i];
-            snprintf(title, sizeof title, "image %d/%d, %s (%dx%d)", i + 1, r->n_images, im->path, im->width, im->height);
+            snprintf(title, sizeof title, "image %d/%d, %s (%dx%d)", i + 1, r->n_images, im->path, im->width,
+                     im->height);
             vlm_bench_print_summary(f, r, im->modes, title);
         }
         char title[64];

@@ -80,7 +80,8 @@ static vlm_status patchify_alloc(int h, int w, const vlm_preproc_config *cfg, vl
     memset(out, 0, sizeof *out);
     const int P = cfg->patch_size, M = cfg->merge_size, T = cfg->temporal_patch_size;
     if (P <= 0 || M <= 0 || T <= 0 || P > 1024 || M > 64 || T > 64)
-        return vlm_err(VLM_ERR_INVALID, "patchify: bad patch_size %d / merge_size %d / temporal_patch_size %d", P, M, T);
+        return vlm_err(VLM_ERR_INVALID, "patchify: bad patch_size %d / merge_size %d / temporal_patch_size %d", P, M,
+                       T);
     const int unit = P * M;
     if (h <= 0 || w <= 0 || h % unit || w % unit)
         return vlm_err(VLM_ERR_INVALID, "patchify: image %dx%d (height x width) is not a multiple of %d on each side",
@@ -129,8 +130,8 @@ static inline void patch_row(const uint8_t *s, float *dst, int P, int T, const f
  * `rows` (W·3 bytes each). Rows are ordered (h block, w block, h in block, w in block).
  * slack: 4 bytes past the last image row can be read. Plain stores: freshly faulted (kernel-zeroed)
  * output pages are still in cache, and streaming stores measured slower. */
-static void patchify_rows(const uint8_t *rows, int y0, int y_end, int W, int bh0, int bh1, const vlm_preproc_config *cfg,
-                          const float lut[3][256], float *out, int slack) {
+static void patchify_rows(const uint8_t *rows, int y0, int y_end, int W, int bh0, int bh1,
+                          const vlm_preproc_config *cfg, const float lut[3][256], float *out, int slack) {
     const int P = cfg->patch_size, M = cfg->merge_size, T = cfg->temporal_patch_size;
     const int dim = 3 * T * P * P, bw_n = W / (P * M);
     for (int64_t r = (int64_t)bh0 * bw_n * M * M; r < (int64_t)bh1 * bw_n * M * M; r++) {

@@ -20,10 +20,10 @@
 #include "model/config.h"
 
 typedef struct {
-    float *data;          /* [n_patches, patch_dim], vlm_alloc'ed */
-    int64_t n_patches;    /* grid_t · grid_h · grid_w */
-    int patch_dim;        /* channels · temporal_patch_size · patch_size² (1176) */
-    int64_t grid_thw[3];  /* (t, h, w) in patches */
+    float *data;         /* [n_patches, patch_dim], vlm_alloc'ed */
+    int64_t n_patches;   /* grid_t · grid_h · grid_w */
+    int patch_dim;       /* channels · temporal_patch_size · patch_size² (1176) */
+    int64_t grid_thw[3]; /* (t, h, w) in patches */
     int resized_h, resized_w;
 } vlm_pixel_values;
 

@@ -27,7 +27,7 @@ void vlm_resample_axis_free(vlm_resample_axis *a);
 
 typedef struct {
     int in_w, in_h, out_w, out_h;
-    int need_h, need_v;     /* a pass runs only when its size changes (Pillow skips the other) */
+    int need_h, need_v; /* a pass runs only when its size changes (Pillow skips the other) */
     vlm_resample_axis h, v;
 } vlm_resampler;
 

@@ -70,8 +70,8 @@ vlm_status vlm_resample_axis_init(vlm_resample_axis *a, int in_size, int out_siz
         int32_t *k = a->k + (size_t)xx * ksize;
         for (int x = 0; x < ksize; x++) {
             double v = x < xmax ? w[x] : 0.0;
-            k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << VLM_RESAMPLE_BITS))
-                         : (int32_t)(0.5 + v * (1 << VLM_RESAMPLE_BITS));
+            k[x] =
+                v < 0 ? (int32_t)(-0.5 + v * (1 << VLM_RESAMPLE_BITS)) : (int32_t)(0.5 + v * (1 << VLM_RESAMPLE_BITS));
         }
         a->bounds[2 * xx] = xmin;
         a->bounds[2 * xx + 1] = xmax;

@@ -175,7 +175,7 @@ size_t vlm_resampler_scratch(const vlm_resampler *rs, int strip) {
             if ((size_t)(last - first) > rows) rows = (size_t)(last - first);
         }
     return ((size_t)rs->in_w + (size_t)rs->h.max_n + (size_t)rs->out_w) * 8 * sizeof(uint32_t) +
-           rows * (size_t)rs->out_w * 3 + 64;
+        rows * (size_t)rs->out_w * 3 + 64;
 }
 
 void vlm_resampler_rows(const vlm_resampler *rs, const vlm_image *in, int y0, int y1, uint8_t *dst, void *scratch) {

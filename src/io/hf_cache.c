@@ -32,8 +32,8 @@ vlm_status vlm_resolve_model(const char *model_id, char *out, size_t cap) {
     if (!model_id || !*model_id) return vlm_err(VLM_ERR_INVALID, "empty --model-id");
     if (vlm_is_dir(model_id)) {
         if (!is_checkpoint(model_id))
-            return vlm_err(VLM_ERR_NOT_FOUND, "%s is a directory but has no config.json (not a Hugging Face checkpoint)",
-                           model_id);
+            return vlm_err(VLM_ERR_NOT_FOUND,
+                           "%s is a directory but has no config.json (not a Hugging Face checkpoint)", model_id);
         if ((size_t)snprintf(out, cap, "%s", model_id) >= cap) return vlm_err(VLM_ERR_INVALID, "path too long");
         return VLM_OK;
     }

@@ -41,7 +41,8 @@ static const char *guess_other(const uint8_t *p, size_t n) {
     if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "WebP";
     if (n >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) return "TIFF";
     if (n >= 12 && !memcmp(p + 4, "ftyp", 4))
-        return (!memcmp(p + 8, "hei", 3) || !memcmp(p + 8, "mif1", 4) || !memcmp(p + 8, "avif", 4)) ? "HEIF/AVIF" : NULL;
+        return (!memcmp(p + 8, "hei", 3) || !memcmp(p + 8, "mif1", 4) || !memcmp(p + 8, "avif", 4)) ? "HEIF/AVIF"
+                                                                                                    : NULL;
     if (n >= 4 && !memcmp(p, "\0\0\1\0", 4)) return "ICO";
     if (n >= 2 && p[0] == 'P' && p[1] >= '1' && p[1] <= '7') return "PNM";
     if (n >= 4 && !memcmp(p, "8BPS", 4)) return "PSD";
@@ -111,7 +112,8 @@ vlm_status vlm_image_decode_memory(const void *data, size_t size, const char *na
     else if (f == VLM_IMAGE_FORMAT_PNG) s = vlm_png_decode(data, size, name, max_pixels, out, info);
     else {
         if (looks_like_video(data, size))
-            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: video input is not supported (still images only: JPEG, PNG)", name);
+            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: video input is not supported (still images only: JPEG, PNG)",
+                           name);
         const char *other = guess_other(data, size);
         if (other)
             return vlm_err(VLM_ERR_UNSUPPORTED, "%s: %s images are not supported (supported formats: JPEG, PNG)", name,

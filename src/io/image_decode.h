@@ -33,8 +33,8 @@ typedef enum { VLM_IMAGE_FORMAT_UNKNOWN = 0, VLM_IMAGE_FORMAT_JPEG, VLM_IMAGE_FO
 typedef struct {
     vlm_image_format format;
     int file_width, file_height; /* as stored, before the EXIF rotation */
-    char mode[8];                /* the Pillow mode the file opens as: "RGB", "L", "CMYK", "P", "LA", "RGBA", "I", "1" */
-    int orientation;             /* EXIF orientation that was applied (1 = none) */
+    char mode[8];    /* the Pillow mode the file opens as: "RGB", "L", "CMYK", "P", "LA", "RGBA", "I", "1" */
+    int orientation; /* EXIF orientation that was applied (1 = none) */
 } vlm_image_info;
 
 /* Decodes a JPEG or PNG file. max_pixels: refuse images with more pixels than this, checked on the

@@ -45,13 +45,29 @@ static int entry_value(const tiff *t, uint32_t type, uint32_t count, size_t valu
     }
     uint32_t a, b;
     switch (type) {
-    case 1: case 2: case 7: return 0;
+    case 1:
+    case 2:
+    case 7: return 0;
     case 6: *out = (int8_t)t->p[off]; return 1; /* SBYTE */
-    case 3: if (!rd16(t, off, &a)) return -1; *out = a; return 1;            /* SHORT */
-    case 8: if (!rd16(t, off, &a)) return -1; *out = (int16_t)a; return 1;   /* SSHORT */
-    case 4: case 13: if (!rd32(t, off, &a)) return -1; *out = a; return 1;   /* LONG, IFD */
-    case 9: if (!rd32(t, off, &a)) return -1; *out = (int32_t)a; return 1;   /* SLONG */
-    case 5: case 10: /* RATIONAL / SRATIONAL: an IFDRational equals an int when it is one */
+    case 3:
+        if (!rd16(t, off, &a)) return -1;
+        *out = a;
+        return 1; /* SHORT */
+    case 8:
+        if (!rd16(t, off, &a)) return -1;
+        *out = (int16_t)a;
+        return 1; /* SSHORT */
+    case 4:
+    case 13:
+        if (!rd32(t, off, &a)) return -1;
+        *out = a;
+        return 1; /* LONG, IFD */
+    case 9:
+        if (!rd32(t, off, &a)) return -1;
+        *out = (int32_t)a;
+        return 1; /* SLONG */
+    case 5:
+    case 10: /* RATIONAL / SRATIONAL: an IFDRational equals an int when it is one */
         if (!rd32(t, off, &a) || !rd32(t, off + 4, &b)) return -1;
         if (b == 0) return 0; /* nan */
         *out = type == 5 ? (double)a / (double)b : (double)(int32_t)a / (double)(int32_t)b;
@@ -63,7 +79,8 @@ static int entry_value(const tiff *t, uint32_t type, uint32_t count, size_t valu
         *out = f;
         return 1;
     }
-    case 12: case 16: { /* DOUBLE, LONG8 */
+    case 12:
+    case 16: { /* DOUBLE, LONG8 */
         uint32_t w0, w1;
         if (!rd32(t, off, &w0) || !rd32(t, off + 4, &w1)) return -1;
         uint64_t u = t->big ? (uint64_t)w0 << 32 | w1 : (uint64_t)w1 << 32 | w0;
@@ -114,13 +131,13 @@ vlm_status vlm_image_apply_orientation(vlm_image *img, int o) {
     const int ow = swap ? H : W, oh = swap ? W : H;
     long ax = 0, bx = 0, cx = 0, ay = 0, by = 0, cy = 0;
     switch (o) {
-    case 2: ax = W - 1, bx = -1, cy = 1; break;                  /* FLIP_LEFT_RIGHT */
-    case 3: ax = W - 1, bx = -1, ay = H - 1, cy = -1; break;     /* ROTATE_180 */
-    case 4: bx = 1, ay = H - 1, cy = -1; break;                  /* FLIP_TOP_BOTTOM */
-    case 5: cx = 1, by = 1; break;                               /* TRANSPOSE */
-    case 6: cx = 1, ay = H - 1, by = -1; break;                  /* ROTATE_270 (90° clockwise) */
-    case 7: ax = W - 1, cx = -1, ay = H - 1, by = -1; break;     /* TRANSVERSE */
-    case 8: ax = W - 1, cx = -1, by = 1; break;                  /* ROTATE_90 (90° counter-clockwise) */
+    case 2: ax = W - 1, bx = -1, cy = 1; break;              /* FLIP_LEFT_RIGHT */
+    case 3: ax = W - 1, bx = -1, ay = H - 1, cy = -1; break; /* ROTATE_180 */
+    case 4: bx = 1, ay = H - 1, cy = -1; break;              /* FLIP_TOP_BOTTOM */
+    case 5: cx = 1, by = 1; break;                           /* TRANSPOSE */
+    case 6: cx = 1, ay = H - 1, by = -1; break;              /* ROTATE_270 (90° clockwise) */
+    case 7: ax = W - 1, cx = -1, ay = H - 1, by = -1; break; /* TRANSVERSE */
+    case 8: ax = W - 1, cx = -1, by = 1; break;              /* ROTATE_90 (90° counter-clockwise) */
     }
     vlm_image out;
     VLM_TRY(vlm_image_alloc(&out, ow, oh));

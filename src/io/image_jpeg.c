@@ -84,7 +84,7 @@ static int exif_orientation(j_decompress_ptr cinfo) {
 typedef struct {
     struct jpeg_decompress_struct cinfo;
     jpeg_err err;
-    uint8_t *row;  /* conversion row for gray / CMYK */
+    uint8_t *row; /* conversion row for gray / CMYK */
     vlm_image img;
 } jpeg_ctx;
 

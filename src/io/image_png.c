@@ -25,7 +25,9 @@
 
 enum { PNG_TEXT_MAX = 1 << 20 }; /* Pillow's MAX_TEXT_CHUNK (ImageFile.SAFEBLOCK) */
 
-static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 static int is_cid(const uint8_t *t) {
     for (int i = 0; i < 4; i++) {
@@ -38,9 +40,9 @@ static int is_cid(const uint8_t *t) {
 /* ---- metadata: where the EXIF orientation comes from ---- */
 
 typedef struct {
-    int exif_set, exif_orient;  /* info["exif"]: from eXIf or tEXt "exif" (the last one wins) */
-    int raw_set, raw_orient;    /* info["Raw profile type exif"] */
-    int xmp_set, xmp_orient;    /* info["XML:com.adobe.xmp"] */
+    int exif_set, exif_orient; /* info["exif"]: from eXIf or tEXt "exif" (the last one wins) */
+    int raw_set, raw_orient;   /* info["Raw profile type exif"] */
+    int xmp_set, xmp_orient;   /* info["XML:com.adobe.xmp"] */
 } png_meta;
 
 /* Text of a tEXt / zTXt / iTXt chunk for one of the keys we read: *out (malloc'ed) and *key_id
@@ -96,7 +98,10 @@ static int raw_profile_orientation(const uint8_t *v, size_t n) {
         if (c >= '0' && c <= '9') d = c - '0';
         else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
         else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else { ok = 0; break; }
+        else {
+            ok = 0;
+            break;
+        }
         if (hi < 0) hi = d;
         else bin[m++] = (uint8_t)(hi << 4 | d), hi = -1;
     }
@@ -231,12 +236,12 @@ typedef struct {
     const char *name;
     long long max_pixels;
     vlm_image_info *iinfo;
-    vlm_status status;   /* set before a png_error raised by our own callbacks */
+    vlm_status status; /* set before a png_error raised by our own callbacks */
     char msg[512];
-    char warning[256];   /* libpng's last warning (benign errors are warnings: Pillow reads on too) */
+    char warning[256];            /* libpng's last warning (benign errors are warnings: Pillow reads on too) */
     int color, depth, interlaced; /* from IHDR (before png_set_packing) */
     long rows_done, rows_expected;
-    uint8_t *raw;        /* interlaced: the whole raw image, combined pass by pass */
+    uint8_t *raw; /* interlaced: the whole raw image, combined pass by pass */
     size_t rowbytes;
     vlm_image img;
     uint8_t pal[256][3];
@@ -411,8 +416,8 @@ vlm_status vlm_png_decode(const uint8_t *data, size_t size, const char *name, lo
     }
     if (s == VLM_OK && c->interlaced)
         for (int y = 0; y < c->img.height; y++)
-            convert_row(c, c->color, c->depth, c->raw + (size_t)y * c->rowbytes, c->img.rgb + (size_t)y * c->img.width * 3,
-                        c->img.width);
+            convert_row(c, c->color, c->depth, c->raw + (size_t)y * c->rowbytes,
+                        c->img.rgb + (size_t)y * c->img.width * 3, c->img.width);
     png_destroy_read_struct(c->png ? &c->png : NULL, c->info ? &c->info : NULL, NULL);
     vlm_free(c->raw);
     if (s == VLM_OK) {

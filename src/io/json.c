@@ -76,8 +76,7 @@ vlm_status vlm_json_str(const cJSON *obj, const char *key, const char *what, con
     return VLM_OK;
 }
 
-vlm_status vlm_json_num_array(const cJSON *obj, const char *key, const char *what, double *out,
-                              int cap, int *n) {
+vlm_status vlm_json_num_array(const cJSON *obj, const char *key, const char *what, double *out, int cap, int *n) {
     const cJSON *v = get(obj, key);
     if (!v) return VLM_OK;
     if (cJSON_IsNumber(v)) {
@@ -100,8 +99,7 @@ vlm_status vlm_json_num_array(const cJSON *obj, const char *key, const char *wha
     return VLM_OK;
 }
 
-vlm_status vlm_json_int_array(const cJSON *obj, const char *key, const char *what, int *out, int cap,
-                              int *n) {
+vlm_status vlm_json_int_array(const cJSON *obj, const char *key, const char *what, int *out, int cap, int *n) {
     double tmp[256];
     int count = 0;
     if (cap > 256) cap = 256;

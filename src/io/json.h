@@ -22,10 +22,8 @@ vlm_status vlm_json_bool(const cJSON *obj, const char *key, const char *what, in
 /* *out points into the cJSON tree. */
 vlm_status vlm_json_str(const cJSON *obj, const char *key, const char *what, const char **out);
 /* An integer array of at most cap entries; *n receives the count. Also accepts a single number. */
-vlm_status vlm_json_int_array(const cJSON *obj, const char *key, const char *what, int *out, int cap,
-                              int *n);
-vlm_status vlm_json_num_array(const cJSON *obj, const char *key, const char *what, double *out,
-                              int cap, int *n);
+vlm_status vlm_json_int_array(const cJSON *obj, const char *key, const char *what, int *out, int cap, int *n);
+vlm_status vlm_json_num_array(const cJSON *obj, const char *key, const char *what, double *out, int cap, int *n);
 
 /* Appends the JSON text of a string (with quotes and escapes) to a growing buffer. */
 typedef struct {

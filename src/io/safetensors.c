@@ -8,8 +8,7 @@
 #include "base/memory.h"
 #include "io/json.h"
 
-static const vlm_dtype k_plain[] = {VLM_DT_F32, VLM_DT_F16, VLM_DT_BF16, VLM_DT_I64,
-                                    VLM_DT_I32, VLM_DT_I8,  VLM_DT_U8};
+static const vlm_dtype k_plain[] = {VLM_DT_F32, VLM_DT_F16, VLM_DT_BF16, VLM_DT_I64, VLM_DT_I32, VLM_DT_I8, VLM_DT_U8};
 
 static int parse_plain_dtype(const char *name, vlm_dtype *t) {
     for (size_t i = 0; i < sizeof k_plain / sizeof k_plain[0]; i++) {
@@ -67,13 +66,14 @@ static vlm_status parse_entry(const cJSON *desc, const char *path, const char *n
     if (parse_plain_dtype(dt->valuestring, &e->dtype) != 0)
         return vlm_err(VLM_ERR_UNSUPPORTED,
                        "%s: tensor %s has dtype %s, which is not supported (supported: F32, F16, BF16, "
-                       "I64, I32, I8, U8)", path, name, dt->valuestring);
+                       "I64, I32, I8, U8)",
+                       path, name, dt->valuestring);
     if (!cJSON_IsArray(shape))
         return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: missing or non-array \"shape\"", path, name);
     int nd = cJSON_GetArraySize(shape);
     if (nd > VLM_MAX_DIMS)
-        return vlm_err(VLM_ERR_UNSUPPORTED, "%s: tensor %s has %d dimensions (at most %d supported)", path,
-                       name, nd, VLM_MAX_DIMS);
+        return vlm_err(VLM_ERR_UNSUPPORTED, "%s: tensor %s has %d dimensions (at most %d supported)", path, name, nd,
+                       VLM_MAX_DIMS);
     e->ndim = nd;
     uint64_t numel = 1;
     int i = 0;
@@ -81,8 +81,7 @@ static vlm_status parse_entry(const cJSON *desc, const char *path, const char *n
     cJSON_ArrayForEach(d, shape) {
         double v = cJSON_IsNumber(d) ? d->valuedouble : -1;
         if (v < 0 || v != (double)(int64_t)v || v > 9.0e15)
-            return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: shape[%d] is not a non-negative integer", path,
-                           name, i);
+            return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: shape[%d] is not a non-negative integer", path, name, i);
         e->shape[i++] = (int64_t)v;
         if (v > 0 && numel > UINT64_MAX / (uint64_t)v)
             return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: shape overflows", path, name);
@@ -91,21 +90,19 @@ static vlm_status parse_entry(const cJSON *desc, const char *path, const char *n
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2)
         return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: \"data_offsets\" must be [begin, end]", path, name);
     double b = cJSON_GetArrayItem(offs, 0)->valuedouble, en = cJSON_GetArrayItem(offs, 1)->valuedouble;
-    if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) ||
-        b < 0 || en < 0 || b != (double)(uint64_t)b || en != (double)(uint64_t)en)
-        return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: \"data_offsets\" must be non-negative integers", path,
-                       name);
+    if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) || b < 0 ||
+        en < 0 || b != (double)(uint64_t)b || en != (double)(uint64_t)en)
+        return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: \"data_offsets\" must be non-negative integers", path, name);
     uint64_t begin = (uint64_t)b, end = (uint64_t)en;
     if (begin > end || end > data_size)
         return vlm_err(VLM_ERR_FORMAT,
                        "%s: tensor %s: data_offsets [%llu, %llu] out of range (data section is %llu bytes; "
-                       "file truncated?)", path, name, (unsigned long long)begin, (unsigned long long)end,
-                       (unsigned long long)data_size);
+                       "file truncated?)",
+                       path, name, (unsigned long long)begin, (unsigned long long)end, (unsigned long long)data_size);
     uint64_t esz = vlm_dtype_size(e->dtype);
     if (numel > UINT64_MAX / esz || numel * esz != end - begin)
-        return vlm_err(VLM_ERR_FORMAT,
-                       "%s: tensor %s: %llu bytes in data_offsets but shape x dtype needs %llu", path, name,
-                       (unsigned long long)(end - begin), (unsigned long long)(numel * esz));
+        return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: %llu bytes in data_offsets but shape x dtype needs %llu", path,
+                       name, (unsigned long long)(end - begin), (unsigned long long)(numel * esz));
     e->nbytes = (size_t)(end - begin);
     sp->begin = begin;
     sp->end = end;
@@ -124,9 +121,10 @@ static vlm_status parse_file(vlm_st_file *f, int file_index, entry_vec *ev) {
         return vlm_err(VLM_ERR_FORMAT, "%s: header length %llu exceeds the %d-byte limit (not a safetensors file?)",
                        f->path, (unsigned long long)hlen, VLM_ST_MAX_HEADER);
     if (hlen > size - 8)
-        return vlm_err(VLM_ERR_FORMAT, "%s: header length %llu but the file has only %zu bytes (truncated?)",
-                       f->path, (unsigned long long)hlen, size);
-    if (hlen < 2) return vlm_err(VLM_ERR_FORMAT, "%s: header too short (%llu bytes)", f->path, (unsigned long long)hlen);
+        return vlm_err(VLM_ERR_FORMAT, "%s: header length %llu but the file has only %zu bytes (truncated?)", f->path,
+                       (unsigned long long)hlen, size);
+    if (hlen < 2)
+        return vlm_err(VLM_ERR_FORMAT, "%s: header too short (%llu bytes)", f->path, (unsigned long long)hlen);
     f->header_len = (size_t)hlen;
     char what[VLM_PATH_MAX + 32];
     snprintf(what, sizeof what, "header of %s", f->path);
@@ -170,13 +168,19 @@ static vlm_status parse_file(vlm_st_file *f, int file_index, entry_vec *ev) {
         s = parse_entry(item, f->path, name, data_size, &e, &spans[ns]);
         if (s != VLM_OK) break;
         e.name = vlm_strdup(name);
-        if (!e.name) { s = VLM_ERR_NOMEM; break; }
+        if (!e.name) {
+            s = VLM_ERR_NOMEM;
+            break;
+        }
         e.data = data + spans[ns].begin;
         e.file = file_index;
         spans[ns].name = e.name;
         ns++;
         s = entry_push(ev, &e);
-        if (s != VLM_OK) { free((char *)e.name); break; }
+        if (s != VLM_OK) {
+            free((char *)e.name);
+            break;
+        }
     }
     if (s == VLM_OK) {
         if (ns > 1) qsort(spans, (size_t)ns, sizeof *spans, cmp_span);
@@ -222,7 +226,8 @@ static vlm_status list_files(const char *path, char ***files, int *n, cJSON **in
         index_path = path;
         snprintf(dirbuf, sizeof dirbuf, "%s", path);
         char *slash = strrchr(dirbuf, '/');
-        if (slash) *slash = '\0'; else snprintf(dirbuf, sizeof dirbuf, ".");
+        if (slash) *slash = '\0';
+        else snprintf(dirbuf, sizeof dirbuf, ".");
         dir = dirbuf;
     } else {
         if (!vlm_path_exists(path)) return vlm_err(VLM_ERR_NOT_FOUND, "%s does not exist", path);
@@ -236,8 +241,7 @@ static vlm_status list_files(const char *path, char ***files, int *n, cJSON **in
     if (index_path) {
         VLM_TRY(vlm_json_load(index_path, index));
         const cJSON *wm = cJSON_GetObjectItemCaseSensitive(*index, "weight_map");
-        if (!cJSON_IsObject(wm))
-            return vlm_err(VLM_ERR_FORMAT, "%s: missing \"weight_map\" object", index_path);
+        if (!cJSON_IsObject(wm)) return vlm_err(VLM_ERR_FORMAT, "%s: missing \"weight_map\" object", index_path);
         const cJSON *e;
         cJSON_ArrayForEach(e, wm) {
             if (!cJSON_IsString(e))
@@ -270,7 +274,10 @@ static vlm_status list_files(const char *path, char ***files, int *n, cJSON **in
             if (count == cap) {
                 cap = cap ? cap * 2 : 8;
                 char **p = realloc(list, (size_t)cap * sizeof *p);
-                if (!p) { closedir(d); return vlm_err(VLM_ERR_NOMEM, "out of memory"); }
+                if (!p) {
+                    closedir(d);
+                    return vlm_err(VLM_ERR_NOMEM, "out of memory");
+                }
                 list = p;
             }
             char full[VLM_PATH_MAX];
@@ -336,8 +343,8 @@ vlm_status vlm_st_open(const char *path, vlm_safetensors **out) {
             const char *base = t ? strrchr(st->files[t->file].path, '/') : NULL;
             base = base ? base + 1 : (t ? st->files[t->file].path : NULL);
             if (!t || strcmp(base, e->valuestring) != 0) {
-                s = vlm_err(VLM_ERR_FORMAT, "index lists tensor %s in %s, but that file does not hold it",
-                            e->string, e->valuestring);
+                s = vlm_err(VLM_ERR_FORMAT, "index lists tensor %s in %s, but that file does not hold it", e->string,
+                            e->valuestring);
                 break;
             }
         }

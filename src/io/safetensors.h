@@ -22,7 +22,7 @@ typedef struct {
     int64_t shape[VLM_MAX_DIMS];
     const void *data; /* inside the mapping */
     size_t nbytes;
-    int file;         /* index of the file that holds it */
+    int file; /* index of the file that holds it */
 } vlm_st_entry;
 
 typedef struct {

@@ -30,7 +30,8 @@ vlm_status vlm_st_write_sharded(const char *dir, const vlm_st_spec *specs, int n
     vlm_status s = VLM_OK;
     vlm_strbuf index = {0};
     if (n_shards > 1)
-        vlm_sb_printf(&index, "{\n  \"metadata\": {\"total_size\": %llu},\n  \"weight_map\": {", (unsigned long long)total);
+        vlm_sb_printf(&index, "{\n  \"metadata\": {\"total_size\": %llu},\n  \"weight_map\": {",
+                      (unsigned long long)total);
     uint64_t done = 0;
     for (int sh = 0; s == VLM_OK && sh < n_shards; sh++) {
         char fname[64], path[VLM_PATH_MAX];

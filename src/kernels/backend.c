@@ -11,7 +11,8 @@ int vlm_cuda_available(char *reason, size_t cap) {
 }
 vlm_status vlm_cuda_backend_create(vlm_backend **out) {
     *out = NULL;
-    return vlm_err(VLM_ERR_UNAVAILABLE, "--device cuda: this vlm was built without CUDA (nvcc was not found at build time)");
+    return vlm_err(VLM_ERR_UNAVAILABLE,
+                   "--device cuda: this vlm was built without CUDA (nvcc was not found at build time)");
 }
 vlm_status vlm_gpu_memory(uint64_t *used, uint64_t *total) {
     *used = *total = 0;

@@ -70,8 +70,8 @@ typedef struct {
 struct vlm_backend {
     const vlm_backend_ops *ops;
     vlm_device_kind kind;
-    const char *name;       /* "cpu" / "cuda" */
-    char device_name[128];  /* CPU model or GPU name */
+    const char *name;                /* "cpu" / "cuda" */
+    char device_name[128];           /* CPU model or GPU name */
     size_t bytes_in_use, bytes_peak; /* this backend's own allocations (activations, device weights) */
     void *impl;
 };
@@ -134,18 +134,14 @@ static inline void vlm_embed(vlm_backend *be, float *y, const vlm_tensor *table,
     be->ops->embed(be, y, table, ids, n);
 }
 /* dst[i] = src[idx[i]] (rows of `row` floats); idx is a host array */
-static inline void vlm_gather_rows(vlm_backend *be, float *dst, const float *src, const int32_t *idx, int n,
-                                   int row) {
+static inline void vlm_gather_rows(vlm_backend *be, float *dst, const float *src, const int32_t *idx, int n, int row) {
     be->ops->gather_rows(be, dst, src, idx, n, row);
 }
 /* dst[idx[i]] = src[i]; idx is a host array */
-static inline void vlm_scatter_rows(vlm_backend *be, float *dst, const int32_t *idx, const float *src, int n,
-                                    int row) {
+static inline void vlm_scatter_rows(vlm_backend *be, float *dst, const int32_t *idx, const float *src, int n, int row) {
     be->ops->scatter_rows(be, dst, idx, src, n, row);
 }
-static inline void vlm_copy(vlm_backend *be, float *dst, const float *src, size_t n) {
-    be->ops->copy(be, dst, src, n);
-}
+static inline void vlm_copy(vlm_backend *be, float *dst, const float *src, size_t n) { be->ops->copy(be, dst, src, n); }
 static inline vlm_status vlm_to_device(vlm_backend *be, void *dst, const void *src, size_t bytes) {
     return be->ops->to_device(be, dst, src, bytes);
 }

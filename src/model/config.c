@@ -32,7 +32,8 @@ static vlm_status parse_family(const cJSON *c, const char *what, vlm_model_confi
     VLM_TRY(vlm_json_str(c, "model_type", what, &mt));
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(c, "architectures");
     const char *a0 = cJSON_IsArray(arch) && cJSON_IsString(cJSON_GetArrayItem(arch, 0))
-                         ? cJSON_GetArrayItem(arch, 0)->valuestring : NULL;
+        ? cJSON_GetArrayItem(arch, 0)->valuestring
+        : NULL;
     if (mt && !strcmp(mt, "qwen2_5_vl")) cfg->family = VLM_FAMILY_QWEN2_5_VL;
     else if (mt && !strcmp(mt, "qwen2_vl")) cfg->family = VLM_FAMILY_QWEN2_VL;
     else if (!mt && a0 && !strcmp(a0, "Qwen2_5_VLForConditionalGeneration")) cfg->family = VLM_FAMILY_QWEN2_5_VL;
@@ -59,9 +60,16 @@ static vlm_status parse_family(const cJSON *c, const char *what, vlm_model_confi
 static vlm_status parse_text(const cJSON *c, const char *what, vlm_model_config *cfg) {
     vlm_text_config *t = &cfg->text;
     /* Qwen2_5_VLTextConfig / Qwen2VLTextConfig defaults */
-    *t = (vlm_text_config){.hidden = 8192, .n_layers = 80, .n_heads = 64, .n_kv_heads = 8,
-                           .intermediate = 29568, .vocab = 152064, .max_positions = 32768,
-                           .rms_eps = 1e-5f, .rope_theta = 1000000.0, .tie_embeddings = 0};
+    *t = (vlm_text_config){.hidden = 8192,
+                           .n_layers = 80,
+                           .n_heads = 64,
+                           .n_kv_heads = 8,
+                           .intermediate = 29568,
+                           .vocab = 152064,
+                           .max_positions = 32768,
+                           .rms_eps = 1e-5f,
+                           .rope_theta = 1000000.0,
+                           .tie_embeddings = 0};
     TEXT_I32("hidden_size", &t->hidden);
     TEXT_I32("num_hidden_layers", &t->n_layers);
     TEXT_I32("num_attention_heads", &t->n_heads);
@@ -84,8 +92,8 @@ static vlm_status parse_text(const cJSON *c, const char *what, vlm_model_config 
         return vlm_err(VLM_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", what,
                        t->hidden, t->n_heads);
     if (t->n_heads % t->n_kv_heads)
-        return vlm_err(VLM_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
-                       what, t->n_heads, t->n_kv_heads);
+        return vlm_err(VLM_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", what,
+                       t->n_heads, t->n_kv_heads);
     t->head_dim = t->hidden / t->n_heads;
     if (t->head_dim > 256) return vlm_err(VLM_ERR_UNSUPPORTED, "%s: head_dim %d is larger than 256", what, t->head_dim);
     if (t->head_dim % 2) return vlm_err(VLM_ERR_FORMAT, "%s: head_dim %d must be even", what, t->head_dim);
@@ -99,12 +107,11 @@ static vlm_status parse_text(const cJSON *c, const char *what, vlm_model_config 
         VLM_TRY(vlm_json_str(rs, "rope_type", what, &type));
         if (!type) VLM_TRY(vlm_json_str(rs, "type", what, &type));
         if (type && strcmp(type, "mrope") != 0 && strcmp(type, "default") != 0)
-            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: rope_scaling type \"%s\" is not supported (mrope, default)",
-                           what, type);
+            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: rope_scaling type \"%s\" is not supported (mrope, default)", what,
+                           type);
         VLM_TRY(vlm_json_int_array(rs, "mrope_section", what, t->mrope_section, 3, &n));
     }
-    if (n != 3)
-        return vlm_err(VLM_ERR_FORMAT, "%s: rope_scaling.mrope_section must list 3 sections (t, h, w)", what);
+    if (n != 3) return vlm_err(VLM_ERR_FORMAT, "%s: rope_scaling.mrope_section must list 3 sections (t, h, w)", what);
     int sum = t->mrope_section[0] + t->mrope_section[1] + t->mrope_section[2];
     if (t->mrope_section[0] < 0 || t->mrope_section[1] < 0 || t->mrope_section[2] < 0 || sum != t->head_dim / 2)
         return vlm_err(VLM_ERR_FORMAT, "%s: mrope_section [%d, %d, %d] must add up to head_dim/2 = %d", what,
@@ -122,10 +129,18 @@ static vlm_status parse_vision(const cJSON *c, const char *what, vlm_model_confi
     if (vc && !cJSON_IsObject(vc)) return vlm_err(VLM_ERR_FORMAT, "%s: vision_config must be an object", what);
     int is25 = cfg->family == VLM_FAMILY_QWEN2_5_VL;
     /* class defaults: Qwen2_5_VLVisionConfig / Qwen2VLVisionConfig */
-    *v = (vlm_vision_config){.depth = 32, .width = is25 ? 3584 : 1280, .n_heads = 16,
-                             .mlp_hidden = is25 ? 3420 : 0, .out_hidden = 3584, .in_channels = 3,
-                             .patch_size = 14, .temporal_patch_size = 2, .merge_size = 2, .window_size = 112,
-                             .n_fullatt = is25 ? 4 : 0, .norm_eps = 1e-6f};
+    *v = (vlm_vision_config){.depth = 32,
+                             .width = is25 ? 3584 : 1280,
+                             .n_heads = 16,
+                             .mlp_hidden = is25 ? 3420 : 0,
+                             .out_hidden = 3584,
+                             .in_channels = 3,
+                             .patch_size = 14,
+                             .temporal_patch_size = 2,
+                             .merge_size = 2,
+                             .window_size = 112,
+                             .n_fullatt = is25 ? 4 : 0,
+                             .norm_eps = 1e-6f};
     if (is25) {
         int full[4] = {7, 15, 23, 31};
         memcpy(v->fullatt_blocks, full, sizeof full);
@@ -159,8 +174,8 @@ static vlm_status parse_vision(const cJSON *c, const char *what, vlm_model_confi
         const char *act = NULL;
         VLM_TRY(vlm_json_str(vc, "hidden_act", what, &act));
         if (act && strcmp(act, "quick_gelu") != 0)
-            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: vision hidden_act \"%s\" is not supported for qwen2_vl (quick_gelu)",
-                           what, act);
+            return vlm_err(VLM_ERR_UNSUPPORTED,
+                           "%s: vision hidden_act \"%s\" is not supported for qwen2_vl (quick_gelu)", what, act);
     }
     if (v->depth <= 0 || v->width <= 0 || v->n_heads <= 0 || v->mlp_hidden <= 0 || v->out_hidden <= 0 ||
         v->patch_size <= 0 || v->temporal_patch_size <= 0 || v->merge_size <= 0 || v->in_channels <= 0)
@@ -170,14 +185,16 @@ static vlm_status parse_vision(const cJSON *c, const char *what, vlm_model_confi
                        v->n_heads);
     v->head_dim = v->width / v->n_heads;
     if (v->head_dim % 4)
-        return vlm_err(VLM_ERR_FORMAT, "%s: vision head_dim %d must be a multiple of 4 (2-D rotary)", what, v->head_dim);
+        return vlm_err(VLM_ERR_FORMAT, "%s: vision head_dim %d must be a multiple of 4 (2-D rotary)", what,
+                       v->head_dim);
     if (is25 && (v->window_size <= 0 || v->window_size % (v->patch_size * v->merge_size)))
         return vlm_err(VLM_ERR_FORMAT, "%s: window_size %d must be a positive multiple of %d", what, v->window_size,
                        v->patch_size * v->merge_size);
     /* indexes beyond depth are accepted and never match, as in transformers */
     for (int i = 0; i < v->n_fullatt; i++)
         if (v->fullatt_blocks[i] < 0)
-            return vlm_err(VLM_ERR_FORMAT, "%s: fullatt_block_indexes[%d] = %d is negative", what, i, v->fullatt_blocks[i]);
+            return vlm_err(VLM_ERR_FORMAT, "%s: fullatt_block_indexes[%d] = %d is negative", what, i,
+                           v->fullatt_blocks[i]);
     if (v->head_dim > 256)
         return vlm_err(VLM_ERR_UNSUPPORTED, "%s: vision head_dim %d is larger than 256", what, v->head_dim);
     return VLM_OK;
@@ -185,8 +202,11 @@ static vlm_status parse_vision(const cJSON *c, const char *what, vlm_model_confi
 
 static vlm_status parse_tokens(const cJSON *c, const char *what, vlm_model_config *cfg) {
     vlm_token_ids *t = &cfg->tokens;
-    *t = (vlm_token_ids){.image_token_id = 151655, .video_token_id = 151656, .vision_start_id = 151652,
-                         .vision_end_id = 151653, .bos_token_id = -1};
+    *t = (vlm_token_ids){.image_token_id = 151655,
+                         .video_token_id = 151656,
+                         .vision_start_id = 151652,
+                         .vision_end_id = 151653,
+                         .bos_token_id = -1};
     VLM_TRY(vlm_json_i32(text_obj(c, "image_token_id"), "image_token_id", what, &t->image_token_id));
     VLM_TRY(vlm_json_i32(text_obj(c, "video_token_id"), "video_token_id", what, &t->video_token_id));
     VLM_TRY(vlm_json_i32(text_obj(c, "vision_start_token_id"), "vision_start_token_id", what, &t->vision_start_id));
@@ -197,11 +217,17 @@ static vlm_status parse_tokens(const cJSON *c, const char *what, vlm_model_confi
 
 static vlm_status parse_preproc(const cJSON *p, const char *what, vlm_preproc_config *pp) {
     /* Qwen2VLImageProcessor defaults */
-    *pp = (vlm_preproc_config){.min_pixels = 56 * 56, .max_pixels = 28 * 28 * 1280, .patch_size = 14,
-                               .temporal_patch_size = 2, .merge_size = 2, .rescale_factor = 1.0 / 255.0,
+    *pp = (vlm_preproc_config){.min_pixels = 56 * 56,
+                               .max_pixels = 28 * 28 * 1280,
+                               .patch_size = 14,
+                               .temporal_patch_size = 2,
+                               .merge_size = 2,
+                               .rescale_factor = 1.0 / 255.0,
                                .mean = {0.48145466f, 0.4578275f, 0.40821073f},
                                .std = {0.26862954f, 0.26130258f, 0.27577711f},
-                               .do_resize = 1, .do_rescale = 1, .do_normalize = 1};
+                               .do_resize = 1,
+                               .do_rescale = 1,
+                               .do_normalize = 1};
     if (!p) return VLM_OK;
     int64_t v;
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(p, "size");
@@ -229,11 +255,13 @@ static vlm_status parse_preproc(const cJSON *p, const char *what, vlm_preproc_co
     double arr[3];
     int n = 0;
     VLM_TRY(vlm_json_num_array(p, "image_mean", what, arr, 3, &n));
-    if (n == 3) for (int i = 0; i < 3; i++) pp->mean[i] = (float)arr[i];
+    if (n == 3)
+        for (int i = 0; i < 3; i++) pp->mean[i] = (float)arr[i];
     else if (n) return vlm_err(VLM_ERR_FORMAT, "%s: image_mean must have 3 entries", what);
     n = 0;
     VLM_TRY(vlm_json_num_array(p, "image_std", what, arr, 3, &n));
-    if (n == 3) for (int i = 0; i < 3; i++) pp->std[i] = (float)arr[i];
+    if (n == 3)
+        for (int i = 0; i < 3; i++) pp->std[i] = (float)arr[i];
     else if (n) return vlm_err(VLM_ERR_FORMAT, "%s: image_std must have 3 entries", what);
     for (int i = 0; i < 3; i++)
         if (!(pp->std[i] > 0)) return vlm_err(VLM_ERR_FORMAT, "%s: image_std must be positive", what);
@@ -247,13 +275,22 @@ static vlm_status parse_preproc(const cJSON *p, const char *what, vlm_preproc_co
 
 static vlm_status parse_generation(const cJSON *g, const cJSON *c, const char *what, vlm_generation_config *gc) {
     /* transformers GenerationConfig defaults */
-    *gc = (vlm_generation_config){.do_sample = 0, .temperature = 1.0f, .top_p = 1.0f, .repetition_penalty = 1.0f,
-                                  .top_k = 50, .n_eos = 0, .pad_token_id = -1};
+    *gc = (vlm_generation_config){.do_sample = 0,
+                                  .temperature = 1.0f,
+                                  .top_p = 1.0f,
+                                  .repetition_penalty = 1.0f,
+                                  .top_k = 50,
+                                  .n_eos = 0,
+                                  .pad_token_id = -1};
     if (g) {
         double d;
         VLM_TRY(vlm_json_bool(g, "do_sample", what, &gc->do_sample));
-        d = gc->temperature; VLM_TRY(vlm_json_num(g, "temperature", what, &d)); gc->temperature = (float)d;
-        d = gc->top_p; VLM_TRY(vlm_json_num(g, "top_p", what, &d)); gc->top_p = (float)d;
+        d = gc->temperature;
+        VLM_TRY(vlm_json_num(g, "temperature", what, &d));
+        gc->temperature = (float)d;
+        d = gc->top_p;
+        VLM_TRY(vlm_json_num(g, "top_p", what, &d));
+        gc->top_p = (float)d;
         d = gc->repetition_penalty;
         VLM_TRY(vlm_json_num(g, "repetition_penalty", what, &d));
         gc->repetition_penalty = (float)d;

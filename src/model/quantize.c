@@ -25,9 +25,16 @@
 enum { CHUNK_FLOATS = 4 << 20 }; /* rows converted to f32 per step: 16 MB */
 
 /* Support files copied when the source has them (config.json is rewritten, not copied). */
-static const char *const k_support[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                                        "chat_template.json", "chat_template.jinja", "vocab.json", "merges.txt",
-                                        "special_tokens_map.json", "added_tokens.json", "preprocessor_config.json",
+static const char *const k_support[] = {"generation_config.json",
+                                        "tokenizer.json",
+                                        "tokenizer_config.json",
+                                        "chat_template.json",
+                                        "chat_template.jinja",
+                                        "vocab.json",
+                                        "merges.txt",
+                                        "special_tokens_map.json",
+                                        "added_tokens.json",
+                                        "preprocessor_config.json",
                                         NULL};
 
 void vlm_quant_options_default(vlm_quant_options *o) {
@@ -114,8 +121,8 @@ static vlm_status quantize_tensor(fill_ctx *c, const vlm_st_entry *e, vlm_dtype 
 static vlm_status fill(void *ctx, int i, vlm_st_writer *w) {
     fill_ctx *c = ctx;
     const vlm_st_entry *e = c->src[i];
-    vlm_status s = c->qt[i] == VLM_QUANT_KEEP ? vlm_st_writer_data(w, e->data, e->nbytes)
-                                               : quantize_tensor(c, e, c->qt[i], w);
+    vlm_status s =
+        c->qt[i] == VLM_QUANT_KEEP ? vlm_st_writer_data(w, e->data, e->nbytes) : quantize_tensor(c, e, c->qt[i], w);
     release_pages(e->data, e->nbytes);
     return s;
 }
@@ -146,8 +153,7 @@ static vlm_status check_replaceable(const char *out_dir) {
                    out_dir);
 }
 
-static vlm_status write_config(const char *model_dir, const char *dir, const vlm_quant_options *o,
-                               const int *counts) {
+static vlm_status write_config(const char *model_dir, const char *dir, const vlm_quant_options *o, const int *counts) {
     char src[VLM_PATH_MAX], dst[VLM_PATH_MAX], abs[PATH_MAX];
     VLM_TRY(vlm_path_join(src, sizeof src, model_dir, "config.json"));
     VLM_TRY(vlm_path_join(dst, sizeof dst, dir, "config.json"));
@@ -159,7 +165,10 @@ static vlm_status write_config(const char *model_dir, const char *dir, const vlm
         cJSON_AddNumberToObject(q, "version", 1);
         cJSON_AddStringToObject(q, "linear", vlm_quant_tag(o->linear));
         cJSON_AddStringToObject(q, "embeddings", o->embed == VLM_QUANT_KEEP ? "stored" : vlm_quant_tag(o->embed));
-        cJSON_AddStringToObject(q, "vision", o->language_only ? "absent" : o->vision ? vlm_quant_tag(o->linear) : "stored");
+        cJSON_AddStringToObject(q, "vision",
+                                o->language_only ? "absent"
+                                    : o->vision  ? vlm_quant_tag(o->linear)
+                                                 : "stored");
         for (int t = 0; t < VLM_DT_COUNT; t++)
             if (counts[t]) cJSON_AddNumberToObject(tensors, vlm_quant_tag((vlm_dtype)t), counts[t]);
         cJSON_AddItemToObject(q, "tensors", tensors);
@@ -230,8 +239,8 @@ static vlm_status replace_dir(const char *tmp, const char *out_dir) {
 
 /* Picks the tensors to write and what each becomes. */
 static vlm_status plan(const vlm_safetensors *st, const vlm_model_config *cfg, const vlm_checkpoint_parts *parts,
-                       const vlm_quant_options *o, fill_ctx *c, vlm_st_spec *specs, int *n_out,
-                       vlm_quant_stats *stats, int *counts) {
+                       const vlm_quant_options *o, fill_ctx *c, vlm_st_spec *specs, int *n_out, vlm_quant_stats *stats,
+                       int *counts) {
     const char *vprefix = vlm_vision_prefix(parts->naming);
     int n = 0;
     for (int i = 0; i < st->n_entries; i++) {
@@ -285,8 +294,8 @@ static vlm_status quantize_into(const char *model_dir, const char *tmp, const vl
     const char **keys = calloc((size_t)st->n_entries + 2, sizeof *keys);
     const char **vals = calloc((size_t)st->n_entries + 2, sizeof *vals);
     char **owned = calloc((size_t)st->n_entries + 1, sizeof *owned);
-    vlm_status s = (!c.src || !c.qt || !specs || !keys || !vals || !owned) ? vlm_err(VLM_ERR_NOMEM, "out of memory")
-                                                                            : VLM_OK;
+    vlm_status s =
+        (!c.src || !c.qt || !specs || !keys || !vals || !owned) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
     if (s == VLM_OK) s = plan(st, cfg, parts, o, &c, specs, &n, stats, counts);
     if (s == VLM_OK && stats->n_quantized == 0)
         s = vlm_err(VLM_ERR_INVALID, "%s has no tensor that %s applies to (row lengths must be multiples of %d)",
@@ -373,25 +382,35 @@ vlm_status vlm_quant_bind(const vlm_safetensors *st, const vlm_st_entry *e, int 
         return vlm_err(VLM_ERR_FORMAT, "tensor %s has unknown quantization format '%s' (known: %s)", e->name, tag,
                        vlm_quant_known_tags());
     if (ndim != 2)
-        return vlm_err(VLM_ERR_FORMAT, "tensor %s is quantized (%s) but the model needs a %d-D tensor there; only "
-                                       "matrices can be quantized", e->name, tag, ndim);
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s is quantized (%s) but the model needs a %d-D tensor there; only "
+                       "matrices can be quantized",
+                       e->name, tag, ndim);
     if (e->ndim != 2)
-        return vlm_err(VLM_ERR_FORMAT, "tensor %s: a quantized tensor is stored as U8 [rows, bytes per row], found "
-                                       "%d dimensions", e->name, e->ndim);
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s: a quantized tensor is stored as U8 [rows, bytes per row], found "
+                       "%d dimensions",
+                       e->name, e->ndim);
     if (e->shape[0] != shape[0])
         return vlm_err(VLM_ERR_FORMAT, "tensor %s has %lld rows, the config implies %lld", e->name,
                        (long long)e->shape[0], (long long)shape[0]);
     int64_t K = shape[1], bk = vlm_dtype_block(t), bs = (int64_t)vlm_dtype_size(t), bpr = e->shape[1];
     if (K % bk)
-        return vlm_err(VLM_ERR_FORMAT, "tensor %s: rows of %lld weights (from the config) cannot be %s, whose blocks "
-                                       "hold %lld", e->name, (long long)K, tag, (long long)bk);
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s: rows of %lld weights (from the config) cannot be %s, whose blocks "
+                       "hold %lld",
+                       e->name, (long long)K, tag, (long long)bk);
     if (bpr % bs)
-        return vlm_err(VLM_ERR_FORMAT, "tensor %s: %lld bytes per row is not a whole number of %lld-byte %s blocks "
-                                       "(truncated or padded rows)", e->name, (long long)bpr, (long long)bs, tag);
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s: %lld bytes per row is not a whole number of %lld-byte %s blocks "
+                       "(truncated or padded rows)",
+                       e->name, (long long)bpr, (long long)bs, tag);
     if (bpr / bs != K / bk)
-        return vlm_err(VLM_ERR_FORMAT, "tensor %s has %lld %s blocks per row (%lld weights), the config implies %lld "
-                                       "(%lld weights)", e->name, (long long)(bpr / bs), tag,
-                       (long long)(bpr / bs * bk), (long long)(K / bk), (long long)K);
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s has %lld %s blocks per row (%lld weights), the config implies %lld "
+                       "(%lld weights)",
+                       e->name, (long long)(bpr / bs), tag, (long long)(bpr / bs * bk), (long long)(K / bk),
+                       (long long)K);
     *out = (vlm_tensor){.dtype = t, .ndim = 2, .shape = {shape[0], K}, .data = (void *)e->data, .nbytes = e->nbytes};
     return VLM_OK;
 }

@@ -21,7 +21,8 @@ static vlm_status check_grid(const vlm_grid_thw *g, int k, int merge) {
     if (g->t <= 0 || g->h <= 0 || g->w <= 0 || g->h % merge || g->w % merge)
         return vlm_err(VLM_ERR_INVALID,
                        "image %d: grid (t %d, h %d, w %d) must be positive with h and w multiples of the merge "
-                       "size %d", k, g->t, g->h, g->w, merge);
+                       "size %d",
+                       k, g->t, g->h, g->w, merge);
     return VLM_OK;
 }
 
@@ -31,8 +32,10 @@ static vlm_status image_run(const int32_t *ids, int n, int32_t *pos, int ed, con
     int merge = cfg->vision.merge_size, gh = g->h / merge, gw = g->w / merge;
     int64_t count = vlm_grid_tokens(g, merge);
     if (ed + count > n)
-        return vlm_err(VLM_ERR_INVALID, "image %d: grid (%d, %d, %d) needs %lld image tokens from position %d, "
-                       "the prompt has %d tokens", k, g->t, g->h, g->w, (long long)count, ed, n);
+        return vlm_err(VLM_ERR_INVALID,
+                       "image %d: grid (%d, %d, %d) needs %lld image tokens from position %d, "
+                       "the prompt has %d tokens",
+                       k, g->t, g->h, g->w, (long long)count, ed, n);
     /* Qwen2.5-VL scales the temporal index by second_per_grid_t (0 for images) times
      * tokens_per_second; Qwen2-VL uses the index itself. */
     int t_step = cfg->family == VLM_FAMILY_QWEN2_VL ? 1 : 0;
@@ -42,9 +45,10 @@ static vlm_status image_run(const int32_t *ids, int n, int32_t *pos, int ed, con
         for (int r = 0; r < gh; r++)
             for (int c = 0; c < gw; c++, i++) {
                 if (ids[i] != cfg->tokens.image_token_id)
-                    return vlm_err(VLM_ERR_INVALID, "image %d: expected %lld image tokens (id %d) from position "
-                                   "%d, found id %d at position %lld", k, (long long)count,
-                                   cfg->tokens.image_token_id, ed, ids[i], (long long)i);
+                    return vlm_err(VLM_ERR_INVALID,
+                                   "image %d: expected %lld image tokens (id %d) from position "
+                                   "%d, found id %d at position %lld",
+                                   k, (long long)count, cfg->tokens.image_token_id, ed, ids[i], (long long)i);
                 int32_t p[3] = {base + t * t_step, base + r, base + c};
                 for (int a = 0; a < 3; a++) {
                     pos[(size_t)a * n + i] = p[a];
@@ -67,8 +71,10 @@ vlm_status vlm_rope_index(const int32_t *ids, int n, const vlm_grid_thw *grids, 
     int found = 0;
     for (int i = 0; i + 1 < n; i++) found += ids[i] == tok->vision_start_id && ids[i + 1] == tok->image_token_id;
     if (found != n_images)
-        return vlm_err(VLM_ERR_INVALID, "the prompt has %d image spans (<|vision_start|><|image_pad|>), but %d "
-                       "image grids were given", found, n_images);
+        return vlm_err(VLM_ERR_INVALID,
+                       "the prompt has %d image spans (<|vision_start|><|image_pad|>), but %d "
+                       "image grids were given",
+                       found, n_images);
     int st = 0;
     int32_t next = 0, mx = -1;
     for (int k = 0; k < n_images; k++) {

@@ -123,7 +123,8 @@ static vlm_status write_weights(const char *out_dir, const spec_list *l, uint64_
         memcpy(specs[i].shape, l->v[i].shape, sizeof specs[i].shape);
     }
     const char *mk[] = {"format"}, *mv[] = {"pt"};
-    if (s == VLM_OK) s = vlm_st_write_sharded(out_dir, specs, l->n, shard_bytes, fill_tensor, &f, mk, mv, 1, report, NULL);
+    if (s == VLM_OK)
+        s = vlm_st_write_sharded(out_dir, specs, l->n, shard_bytes, fill_tensor, &f, mk, mv, 1, report, NULL);
     vlm_free(f.buf);
     free(specs);
     return s;
@@ -135,7 +136,8 @@ static vlm_status find_config(const char *config, char *cfg_dir, size_t cap, cha
         snprintf(cfg_file, fcap, "%s", config);
         snprintf(cfg_dir, cap, "%s", config);
         char *slash = strrchr(cfg_dir, '/');
-        if (slash) *slash = '\0'; else snprintf(cfg_dir, cap, ".");
+        if (slash) *slash = '\0';
+        else snprintf(cfg_dir, cap, ".");
         return VLM_OK;
     }
     if (vlm_is_dir(config)) {
@@ -202,7 +204,8 @@ vlm_status vlm_make_synthetic(const char *config, const char *out_dir, uint64_t 
     if (s == VLM_OK) s = copy_support(cfg_dir, "assets/generation_config.json", "generation_config.json", out_dir);
     if (s == VLM_OK) s = copy_support(cfg_dir, "assets/preprocessor_config.json", "preprocessor_config.json", out_dir);
     if (s == VLM_OK) s = copy_support(cfg_dir, "assets/tokenizer/tokenizer.json", "tokenizer.json", out_dir);
-    if (s == VLM_OK) s = copy_support(cfg_dir, "assets/tokenizer/tokenizer_config.json", "tokenizer_config.json", out_dir);
+    if (s == VLM_OK)
+        s = copy_support(cfg_dir, "assets/tokenizer/tokenizer_config.json", "tokenizer_config.json", out_dir);
     if (s == VLM_OK) s = copy_support(cfg_dir, "assets/tokenizer/chat_template.json", "chat_template.json", out_dir);
     return s;
 }

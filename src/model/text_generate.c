@@ -27,9 +27,10 @@ static vlm_status check_request(const vlm_text_model *m, const vlm_gen_request *
     if (L < 1) return vlm_err(VLM_ERR_INVALID, "the prompt is empty (no tokens)");
     if (r->max_new_tokens < 0) return vlm_err(VLM_ERR_INVALID, "max new tokens %d must be >= 0", r->max_new_tokens);
     if ((int64_t)L + r->max_new_tokens > t->max_positions)
-        return vlm_err(VLM_ERR_INVALID, "a prompt of %d tokens plus %d new tokens (%lld) exceeds the model's context of "
-                       "%d positions (max_position_embeddings); shorten the prompt or lower --max-tokens", L,
-                       r->max_new_tokens, (long long)L + r->max_new_tokens, t->max_positions);
+        return vlm_err(VLM_ERR_INVALID,
+                       "a prompt of %d tokens plus %d new tokens (%lld) exceeds the model's context of "
+                       "%d positions (max_position_embeddings); shorten the prompt or lower --max-tokens",
+                       L, r->max_new_tokens, (long long)L + r->max_new_tokens, t->max_positions);
     if (r->embeds) {
         if (!r->positions) return vlm_err(VLM_ERR_INVALID, "precomputed embeddings need their positions");
     } else if (!r->ids) {
@@ -99,8 +100,7 @@ static vlm_status scratch_init(vlm_text_model *m, const vlm_gen_request *r, int 
 }
 
 /* Puts the embeddings of prompt rows [c0, c0 + n) into st->x. */
-static void embed_rows(vlm_text_model *m, vlm_text_state *st, const vlm_gen_request *r, gen_scratch *s, int c0,
-                       int n) {
+static void embed_rows(vlm_text_model *m, vlm_text_state *st, const vlm_gen_request *r, gen_scratch *s, int c0, int n) {
     size_t D = (size_t)m->cfg.text.hidden;
     if (r->embeds) {
         vlm_copy(m->be, st->x, r->embeds + c0 * D, n * D);
@@ -151,8 +151,8 @@ static int is_stop(const vlm_gen_request *r, int32_t id) {
     return 0;
 }
 
-static vlm_status dump_request(vlm_text_model *m, const vlm_gen_request *r, const gen_scratch *s,
-                               const float *logits, const vlm_gen_result *out) {
+static vlm_status dump_request(vlm_text_model *m, const vlm_gen_request *r, const gen_scratch *s, const float *logits,
+                               const vlm_gen_result *out) {
     vlm_dump *d = r->dump;
     int64_t L = r->n_ids, D = m->cfg.text.hidden, V = m->cfg.text.vocab;
     int64_t shp_ld[2] = {L, D}, shp_pos[2] = {3, L}, one = 1, gen = out->n_ids;
@@ -168,8 +168,8 @@ static vlm_status dump_request(vlm_text_model *m, const vlm_gen_request *r, cons
 }
 
 /* Prefill, then sample / decode until a stop condition. */
-static vlm_status run(vlm_text_model *m, vlm_text_state *st, vlm_sampler *smp, const vlm_gen_request *r,
-                      gen_scratch *s, vlm_gen_result *out, double t0) {
+static vlm_status run(vlm_text_model *m, vlm_text_state *st, vlm_sampler *smp, const vlm_gen_request *r, gen_scratch *s,
+                      vlm_gen_result *out, double t0) {
     VLM_TRY(prefill(m, st, r, s));
     float *logits;
     VLM_TRY(host_logits(m, st, s, &logits));

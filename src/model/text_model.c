@@ -15,8 +15,7 @@ const vlm_model_config *vlm_text_model_config(const vlm_text_model *m) { return 
 
 uint64_t vlm_text_kv_cache_bytes(const vlm_model_config *cfg, int positions) {
     const vlm_text_config *t = &cfg->text;
-    return 2ull * (uint64_t)t->n_layers * (uint64_t)positions * (uint64_t)t->n_kv_heads * t->head_dim *
-           sizeof(float);
+    return 2ull * (uint64_t)t->n_layers * (uint64_t)positions * (uint64_t)t->n_kv_heads * t->head_dim * sizeof(float);
 }
 
 /* Vectors are packed into one block, each starting on a 64-byte boundary. */
@@ -157,20 +156,21 @@ vlm_status vlm_text_state_create(vlm_text_model *m, int capacity, int max_rows, 
     memset(st, 0, sizeof *st);
     const vlm_text_config *t = &m->cfg.text;
     if (capacity < 1 || max_rows < 1 || max_rows > capacity)
-        return vlm_err(VLM_ERR_INVALID, "language model: bad run state size (%d positions, %d rows per pass)",
-                       capacity, max_rows);
+        return vlm_err(VLM_ERR_INVALID, "language model: bad run state size (%d positions, %d rows per pass)", capacity,
+                       max_rows);
     size_t R = (size_t)max_rows, D = (size_t)t->hidden, Q = (size_t)t->n_heads * t->head_dim;
     size_t I = (size_t)t->intermediate, half = (size_t)t->head_dim / 2;
     size_t act = padded((int64_t)(R * D)) * 2 + padded((int64_t)(R * Q)) * 2 + padded((int64_t)(R * I)) * 2 +
-                 padded(t->vocab) + padded((int64_t)(R * half)) * 2;
+        padded(t->vocab) + padded((int64_t)(R * half)) * 2;
     st->act_bytes = act * sizeof(float);
     st->kv_bytes = vlm_text_kv_cache_bytes(&m->cfg, capacity);
     if (m->be->kind == VLM_DEVICE_CPU) {
         uint64_t avail = vlm_available_memory_bytes();
         if (avail && st->kv_bytes + st->act_bytes > avail)
-            return vlm_err(VLM_ERR_NOMEM, "the KV cache for %d positions (%.2f GB) and activations (%.2f GB) exceed "
-                           "the available memory (%.2f GB); ask for fewer tokens", capacity, st->kv_bytes / 1e9,
-                           st->act_bytes / 1e9, avail / 1e9);
+            return vlm_err(VLM_ERR_NOMEM,
+                           "the KV cache for %d positions (%.2f GB) and activations (%.2f GB) exceed "
+                           "the available memory (%.2f GB); ask for fewer tokens",
+                           capacity, st->kv_bytes / 1e9, st->act_bytes / 1e9, avail / 1e9);
     }
     st->capacity = capacity;
     st->max_rows = max_rows;
@@ -224,9 +224,16 @@ static void attention_block(vlm_text_model *m, vlm_text_state *st, int l, int n)
     vlm_matmul(be, v_new, st->xn, &L->v_w, L->v_b, n);
     vlm_rope(be, st->q, Q, st->cos, st->sin, n, t->n_heads, t->head_dim);
     vlm_rope(be, k_new, KV, st->cos, st->sin, n, t->n_kv_heads, t->head_dim);
-    vlm_attn_params p = {.n_q = n, .n_kv = st->n_past + n, .q_pos0 = st->n_past, .causal = 1,
-                         .n_heads = t->n_heads, .n_kv_heads = t->n_kv_heads, .head_dim = t->head_dim,
-                         .q_stride = Q, .kv_stride = KV, .out_stride = Q,
+    vlm_attn_params p = {.n_q = n,
+                         .n_kv = st->n_past + n,
+                         .q_pos0 = st->n_past,
+                         .causal = 1,
+                         .n_heads = t->n_heads,
+                         .n_kv_heads = t->n_kv_heads,
+                         .head_dim = t->head_dim,
+                         .q_stride = Q,
+                         .kv_stride = KV,
+                         .out_stride = Q,
                          .scale = (float)pow((double)t->head_dim, -0.5)};
     vlm_attention(be, st->att, st->q, kc, vc, &p);
     vlm_matmul(be, st->xn, st->att, &L->o_w, NULL, n);
@@ -266,8 +273,10 @@ vlm_status vlm_text_forward(vlm_text_model *m, vlm_text_state *st, int n, const 
     static const vlm_text_taps no_taps;
     if (!taps) taps = &no_taps;
     if (n < 1 || n > st->max_rows || st->n_past + n > st->capacity)
-        return vlm_err(VLM_ERR_INVALID, "language model: %d rows at position %d do not fit the run state (%d rows "
-                       "per pass, %d positions)", n, st->n_past, st->max_rows, st->capacity);
+        return vlm_err(VLM_ERR_INVALID,
+                       "language model: %d rows at position %d do not fit the run state (%d rows "
+                       "per pass, %d positions)",
+                       n, st->n_past, st->max_rows, st->capacity);
     size_t D = (size_t)t->hidden;
     VLM_TRY(rotary_tables(m, st, n, pos, pos_stride));
     VLM_TRY(tap(be, taps->inputs_embeds, st->x, n * D));

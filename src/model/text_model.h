@@ -65,22 +65,22 @@ typedef struct {
     vlm_sampler_params sampling;
     const int32_t *stop_ids; /* stop when one of these is chosen (it is kept in the result) */
     int n_stop;
-    int max_new_tokens;      /* 0: prefill only (logits and dump, no token) */
-    int prefill_chunk;       /* rows per batched prefill pass; 0: 512 */
+    int max_new_tokens; /* 0: prefill only (logits and dump, no token) */
+    int prefill_chunk;  /* rows per batched prefill pass; 0: 512 */
     vlm_token_fn on_token;
     void *user;
-    vlm_dump *dump;          /* NULL, or collects the fixture tensors of this request */
+    vlm_dump *dump; /* NULL, or collects the fixture tensors of this request */
 } vlm_gen_request;
 
 typedef struct {
-    int32_t *ids;            /* generated ids, the stop id included when one ended it (free: result_free) */
+    int32_t *ids; /* generated ids, the stop id included when one ended it (free: result_free) */
     int n_ids;
     vlm_stop_reason stop;
     int prompt_tokens;
-    double prefill_s;        /* embedding + all prefill passes + the first token's logits */
-    double decode_s;         /* every decode step (n_ids - 1 forward passes) with sampling */
-    double first_token_s;    /* from the call to the first generated id */
-    uint64_t kv_cache_bytes; /* KV cache allocated for this request */
+    double prefill_s;          /* embedding + all prefill passes + the first token's logits */
+    double decode_s;           /* every decode step (n_ids - 1 forward passes) with sampling */
+    double first_token_s;      /* from the call to the first generated id */
+    uint64_t kv_cache_bytes;   /* KV cache allocated for this request */
     uint64_t activation_bytes; /* activation buffers allocated for this request */
 } vlm_gen_result;
 

@@ -17,27 +17,27 @@ struct vlm_text_model {
     vlm_backend *be;
     vlm_model_config cfg;
     vlm_text_layer *layers;
-    vlm_tensor embed, lm_head;  /* lm_head is embed itself when tied */
-    const float *norm;          /* final RMSNorm weight */
-    float *vecs;                /* one device block holding every f32 vector */
+    vlm_tensor embed, lm_head; /* lm_head is embed itself when tied */
+    const float *norm;         /* final RMSNorm weight */
+    float *vecs;               /* one device block holding every f32 vector */
     float inv_freq[VLM_TEXT_MAX_HALF];
-    vlm_safetensors *st;        /* set when the model opened the checkpoint itself */
+    vlm_safetensors *st; /* set when the model opened the checkpoint itself */
 };
 
 /* Run state of one request: the KV cache and the activations of one batched pass. */
 typedef struct {
-    int capacity;     /* positions the KV cache holds */
-    int max_rows;     /* rows one pass may run */
-    int n_past;       /* positions already in the cache */
+    int capacity; /* positions the KV cache holds */
+    int max_rows; /* rows one pass may run */
+    int n_past;   /* positions already in the cache */
     /* device memory */
-    float *x;         /* [max_rows, D] residual stream (the pass's input embeddings on entry) */
-    float *xn;        /* [max_rows, D] normed input / projection output */
-    float *q;         /* [max_rows, H*hd] */
-    float *att;       /* [max_rows, H*hd] attention output */
-    float *gate, *up; /* [max_rows, I] */
-    float *logits;    /* [vocab] of the last row */
+    float *x;                 /* [max_rows, D] residual stream (the pass's input embeddings on entry) */
+    float *xn;                /* [max_rows, D] normed input / projection output */
+    float *q;                 /* [max_rows, H*hd] */
+    float *att;               /* [max_rows, H*hd] attention output */
+    float *gate, *up;         /* [max_rows, I] */
+    float *logits;            /* [vocab] of the last row */
     float *k_cache, *v_cache; /* [layers, capacity, kvH*hd] each */
-    float *cos, *sin; /* [max_rows, hd/2] */
+    float *cos, *sin;         /* [max_rows, hd/2] */
     void *act_block, *kv_block;
     /* host scratch for the rotary tables */
     float *cos_h, *sin_h;

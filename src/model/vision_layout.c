@@ -11,8 +11,7 @@ int vlm_vision_window_tokens(const vlm_vision_config *v) {
     return t > 0 ? t : 1;
 }
 
-vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const int (*grids)[3], int n_images,
-                                  int *n_patches) {
+vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const int (*grids)[3], int n_images, int *n_patches) {
     if (n_images <= 0 || !grids) return vlm_err(VLM_ERR_INVALID, "vision encoder: no image grid given");
     int64_t total = 0;
     int ms = v->merge_size;
@@ -26,8 +25,8 @@ vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const int (*grids)
         int64_t n = (int64_t)t * h * w;
         if (n > VLM_VISION_MAX_PATCHES || total + n > VLM_VISION_MAX_PATCHES)
             return vlm_err(VLM_ERR_INVALID,
-                           "vision encoder: image %d (grid %d x %d x %d) brings the request to more than %d patches",
-                           i, t, h, w, (int)VLM_VISION_MAX_PATCHES);
+                           "vision encoder: image %d (grid %d x %d x %d) brings the request to more than %d patches", i,
+                           t, h, w, (int)VLM_VISION_MAX_PATCHES);
         total += n;
     }
     *n_patches = (int)total;
@@ -106,8 +105,8 @@ static void fill_windows(const vlm_vision_config *v, const int (*grids)[3], int 
     for (int j = 0; j < l->n_merged; j++) l->window_inverse[l->window_index[j]] = j;
 }
 
-vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows, const int (*grids)[3],
-                                   int n_images, vlm_vision_layout *l) {
+vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows, const int (*grids)[3], int n_images,
+                                   vlm_vision_layout *l) {
     memset(l, 0, sizeof *l);
     int N;
     VLM_TRY(vlm_vision_grids_check(v, grids, n_images, &N));
@@ -128,7 +127,8 @@ vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows,
     l->n_full = frames;
     l->full_segments[0] = 0;
     for (int i = 0, s = 0; i < n_images; i++)
-        for (int f = 0; f < grids[i][0]; f++, s++) l->full_segments[s + 1] = l->full_segments[s] + grids[i][1] * grids[i][2];
+        for (int f = 0; f < grids[i][0]; f++, s++)
+            l->full_segments[s + 1] = l->full_segments[s] + grids[i][1] * grids[i][2];
     if (with_windows) {
         int64_t maxw = vlm_vision_max_windows(v, grids, n_images);
         l->window_index = vlm_alloc(sizeof(int32_t) * (size_t)l->n_merged, "the vision window index");

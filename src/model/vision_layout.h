@@ -19,12 +19,12 @@ enum { VLM_VISION_MAX_PATCHES = 1 << 22 };
 
 typedef struct {
     int n_images;
-    int n_patches;           /* N: rows of pixel_values, sum of t*h*w */
-    int n_merged;            /* M = N / unit: merged tokens (rows of the output) */
-    int unit;                /* merge_size^2: patches per merged token */
-    int rot_dim;             /* head_dim / 2: columns of rot */
-    float *rot;              /* [N, rot_dim] rotary angles (row·inv_freq, col·inv_freq), patch order */
-    int *full_segments;      /* [n_full + 1] patch boundaries of each image frame */
+    int n_patches;      /* N: rows of pixel_values, sum of t*h*w */
+    int n_merged;       /* M = N / unit: merged tokens (rows of the output) */
+    int unit;           /* merge_size^2: patches per merged token */
+    int rot_dim;        /* head_dim / 2: columns of rot */
+    float *rot;         /* [N, rot_dim] rotary angles (row·inv_freq, col·inv_freq), patch order */
+    int *full_segments; /* [n_full + 1] patch boundaries of each image frame */
     int n_full;
     /* Qwen2.5-VL only (NULL / 0 for Qwen2-VL): */
     int32_t *window_index;   /* [M] merged token at window-order position i (original index) */
@@ -35,11 +35,10 @@ typedef struct {
 
 /* Checks grids (t >= 1, h and w positive multiples of merge_size, total patches within
  * VLM_VISION_MAX_PATCHES) and returns the total patch count. Errors name the image and value. */
-vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const int (*grids)[3], int n_images,
-                                  int *n_patches);
+vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const int (*grids)[3], int n_images, int *n_patches);
 /* Builds the layout; with_windows = 1 for Qwen2.5-VL. Free with vlm_vision_layout_free. */
-vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows, const int (*grids)[3],
-                                   int n_images, vlm_vision_layout *out);
+vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows, const int (*grids)[3], int n_images,
+                                   vlm_vision_layout *out);
 void vlm_vision_layout_free(vlm_vision_layout *l);
 /* Merged tokens per window side: window_size / patch_size / merge_size (4 for 112 px). */
 int vlm_vision_window_tokens(const vlm_vision_config *v);

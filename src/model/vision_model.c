@@ -21,9 +21,9 @@ typedef struct {
 /* The activation buffers of one call, all device memory, sized for `cap` patches. */
 typedef struct {
     int cap;
-    float *x;   /* [N, W] residual stream */
-    float *h;   /* [N, W] norm output, attention output, MLP output */
-    float *big; /* qkv [N, 3W] | gate, up [N, 2F] | merger [M, 4W] + [M, out] x 2 | pixels [N, K] */
+    float *x;         /* [N, W] residual stream */
+    float *h;         /* [N, W] norm output, attention output, MLP output */
+    float *big;       /* qkv [N, 3W] | gate, up [N, 2F] | merger [M, 4W] + [M, out] x 2 | pixels [N, K] */
     float *cos, *sin; /* [N, head_dim / 2] */
     uint64_t bytes;
 } vbuffers;
@@ -51,8 +51,8 @@ static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 static size_t big_floats(const vlm_vision_config *v, int is25, size_t N, int include_pixels) {
     size_t W = (size_t)v->width, F = (size_t)v->mlp_hidden, unit = (size_t)v->merge_size * v->merge_size;
     size_t M = N / unit;
-    size_t b = N * 3 * W;                                  /* qkv; the proj output reuses it */
-    b = max_sz(b, N * F * (is25 ? 2 : 1));                 /* gate + up, or fc1 */
+    size_t b = N * 3 * W;                                      /* qkv; the proj output reuses it */
+    b = max_sz(b, N * F * (is25 ? 2 : 1));                     /* gate + up, or fc1 */
     b = max_sz(b, M * (unit * W + 2 * (size_t)v->out_hidden)); /* merger hidden, output, staging */
     if (include_pixels) b = max_sz(b, N * (size_t)patch_k(v));
     return b;
@@ -68,8 +68,8 @@ static uint64_t call_bytes(const vlm_vision_config *v, int is25, size_t N, size_
                            int include_pixels) {
     size_t unit = (size_t)v->merge_size * v->merge_size, M = N / unit;
     uint64_t host = (uint64_t)N * (size_t)(v->head_dim / 2) * sizeof(float) /* rot */
-                    + (uint64_t)N * (size_t)v->head_dim * sizeof(float)     /* cos/sin staging */
-                    + (frames + 1 + (is25 ? windows + 1 + 2 * M : 0)) * sizeof(int);
+        + (uint64_t)N * (size_t)v->head_dim * sizeof(float)                 /* cos/sin staging */
+        + (frames + 1 + (is25 ? windows + 1 + 2 * M : 0)) * sizeof(int);
     return device_bytes(v, is25, N, include_pixels) + host;
 }
 
@@ -109,8 +109,8 @@ int64_t vlm_vision_max_pixels_fitting(const vlm_model_config *cfg, int n_images,
     return lo * side * side;
 }
 
-vlm_status vlm_vision_check_memory(const vlm_model_config *cfg, const int (*grids)[3], int n_images,
-                                   uint64_t available, int include_pixels) {
+vlm_status vlm_vision_check_memory(const vlm_model_config *cfg, const int (*grids)[3], int n_images, uint64_t available,
+                                   int include_pixels) {
     int N;
     VLM_TRY(vlm_vision_grids_check(&cfg->vision, grids, n_images, &N));
     uint64_t need = vlm_vision_activation_bytes(cfg, grids, n_images, include_pixels);
@@ -207,7 +207,7 @@ static vlm_status check_weights(const vlm_vision_config *v, int is25, const vlm_
     for (int b = 0; b < v->depth; b++) {
         const vlm_vision_block_weights *B = &w->blocks[b];
         int ok = B->qkv_w.data && B->proj_w.data && B->down_w.data && B->norm1_w.data && B->norm2_w.data &&
-                 (is25 ? B->gate_w.data && B->up_w.data : B->fc1_w.data && B->norm1_b.data && B->norm2_b.data);
+            (is25 ? B->gate_w.data && B->up_w.data : B->fc1_w.data && B->norm1_b.data && B->norm2_b.data);
         if (!ok) return vlm_err(VLM_ERR_INVALID, "vision encoder: block %d has unbound weights", b);
     }
     return VLM_OK;
@@ -327,9 +327,18 @@ static void attention_block(vlm_vision_model *m, const vblock *B, int N, const i
     vlm_matmul(be, qkv, h, &B->qkv_w, B->qkv_b.data, N);
     /* q and k are adjacent in each row: one call rotates 2H heads */
     vlm_rope(be, qkv, 3 * W, m->buf.cos, m->buf.sin, N, 2 * H, hd);
-    vlm_attn_params p = {.n_q = N, .n_kv = N, .causal = 0, .segments = segs, .n_segments = n_segs,
-                         .n_heads = H, .n_kv_heads = H, .head_dim = hd,
-                         .q_stride = 3 * W, .kv_stride = 3 * W, .out_stride = W, .scale = 1.0f / sqrtf((float)hd)};
+    vlm_attn_params p = {.n_q = N,
+                         .n_kv = N,
+                         .causal = 0,
+                         .segments = segs,
+                         .n_segments = n_segs,
+                         .n_heads = H,
+                         .n_kv_heads = H,
+                         .head_dim = hd,
+                         .q_stride = 3 * W,
+                         .kv_stride = 3 * W,
+                         .out_stride = W,
+                         .scale = 1.0f / sqrtf((float)hd)};
     vlm_attention(be, h, qkv, qkv + W, qkv + 2 * W, &p);
     vlm_matmul(be, qkv, h, &B->proj_w, B->proj_b.data, N); /* q, k, v are dead: reuse */
     vlm_add(be, x, qkv, (size_t)N * W);
@@ -393,8 +402,8 @@ static vlm_status check_available(vlm_vision_model *m, const vlm_model_config *c
     return vlm_vision_check_memory(cfg, grids, n_images, avail + m->buf.bytes, !on_cpu(m));
 }
 
-static vlm_status run(vlm_vision_model *m, const float *pixels, const vlm_vision_layout *l, float *out,
-                      int out_on_host, vlm_dump *d) {
+static vlm_status run(vlm_vision_model *m, const float *pixels, const vlm_vision_layout *l, float *out, int out_on_host,
+                      vlm_dump *d) {
     vlm_backend *be = m->be;
     int N = l->n_patches, M = l->n_merged, W = m->v.width, out_w = m->v.out_hidden;
     size_t unit_row = (size_t)l->unit * W;

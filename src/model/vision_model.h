@@ -60,8 +60,8 @@ int64_t vlm_vision_max_pixels_fitting(const vlm_model_config *cfg, int n_images,
                                       int include_pixels);
 /* VLM_OK when the activations of these grids fit in `available` bytes; otherwise VLM_ERR_NOMEM
  * with a message naming the bytes needed, the bytes available and a --max-pixels that fits. */
-vlm_status vlm_vision_check_memory(const vlm_model_config *cfg, const int (*grids)[3], int n_images,
-                                   uint64_t available, int include_pixels);
+vlm_status vlm_vision_check_memory(const vlm_model_config *cfg, const int (*grids)[3], int n_images, uint64_t available,
+                                   int include_pixels);
 
 /* Floating-point operations of one encode call: every matmul (2*M*N*K) and the attention
  * products QK^T and PV (4 * len^2 * head_dim * heads per segment). Element-wise ops not counted. */

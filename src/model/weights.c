@@ -23,8 +23,9 @@ vlm_status vlm_detect_parts(const vlm_safetensors *st, vlm_checkpoint_parts *par
         else if (has_prefix(n, "lm_head.")) head = 1; /* the same name in both schemes */
     }
     if ((legacy_v || legacy_t) && (nested_v || nested_t))
-        return vlm_err(VLM_ERR_FORMAT, "checkpoint mixes the two naming schemes (visual.*, model.layers.* and "
-                                       "model.visual.*, model.language_model.*)");
+        return vlm_err(VLM_ERR_FORMAT,
+                       "checkpoint mixes the two naming schemes (visual.*, model.layers.* and "
+                       "model.visual.*, model.language_model.*)");
     legacy_t |= head && !nested_v && !nested_t;
     parts->has_vision = legacy_v || nested_v;
     parts->has_text = legacy_t || nested_t || head;
@@ -221,8 +222,8 @@ int64_t vlm_vision_param_count(const vlm_model_config *cfg) {
     int is25 = cfg->family == VLM_FAMILY_QWEN2_5_VL;
     int64_t W = v->width, F = v->mlp_hidden, M4 = W * v->merge_size * v->merge_size;
     int64_t patch = (int64_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
-    int64_t block = (is25 ? 2 * W : 4 * W) + 3 * W * W + 3 * W + W * W + W +
-                    (is25 ? 3 * F * W + 2 * F + W : 2 * F * W + F + W);
+    int64_t block =
+        (is25 ? 2 * W : 4 * W) + 3 * W * W + 3 * W + W * W + W + (is25 ? 3 * F * W + 2 * F + W : 2 * F * W + F + W);
     int64_t merger = (is25 ? W : 2 * W) + M4 * M4 + M4 + (int64_t)v->out_hidden * M4 + v->out_hidden;
     return W * patch + v->depth * block + merger;
 }

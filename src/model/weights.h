@@ -25,18 +25,18 @@ typedef struct {
 typedef struct {
     vlm_tensor norm1_w, norm1_b, norm2_w, norm2_b; /* biases: Qwen2-VL LayerNorm only */
     vlm_tensor qkv_w, qkv_b, proj_w, proj_b;
-    vlm_tensor gate_w, gate_b, up_w, up_b;         /* Qwen2.5-VL SwiGLU */
-    vlm_tensor down_w, down_b;                     /* Qwen2.5-VL down_proj; Qwen2-VL fc2 */
-    vlm_tensor fc1_w, fc1_b;                       /* Qwen2-VL fc1 */
+    vlm_tensor gate_w, gate_b, up_w, up_b; /* Qwen2.5-VL SwiGLU */
+    vlm_tensor down_w, down_b;             /* Qwen2.5-VL down_proj; Qwen2-VL fc2 */
+    vlm_tensor fc1_w, fc1_b;               /* Qwen2-VL fc1 */
 } vlm_vision_block_weights;
 
 typedef struct {
     vlm_tensor patch_embed; /* [width, C*T*P*P] (the Conv3d kernel, flattened) */
     vlm_vision_block_weights *blocks;
     int n_blocks;
-    vlm_tensor merger_norm_w, merger_norm_b;       /* ln_q (bias for Qwen2-VL) */
-    vlm_tensor merger_fc1_w, merger_fc1_b;         /* mlp.0: [4w, 4w] */
-    vlm_tensor merger_fc2_w, merger_fc2_b;         /* mlp.2: [out, 4w] */
+    vlm_tensor merger_norm_w, merger_norm_b; /* ln_q (bias for Qwen2-VL) */
+    vlm_tensor merger_fc1_w, merger_fc1_b;   /* mlp.0: [4w, 4w] */
+    vlm_tensor merger_fc2_w, merger_fc2_b;   /* mlp.2: [out, 4w] */
 } vlm_vision_weights;
 
 typedef enum {

@@ -20,7 +20,7 @@ static int relevant(const char *name) {
     size_t n = strlen(name);
     if (!strcmp(name, "vlm_manifest.json")) return 0; /* an artifact's own manifest */
     return (n > 5 && !strcmp(name + n - 5, ".json")) || (n > 12 && !strcmp(name + n - 12, ".safetensors")) ||
-           (n > 4 && !strcmp(name + n - 4, ".txt"));
+        (n > 4 && !strcmp(name + n - 4, ".txt"));
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -77,7 +77,8 @@ vlm_status vlm_manifest_write(const char *artifact_dir, const vlm_manifest *m) {
     vlm_sb_json_string(&b, m->kind, strlen(m->kind));
     vlm_sb_printf(&b, ",\n  \"source\": ");
     vlm_sb_json_string(&b, m->source, strlen(m->source));
-    vlm_sb_printf(&b, ",\n  \"fingerprint\": \"%s\",\n  \"artifact_fingerprint\": \"%s\",\n  \"vlm_version\": \"%s\"\n}\n",
+    vlm_sb_printf(&b,
+                  ",\n  \"fingerprint\": \"%s\",\n  \"artifact_fingerprint\": \"%s\",\n  \"vlm_version\": \"%s\"\n}\n",
                   m->fingerprint, m->artifact, m->version);
     vlm_status s = b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory") : vlm_write_file(path, b.data, b.len);
     vlm_sb_free(&b);

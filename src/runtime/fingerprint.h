@@ -15,11 +15,11 @@ vlm_status vlm_fingerprint_dir(const char *dir, char out[VLM_FINGERPRINT_LEN]);
 
 /* Artifact manifests (vlm_manifest.json inside an artifact directory). */
 typedef struct {
-    char kind[32];          /* "vision", "language", "onnx-vision", "language-q4_0", ... */
-    char source[4096];      /* absolute path of the source checkpoint */
+    char kind[32];                         /* "vision", "language", "onnx-vision", "language-q4_0", ... */
+    char source[4096];                     /* absolute path of the source checkpoint */
     char fingerprint[VLM_FINGERPRINT_LEN]; /* of the source checkpoint */
     char artifact[VLM_FINGERPRINT_LEN];    /* of the artifact's own files (the manifest excluded) */
-    char version[32];       /* vlm version that wrote it */
+    char version[32];                      /* vlm version that wrote it */
 } vlm_manifest;
 
 vlm_status vlm_manifest_write(const char *artifact_dir, const vlm_manifest *m);

@@ -74,8 +74,8 @@ static vlm_status preprocess_images(vlm_model *m, const char *const *paths, int 
 /* Runs the vision component: native on the model's backend, or ONNX Runtime on the host (the
  * features are then copied to the backend). out: [n_tokens, hidden] on the device. */
 static vlm_status encode_images(vlm_model *m, const image_batch *b, float *out, vlm_dump *dump) {
-    if (m->vision) return vlm_vision_encode(m->vision, b->pixels, b->n_rows, (const int(*)[3])b->grids, b->n_images,
-                                            out, 0, dump);
+    if (m->vision)
+        return vlm_vision_encode(m->vision, b->pixels, b->n_rows, (const int(*)[3])b->grids, b->n_images, out, 0, dump);
     if (!m->onnx) return vlm_err(VLM_ERR_UNSUPPORTED, "this model has no vision encoder, so it cannot take images");
     int hidden = m->lang.cfg.text.hidden;
     float *host = vlm_alloc((size_t)b->n_tokens * hidden * sizeof(float), "image features");
@@ -116,7 +116,8 @@ static vlm_status build_prompt(vlm_model *m, const vlm_request *r, const image_b
             msgs[i].role = msg->role;
             msgs[i].parts = parts + k;
             for (int j = 0; j < msg->n_images; j++, img++) parts[k++] = (vlm_chat_part){.type = VLM_CHAT_IMAGE};
-            if (msg->text) parts[k++] = (vlm_chat_part){.type = VLM_CHAT_TEXT, .text = msg->text, .len = strlen(msg->text)};
+            if (msg->text)
+                parts[k++] = (vlm_chat_part){.type = VLM_CHAT_TEXT, .text = msg->text, .len = strlen(msg->text)};
             msgs[i].n_parts = (int)(parts + k - msgs[i].parts);
         }
         vlm_chat_options opt = {.add_generation_prompt = 1};
@@ -203,7 +204,8 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
             for (int k = 0; k < 3; k++) g64[i * 3 + k] = b.grids[i][k];
         if (s == VLM_OK && b.n_images <= 64) s = vlm_dump_i64(dump, "image_grid_thw", g64, 2, gshape);
         int hidden = m->lang.cfg.text.hidden;
-        if (s == VLM_OK && !(embeds = vlm_dev_alloc(m->be, (size_t)b.n_tokens * hidden * sizeof(float), "image embeddings")))
+        if (s == VLM_OK &&
+            !(embeds = vlm_dev_alloc(m->be, (size_t)b.n_tokens * hidden * sizeof(float), "image embeddings")))
             s = VLM_ERR_NOMEM;
         if (s == VLM_OK) s = encode_images(m, &b, embeds, dump);
         if (s == VLM_OK) s = vlm_sync(m->be);
@@ -214,7 +216,8 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     if (s == VLM_OK && b.n_images) {
         grids = calloc((size_t)b.n_images, sizeof *grids);
         if (!grids) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
-        for (int i = 0; grids && i < b.n_images; i++) grids[i] = (vlm_grid_thw){b.grids[i][0], b.grids[i][1], b.grids[i][2]};
+        for (int i = 0; grids && i < b.n_images; i++)
+            grids[i] = (vlm_grid_thw){b.grids[i][0], b.grids[i][1], b.grids[i][2]};
     }
     vlm_gen_request gr;
     vlm_gen_request_init(&gr);

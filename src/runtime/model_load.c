@@ -68,8 +68,10 @@ static vlm_status load_vision(vlm_model *m, const char *dir, int share) {
     vlm_checkpoint_parts parts;
     VLM_TRY(vlm_detect_parts(m->vis.st, &parts));
     if (!parts.has_vision)
-        return vlm_err(VLM_ERR_NOT_FOUND, "%s has no vision encoder (visual.* tensors): a language-only artifact can only "
-                                          "answer text prompts", dir);
+        return vlm_err(VLM_ERR_NOT_FOUND,
+                       "%s has no vision encoder (visual.* tensors): a language-only artifact can only "
+                       "answer text prompts",
+                       dir);
     m->vis.bytes = vlm_st_bytes_with_prefix(m->vis.st, vlm_vision_prefix(parts.naming));
     return vlm_vision_create(&m->vis.cfg, &m->vw, m->be, &m->vision);
 }
@@ -105,10 +107,10 @@ static vlm_status ensure_quantized(vlm_model *m, int with_vision, char *dir, siz
 static vlm_status prepare_and_load(vlm_model *m) {
     const vlm_load_options *o = &m->opt;
     char vis_dir[VLM_PATH_MAX], lang_dir[VLM_PATH_MAX], q_dir[VLM_PATH_MAX];
-    if (o->quantize_vision && !o->quantize)
-        return vlm_err(VLM_ERR_INVALID, "--quantize-vision goes with --quantize");
+    if (o->quantize_vision && !o->quantize) return vlm_err(VLM_ERR_INVALID, "--quantize-vision goes with --quantize");
     if (o->quantize_vision && o->mode == VLM_MODE_RUN_ONNX)
-        return vlm_err(VLM_ERR_UNSUPPORTED, "--quantize-vision: run_onnx exports the vision encoder in stored precision");
+        return vlm_err(VLM_ERR_UNSUPPORTED,
+                       "--quantize-vision: run_onnx exports the vision encoder in stored precision");
     if (o->quantize) {
         /* both components from one quantized checkpoint when the vision tower is quantized too;
          * otherwise only the language model is replaced by its quantized artifact */
@@ -169,14 +171,14 @@ vlm_status vlm_load(const vlm_load_options *o, vlm_model **out) {
     if (!m) return vlm_err(VLM_ERR_NOMEM, "out of memory");
     m->opt = *o;
     snprintf(m->model_id, sizeof m->model_id, "%s", o->model_id);
-    snprintf(m->output_dir, sizeof m->output_dir, "%s", o->output_dir && *o->output_dir ? o->output_dir : "split_models");
+    snprintf(m->output_dir, sizeof m->output_dir, "%s",
+             o->output_dir && *o->output_dir ? o->output_dir : "split_models");
     m->opt.model_id = m->model_id;
     m->opt.output_dir = m->output_dir;
     if (o->threads > 0) vlm_set_threads(o->threads);
     vlm_status s = vlm_resolve_model(o->model_id, m->source_dir, sizeof m->source_dir);
     if (s == VLM_OK) s = pick_device(o->device, &m->device);
-    if (s == VLM_OK)
-        s = vlm_backend_create(m->device == VLM_DEV_CUDA ? VLM_DEVICE_CUDA : VLM_DEVICE_CPU, &m->be);
+    if (s == VLM_OK) s = vlm_backend_create(m->device == VLM_DEV_CUDA ? VLM_DEVICE_CUDA : VLM_DEVICE_CPU, &m->be);
     if (s == VLM_OK) {
         report_progress(m, "loading", 0.0);
         s = prepare_and_load(m);

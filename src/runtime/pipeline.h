@@ -28,7 +28,7 @@ typedef struct {
 } vlm_component;
 
 struct vlm_model {
-    vlm_load_options opt;       /* strings below are owned copies */
+    vlm_load_options opt; /* strings below are owned copies */
     char model_id[VLM_PATH_MAX];
     char output_dir[VLM_PATH_MAX];
     char source_dir[VLM_PATH_MAX]; /* the resolved checkpoint */
@@ -37,8 +37,8 @@ struct vlm_model {
 
     vlm_component vis;
     vlm_vision_weights vw;
-    vlm_vision_model *vision;   /* native encoder (original, split_native) */
-    vlm_ort_vision *onnx;       /* ONNX Runtime session (run_onnx) */
+    vlm_vision_model *vision; /* native encoder (original, split_native) */
+    vlm_ort_vision *onnx;     /* ONNX Runtime session (run_onnx) */
     uint64_t onnx_bytes;
 
     vlm_component lang;

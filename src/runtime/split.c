@@ -14,10 +14,11 @@
 
 /* Support files each artifact carries (copied when the source has them). */
 static const char *const k_vision_files[] = {"config.json", "preprocessor_config.json", NULL};
-static const char *const k_language_files[] = {"config.json",          "generation_config.json", "tokenizer.json",
-                                               "tokenizer_config.json", "chat_template.json",    "vocab.json",
-                                               "merges.txt",           "special_tokens_map.json", "added_tokens.json",
-                                               NULL};
+static const char *const k_language_files[] = {"config.json",        "generation_config.json",
+                                               "tokenizer.json",     "tokenizer_config.json",
+                                               "chat_template.json", "vocab.json",
+                                               "merges.txt",         "special_tokens_map.json",
+                                               "added_tokens.json",  NULL};
 
 typedef struct {
     const vlm_safetensors *st;
@@ -38,9 +39,9 @@ static void copy_progress(void *user, uint64_t done, uint64_t total) {
 }
 
 /* Writes one part into a temporary directory, then renames it over OUTPUT_DIR/<part>. */
-static vlm_status write_part(const char *model_dir, const char *output_dir, const vlm_safetensors *st,
-                             const char *part, const char *prefix, int want_vision, const char *const *files,
-                             vlm_progress_fn progress, void *user) {
+static vlm_status write_part(const char *model_dir, const char *output_dir, const vlm_safetensors *st, const char *part,
+                             const char *prefix, int want_vision, const char *const *files, vlm_progress_fn progress,
+                             void *user) {
     char final_dir[VLM_PATH_MAX], tmp_dir[VLM_PATH_MAX], name[64];
     VLM_TRY(vlm_path_join(final_dir, sizeof final_dir, output_dir, part));
     snprintf(name, sizeof name, ".%s.tmp.%d", part, (int)getpid());

@@ -11,11 +11,18 @@ static const struct {
     size_t size;
     int block;
 } k_dtypes[VLM_DT_COUNT] = {
-    [VLM_DT_F32] = {"F32", 4, 1},   [VLM_DT_F16] = {"F16", 2, 1}, [VLM_DT_BF16] = {"BF16", 2, 1},
-    [VLM_DT_I64] = {"I64", 8, 1},   [VLM_DT_I32] = {"I32", 4, 1}, [VLM_DT_I8] = {"I8", 1, 1},
-    [VLM_DT_U8] = {"U8", 1, 1},     [VLM_DT_Q8_0] = {"Q8_0", 34, 32},
-    [VLM_DT_Q4_0] = {"Q4_0", 18, 32}, [VLM_DT_NF4] = {"NF4", 34, 64},
-    [VLM_DT_Q4_0_R16] = {"Q4_0_R16", 18, 32}, [VLM_DT_Q8_0_R16] = {"Q8_0_R16", 34, 32},
+    [VLM_DT_F32] = {"F32", 4, 1},
+    [VLM_DT_F16] = {"F16", 2, 1},
+    [VLM_DT_BF16] = {"BF16", 2, 1},
+    [VLM_DT_I64] = {"I64", 8, 1},
+    [VLM_DT_I32] = {"I32", 4, 1},
+    [VLM_DT_I8] = {"I8", 1, 1},
+    [VLM_DT_U8] = {"U8", 1, 1},
+    [VLM_DT_Q8_0] = {"Q8_0", 34, 32},
+    [VLM_DT_Q4_0] = {"Q4_0", 18, 32},
+    [VLM_DT_NF4] = {"NF4", 34, 64},
+    [VLM_DT_Q4_0_R16] = {"Q4_0_R16", 18, 32},
+    [VLM_DT_Q8_0_R16] = {"Q8_0_R16", 34, 32},
 };
 
 const char *vlm_dtype_name(vlm_dtype t) { return (unsigned)t < VLM_DT_COUNT ? k_dtypes[t].name : "?"; }
@@ -83,7 +90,7 @@ void vlm_to_f32(vlm_dtype t, const void *src, float *dst, size_t n) {
     }
     default:
         if (vlm_dtype_is_quantized(t)) vlm_dequantize_row(t, src, dst, (int64_t)n); /* an embedding row */
-        else memset(dst, 0, n * sizeof(float)); /* callers check the dtype first */
+        else memset(dst, 0, n * sizeof(float));                                     /* callers check the dtype first */
         break;
     }
 }

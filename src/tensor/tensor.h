@@ -33,11 +33,11 @@ typedef struct {
     vlm_dtype dtype;
     int ndim;
     int64_t shape[VLM_MAX_DIMS];
-    void *data;        /* device memory of the backend that owns it (host for the CPU) */
+    void *data; /* device memory of the backend that owns it (host for the CPU) */
     size_t nbytes;
 } vlm_tensor;
 
-const char *vlm_dtype_name(vlm_dtype t);          /* "F32", "BF16", "Q4_0", ... */
+const char *vlm_dtype_name(vlm_dtype t);                 /* "F32", "BF16", "Q4_0", ... */
 int vlm_dtype_from_name(const char *name, vlm_dtype *t); /* 0 on success */
 /* Bytes per element for plain dtypes; for block formats, bytes per block (see block_size). */
 size_t vlm_dtype_size(vlm_dtype t);
@@ -54,11 +54,17 @@ const char *vlm_shape_str(const vlm_tensor *t, char *buf, size_t cap);
 
 /* Scalar conversions (round to nearest even, as torch does). */
 static inline float vlm_bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } v = {.u = (uint32_t)h << 16};
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = (uint32_t)h << 16};
     return v.f;
 }
 static inline uint16_t vlm_f32_to_bf16(float f) {
-    union { float f; uint32_t u; } v = {.f = f};
+    union {
+        float f;
+        uint32_t u;
+    } v = {.f = f};
     if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* quiet NaN */
     uint32_t rounding = 0x7fffu + ((v.u >> 16) & 1u);
     return (uint16_t)((v.u + rounding) >> 16);

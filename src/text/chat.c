@@ -17,7 +17,8 @@ vlm_status vlm_chat_render(const vlm_chat_message *msgs, int n_msgs, const vlm_c
     for (int m = 0; m < n_msgs; m++) {
         const char *role = msgs[m].role;
         if (!role || !*role || strpbrk(role, "\r\n"))
-            return vlm_err(VLM_ERR_INVALID, "chat: message %d has %s", m, role && *role ? "a line break in its role" : "no role");
+            return vlm_err(VLM_ERR_INVALID, "chat: message %d has %s", m,
+                           role && *role ? "a line break in its role" : "no role");
         if (msgs[m].n_parts < 0 || (msgs[m].n_parts > 0 && !msgs[m].parts))
             return vlm_err(VLM_ERR_INVALID, "chat: message %d has a bad part list", m);
     }
@@ -31,7 +32,8 @@ vlm_status vlm_chat_render(const vlm_chat_message *msgs, int n_msgs, const vlm_c
             const vlm_chat_part *part = &msgs[m].parts[p];
             switch (part->type) {
             case VLM_CHAT_TEXT:
-                if (part->len && !part->text) return vlm_err(VLM_ERR_INVALID, "chat: message %d part %d has no text", m, p);
+                if (part->len && !part->text)
+                    return vlm_err(VLM_ERR_INVALID, "chat: message %d part %d has no text", m, p);
                 vlm_sb_append(out, part->text ? part->text : "", part->len);
                 break;
             case VLM_CHAT_IMAGE:
@@ -42,7 +44,9 @@ vlm_status vlm_chat_render(const vlm_chat_message *msgs, int n_msgs, const vlm_c
                 if (opt->add_vision_id) vlm_sb_printf(out, "Video %d: ", ++videos);
                 put(out, k_video);
                 break;
-            default: return vlm_err(VLM_ERR_INVALID, "chat: message %d part %d has an unknown type %d", m, p, (int)part->type);
+            default:
+                return vlm_err(VLM_ERR_INVALID, "chat: message %d part %d has an unknown type %d", m, p,
+                               (int)part->type);
             }
         }
         put(out, "<|im_end|>\n");
@@ -68,15 +72,18 @@ static vlm_status expand_pads(const vlm_tokenizer *t, vlm_ids *ids, size_t from,
         int32_t id = ids->v[i];
         if (id != sp->image_pad && id != sp->video_pad) continue;
         if (k >= n_pads)
-            return vlm_err(VLM_ERR_INVALID, "chat: the prompt holds more <|image_pad|> / <|video_pad|> tokens than its %d "
-                           "image and video parts (does a text part spell one out?)", n_pads);
+            return vlm_err(VLM_ERR_INVALID,
+                           "chat: the prompt holds more <|image_pad|> / <|video_pad|> tokens than its %d "
+                           "image and video parts (does a text part spell one out?)",
+                           n_pads);
         if (pad_counts[k] < 1 || (size_t)pad_counts[k] > (size_t)INT32_MAX - extra)
             return vlm_err(VLM_ERR_INVALID, "chat: image %d has a token count of %d", k, pad_counts[k]);
         extra += (size_t)pad_counts[k] - 1;
         k++;
     }
     if (k != n_pads)
-        return vlm_err(VLM_ERR_INVALID, "chat: the prompt holds %d vision pad tokens for %d image and video parts", k, n_pads);
+        return vlm_err(VLM_ERR_INVALID, "chat: the prompt holds %d vision pad tokens for %d image and video parts", k,
+                       n_pads);
     size_t n_old = ids->n;
     VLM_TRY(vlm_ids_reserve(ids, extra));
     /* expand in place from the end */
@@ -87,8 +94,7 @@ static vlm_status expand_pads(const vlm_tokenizer *t, vlm_ids *ids, size_t from,
         if (id == sp->image_pad || id == sp->video_pad) {
             int c = pad_counts[--k];
             for (int j = 0; j < c; j++) ids->v[--w] = id;
-        } else
-            ids->v[--w] = id;
+        } else ids->v[--w] = id;
     }
     ids->n = n_old + extra;
     return VLM_OK;
@@ -101,7 +107,8 @@ vlm_status vlm_chat_build(vlm_tokenizer *t, const vlm_chat_message *msgs, int n_
         return vlm_err(VLM_ERR_INVALID, "chat: %d token counts given for %d image and video parts", n_pads, parts);
     const vlm_tok_specials *sp = vlm_tok_specials_of(t);
     if (parts && (sp->vision_start < 0 || sp->vision_end < 0 || sp->image_pad < 0 || sp->video_pad < 0))
-        return vlm_err(VLM_ERR_INVALID, "chat: the tokenizer has no <|vision_start|> / <|image_pad|> / <|video_pad|> / "
+        return vlm_err(VLM_ERR_INVALID,
+                       "chat: the tokenizer has no <|vision_start|> / <|image_pad|> / <|video_pad|> / "
                        "<|vision_end|> tokens, so it cannot take images");
     vlm_strbuf own = {0}, *buf = text ? text : &own;
     size_t text_start = buf->len, ids_start = ids->n;
@@ -131,7 +138,8 @@ vlm_status vlm_chat_build_prompt(vlm_tokenizer *t, const char *prompt, size_t pr
 
 vlm_status vlm_chat_vision_tokens(int grid_t, int grid_h, int grid_w, int merge_size, int *tokens) {
     if (grid_t < 1 || grid_h < 1 || grid_w < 1 || merge_size < 1)
-        return vlm_err(VLM_ERR_INVALID, "image grid (%d, %d, %d) with merge size %d", grid_t, grid_h, grid_w, merge_size);
+        return vlm_err(VLM_ERR_INVALID, "image grid (%d, %d, %d) with merge size %d", grid_t, grid_h, grid_w,
+                       merge_size);
     int64_t n = (int64_t)grid_t * grid_h * grid_w, m = (int64_t)merge_size * merge_size;
     if (n % m || n / m > INT32_MAX)
         return vlm_err(VLM_ERR_INVALID, "image grid (%d, %d, %d) is not a whole number of %dx%d merged patches", grid_t,

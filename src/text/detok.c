@@ -33,8 +33,7 @@ size_t vlm_tok_bytelevel_decode(const char *str, size_t n, char *out) {
         else if ((s[i] & 0xE0) == 0xC0 && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {
             cp = (uint32_t)(s[i] & 0x1F) << 6 | (s[i + 1] & 0x3F);
             i += 2;
-        } else
-            break; /* every mapped character is below U+0800 */
+        } else break; /* every mapped character is below U+0800 */
         int b = char_byte(cp);
         if (b < 0) break;
         out[o++] = (char)b;

@@ -14,17 +14,17 @@ typedef struct {
 struct vlm_sampler {
     int vocab;
     vlm_sampler_params p;
-    unsigned char *seen;  /* [vocab] */
-    int32_t *seen_list;   /* the distinct ids seen, in first-seen order */
+    unsigned char *seen; /* [vocab] */
+    int32_t *seen_list;  /* the distinct ids seen, in first-seen order */
     int n_seen;
-    scored *cand;         /* [vocab] candidates of the sampling path */
-    float *heap;          /* [vocab] top-k selection scratch */
+    scored *cand; /* [vocab] candidates of the sampling path */
+    float *heap;  /* [vocab] top-k selection scratch */
     uint64_t rng[4];
 };
 
 vlm_sampler_params vlm_sampler_greedy(void) {
-    return (vlm_sampler_params){.do_sample = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f,
-                                .repetition_penalty = 1.0f, .seed = 0};
+    return (vlm_sampler_params){
+        .do_sample = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .repetition_penalty = 1.0f, .seed = 0};
 }
 
 vlm_status vlm_sampler_params_resolve(const vlm_generation_config *gc, const vlm_sampling *user,
@@ -35,8 +35,12 @@ vlm_status vlm_sampler_params_resolve(const vlm_generation_config *gc, const vlm
     }
     int from_gc = !user || user->use_generation_config;
     /* transformers' GenerationConfig defaults */
-    vlm_sampler_params p = {.do_sample = 0, .temperature = 1.0f, .top_k = 50, .top_p = 1.0f,
-                            .repetition_penalty = 1.0f, .seed = user ? user->seed : 0};
+    vlm_sampler_params p = {.do_sample = 0,
+                            .temperature = 1.0f,
+                            .top_k = 50,
+                            .top_p = 1.0f,
+                            .repetition_penalty = 1.0f,
+                            .seed = user ? user->seed : 0};
     if (from_gc && gc) {
         p.do_sample = gc->do_sample;
         p.temperature = gc->temperature;

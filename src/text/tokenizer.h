@@ -102,8 +102,7 @@ vlm_status vlm_tok_encode(vlm_tokenizer *t, const char *text, size_t len, vlm_id
  * then ill-formed bytes replaced by U+FFFD, one per maximal ill-formed subpart (Python's
  * errors="replace"). skip_special drops added tokens marked special. Ids without a token
  * decode to nothing. Fails only when memory runs out. */
-vlm_status vlm_tok_decode(const vlm_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
-                          vlm_strbuf *out);
+vlm_status vlm_tok_decode(const vlm_tokenizer *t, const int32_t *ids, size_t n, int skip_special, vlm_strbuf *out);
 
 /* Appends n bytes to *out as valid UTF-8, each maximal ill-formed subpart replaced by U+FFFD
  * (the rule decode and the streaming detokenizer use). */
@@ -127,9 +126,9 @@ typedef struct {
     int skip_special;
     unsigned char pending[4];
     int n_pending;
-    char *out;      /* emitted text of the last call */
+    char *out; /* emitted text of the last call */
     size_t out_cap;
-    char *work;     /* pending bytes + one token */
+    char *work; /* pending bytes + one token */
 } vlm_detok;
 vlm_status vlm_detok_init(vlm_detok *d, const vlm_tokenizer *t, int skip_special);
 /* Feeds one id; *text / *len receive the text it completes. */

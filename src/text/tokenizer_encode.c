@@ -177,8 +177,8 @@ static int32_t whole_piece(vlm_tokenizer *t, const unsigned char *s, size_t n) {
 static int slot_inline(size_t len, size_t n) { return len <= VLM_TOK_SLOT_BYTES && n <= VLM_TOK_SLOT_IDS; }
 
 /* The cached ids of a piece, or NULL. */
-static const int32_t *cache_get(const vlm_tokenizer *t, const vlm_tok_cache_slot *slot, uint32_t h, const unsigned char *s,
-                                size_t n) {
+static const int32_t *cache_get(const vlm_tokenizer *t, const vlm_tok_cache_slot *slot, uint32_t h,
+                                const unsigned char *s, size_t n) {
     if (slot->hash != h || slot->len != n) return NULL;
     if (slot_inline(n, slot->n)) return memcmp(slot->u.in.bytes, s, n) ? NULL : slot->u.in.ids;
     const char *a = t->cache_arena + slot->u.off;
@@ -252,8 +252,8 @@ static vlm_status split(vlm_tokenizer *t, int stage, const unsigned char *s, siz
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            return vlm_err(VLM_ERR_RUNTIME, "%s: pre-tokenizer regex failed at byte %zu of a %zu-byte segment: %s", t->path,
-                           start, n, (const char *)msg);
+            return vlm_err(VLM_ERR_RUNTIME, "%s: pre-tokenizer regex failed at byte %zu of a %zu-byte segment: %s",
+                           t->path, start, n, (const char *)msg);
         }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
         size_t ms = ov[0], me = ov[1];

@@ -21,7 +21,7 @@ enum {
     VLM_TOK_CACHE_SLOTS = 1 << 16, /* piece cache: direct-mapped */
     VLM_TOK_CACHE_MAX_PIECE = 48,  /* longer pieces are not cached */
     VLM_TOK_CACHE_ARENA = 4 << 20,
-    VLM_TOK_LINEAR_MAX = 96,       /* BPE on longer pieces uses a heap */
+    VLM_TOK_LINEAR_MAX = 96, /* BPE on longer pieces uses a heap */
 };
 
 /* A compiled regex of a Split stage. */
@@ -74,34 +74,34 @@ typedef struct {
 /* Scratch for one BPE word (grown as needed, kept between calls). */
 typedef struct {
     int32_t *id, *prev, *next;
-    uint32_t *rank;  /* rank of the pair (i, next[i]); UINT32_MAX: none */
-    uint64_t *heap;  /* (rank << 32 | left index) entries, min-heap */
+    uint32_t *rank; /* rank of the pair (i, next[i]); UINT32_MAX: none */
+    uint64_t *heap; /* (rank << 32 | left index) entries, min-heap */
     size_t cap, heap_n;
 } vlm_tok_bpe;
 
 struct vlm_tokenizer {
     char path[VLM_PATH_MAX];
     int32_t n_ids;
-    uint8_t *flags;              /* VLM_TOK_* per id */
-    char *forms;                 /* vocabulary forms and added-token contents */
+    uint8_t *flags; /* VLM_TOK_* per id */
+    char *forms;    /* vocabulary forms and added-token contents */
     size_t forms_len, forms_cap;
     uint32_t *raw_off, *raw_len; /* per id: the bytes it decodes to */
     char *raw;
     size_t raw_len_total;
     size_t max_token_bytes;
-    vlm_tok_map vocab;           /* forms of the vocabulary (not added tokens) */
-    int32_t byte_id[256];        /* the token of each single byte */
+    vlm_tok_map vocab;    /* forms of the vocabulary (not added tokens) */
+    int32_t byte_id[256]; /* the token of each single byte */
 
-    uint64_t *merge_tab;         /* (left << 44 | right << 24 | rank + 1); 0: empty */
+    uint64_t *merge_tab; /* (left << 44 | right << 24 | rank + 1); 0: empty */
     size_t merge_mask;
-    int32_t *merge_result;       /* by rank */
-    uint32_t *byte_pair_rank;    /* [a << 8 | b]: the rank of merging byte tokens a, b (UINT32_MAX: none) */
+    int32_t *merge_result;    /* by rank */
+    uint32_t *byte_pair_rank; /* [a << 8 | b]: the rank of merging byte tokens a, b (UINT32_MAX: none) */
     int n_merges;
     int ignore_merges;
 
-    vlm_tok_added *added;        /* longest first */
+    vlm_tok_added *added; /* longest first */
     int n_added;
-    uint8_t added_first[256];    /* 1 when some added token starts with this byte */
+    uint8_t added_first[256]; /* 1 when some added token starts with this byte */
 
     int nfc;
     vlm_tok_regex split[VLM_TOK_MAX_SPLITS];
@@ -109,17 +109,17 @@ struct vlm_tokenizer {
     vlm_tok_specials sp;
 
     /* encode state (one thread at a time) */
-    size_t bpe_linear_max;       /* VLM_TOK_LINEAR_MAX; tests lower it to exercise the heap */
-    int cache_off;               /* tests: 1 disables the piece cache */
+    size_t bpe_linear_max; /* VLM_TOK_LINEAR_MAX; tests lower it to exercise the heap */
+    int cache_off;         /* tests: 1 disables the piece cache */
     vlm_tok_cache_slot *cache;
     char *cache_arena;
     size_t cache_used;
     vlm_tok_bpe bpe;
-    char *norm;                  /* NFC output of the current segment */
+    char *norm; /* NFC output of the current segment */
     size_t norm_cap;
-    int32_t *nfc_u32, *nfc_tmp;  /* NFC of one window: code points, sort scratch */
+    int32_t *nfc_u32, *nfc_tmp; /* NFC of one window: code points, sort scratch */
     size_t nfc_cap;
-    unsigned char *piece_form;   /* ignore_merges: the vocabulary form of a piece */
+    unsigned char *piece_form; /* ignore_merges: the vocabulary form of a piece */
     size_t piece_form_cap;
 };
 

@@ -15,8 +15,8 @@ void vlm_tokjs_init(vlm_tokjs *s, const char *text, size_t len, const char *what
 
 vlm_status vlm_tokjs_fail(const vlm_tokjs *s, const char *msg) {
     if (s->p >= s->end)
-        return vlm_err(VLM_ERR_FORMAT, "%s: %s: the JSON text ends early (truncated file?) at byte %zu", s->what,
-                       msg, (size_t)(s->end - s->start));
+        return vlm_err(VLM_ERR_FORMAT, "%s: %s: the JSON text ends early (truncated file?) at byte %zu", s->what, msg,
+                       (size_t)(s->end - s->start));
     return vlm_err(VLM_ERR_FORMAT, "%s: %s at byte %zu", s->what, msg, (size_t)(s->p - s->start));
 }
 

@@ -112,8 +112,8 @@ static vlm_status check_model(vlm_tokenizer *t, const sections *sec) {
     VLM_TRY(vlm_json_str(o, "type", t->path, &type));
     if (type && strcmp(type, "BPE")) {
         if (!strcmp(type, "Unigram") || !strcmp(type, "WordPiece") || !strcmp(type, "WordLevel"))
-            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: tokenizer model type \"%s\" is not supported (only byte-level BPE)",
-                           t->path, type);
+            return vlm_err(VLM_ERR_UNSUPPORTED,
+                           "%s: tokenizer model type \"%s\" is not supported (only byte-level BPE)", t->path, type);
         return vlm_err(VLM_ERR_FORMAT, "%s: unknown tokenizer model type \"%s\"", t->path, type);
     }
     if (!sec->vocab.p || !sec->merges.p)
@@ -196,7 +196,8 @@ static vlm_status read_added(vlm_tokenizer *t, const span *sp, uint8_t **special
             break;
         }
         if (lstrip || rstrip || single) {
-            s = vlm_err(VLM_ERR_UNSUPPORTED, "%s (\"%.64s\"): lstrip / rstrip / single_word are not supported", what, content);
+            s = vlm_err(VLM_ERR_UNSUPPORTED, "%s (\"%.64s\"): lstrip / rstrip / single_word are not supported", what,
+                        content);
             break;
         }
         vlm_tok_added *a = &t->added[t->n_added];
@@ -310,7 +311,8 @@ vlm_status vlm_tok_load_dir(const char *dir, vlm_tokenizer **out) {
     *out = NULL;
     VLM_TRY(vlm_path_join(path, sizeof path, dir, "tokenizer.json"));
     if (!vlm_is_file(path))
-        return vlm_err(VLM_ERR_NOT_FOUND, "%s: no tokenizer.json in this directory (only tokenizer.json files are read)", dir);
+        return vlm_err(VLM_ERR_NOT_FOUND,
+                       "%s: no tokenizer.json in this directory (only tokenizer.json files are read)", dir);
     return vlm_tok_load(path, out);
 }
 

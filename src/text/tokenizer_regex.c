@@ -13,7 +13,8 @@ static const char k_ws_members[] = "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680
                                    "\\x{202F}\\x{205F}\\x{3000}";
 
 /* The split that ByteLevel(use_regex=true) applies: GPT-2's pattern. */
-static const char k_gpt2_pattern[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char k_gpt2_pattern[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 typedef struct {
     char *p;
@@ -62,7 +63,8 @@ vlm_status vlm_tok_regex_rewrite(const char *pat, size_t n, char **out, size_t *
             } else if (d == 'S') {
                 if (in_class) {
                     free(o.p);
-                    return vlm_err(VLM_ERR_UNSUPPORTED, "pre-tokenizer regex: \\S inside a character class is not supported");
+                    return vlm_err(VLM_ERR_UNSUPPORTED,
+                                   "pre-tokenizer regex: \\S inside a character class is not supported");
                 }
                 ok = oput(&o, "[^", 2) && oput(&o, k_ws_members, sizeof k_ws_members - 1) && oput(&o, "]", 1);
             } else {
@@ -117,8 +119,10 @@ vlm_status vlm_tok_regex_compile(vlm_tok_regex *r, const char *pat, size_t n, co
     if (!r->code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
-        return vlm_err(VLM_ERR_FORMAT, "%s: the pre-tokenizer regex does not compile (%s, near offset %zu of the "
-                       "rewritten pattern): %.200s", what, (const char *)msg, (size_t)off, pat);
+        return vlm_err(VLM_ERR_FORMAT,
+                       "%s: the pre-tokenizer regex does not compile (%s, near offset %zu of the "
+                       "rewritten pattern): %.200s",
+                       what, (const char *)msg, (size_t)off, pat);
     }
     r->jit = pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
     if (!r->jit) VLM_LOG_D("%s: PCRE2 JIT unavailable, the regex runs interpreted", what);
@@ -153,7 +157,8 @@ static vlm_status read_normalizer(vlm_tokenizer *t, const cJSON *n) {
     }
     if (!strcmp(ty, "Sequence")) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "normalizers"), *e;
-        if (!cJSON_IsArray(list)) return vlm_err(VLM_ERR_FORMAT, "%s: normalizer Sequence without \"normalizers\"", t->path);
+        if (!cJSON_IsArray(list))
+            return vlm_err(VLM_ERR_FORMAT, "%s: normalizer Sequence without \"normalizers\"", t->path);
         cJSON_ArrayForEach(e, list) VLM_TRY(read_normalizer(t, e));
         return VLM_OK;
     }
@@ -162,7 +167,8 @@ static vlm_status read_normalizer(vlm_tokenizer *t, const cJSON *n) {
 
 static vlm_status add_split(vlm_tokenizer *t, const char *pat, size_t n) {
     if (t->n_split >= VLM_TOK_MAX_SPLITS)
-        return vlm_err(VLM_ERR_UNSUPPORTED, "%s: more than %d regex splits in the pre-tokenizer", t->path, VLM_TOK_MAX_SPLITS);
+        return vlm_err(VLM_ERR_UNSUPPORTED, "%s: more than %d regex splits in the pre-tokenizer", t->path,
+                       VLM_TOK_MAX_SPLITS);
     VLM_TRY(vlm_tok_regex_compile(&t->split[t->n_split], pat, n, t->path));
     t->n_split++;
     return VLM_OK;
@@ -175,7 +181,8 @@ static vlm_status read_pre(vlm_tokenizer *t, const cJSON *p, int *byte_level) {
         return vlm_err(VLM_ERR_UNSUPPORTED, "%s: pre-tokenizer \"%s\" after ByteLevel is not supported", t->path, ty);
     if (!strcmp(ty, "Sequence")) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers"), *e;
-        if (!cJSON_IsArray(list)) return vlm_err(VLM_ERR_FORMAT, "%s: pre-tokenizer Sequence without \"pretokenizers\"", t->path);
+        if (!cJSON_IsArray(list))
+            return vlm_err(VLM_ERR_FORMAT, "%s: pre-tokenizer Sequence without \"pretokenizers\"", t->path);
         cJSON_ArrayForEach(e, list) VLM_TRY(read_pre(t, e, byte_level));
         return VLM_OK;
     }
@@ -187,10 +194,13 @@ static vlm_status read_pre(vlm_tokenizer *t, const cJSON *p, int *byte_level) {
         VLM_TRY(vlm_json_str(p, "behavior", t->path, &behavior));
         VLM_TRY(vlm_json_bool(p, "invert", t->path, &invert));
         if (!cJSON_IsString(re))
-            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: Split pre-tokenizer without a \"Regex\" pattern is not supported", t->path);
+            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: Split pre-tokenizer without a \"Regex\" pattern is not supported",
+                           t->path);
         if (!behavior || strcmp(behavior, "Isolated") || invert)
-            return vlm_err(VLM_ERR_UNSUPPORTED, "%s: Split pre-tokenizer with behavior \"%s\"%s is not supported (only "
-                           "Isolated)", t->path, behavior ? behavior : "(none)", invert ? ", inverted" : "");
+            return vlm_err(VLM_ERR_UNSUPPORTED,
+                           "%s: Split pre-tokenizer with behavior \"%s\"%s is not supported (only "
+                           "Isolated)",
+                           t->path, behavior ? behavior : "(none)", invert ? ", inverted" : "");
         return add_split(t, re->valuestring, strlen(re->valuestring));
     }
     if (!strcmp(ty, "ByteLevel")) {
@@ -202,7 +212,8 @@ static vlm_status read_pre(vlm_tokenizer *t, const cJSON *p, int *byte_level) {
         *byte_level = 1;
         return VLM_OK;
     }
-    return vlm_err(VLM_ERR_UNSUPPORTED, "%s: pre-tokenizer \"%s\" is not supported (only Split and ByteLevel)", t->path, ty);
+    return vlm_err(VLM_ERR_UNSUPPORTED, "%s: pre-tokenizer \"%s\" is not supported (only Split and ByteLevel)", t->path,
+                   ty);
 }
 
 static vlm_status read_decoder(vlm_tokenizer *t, const cJSON *d) {
@@ -228,7 +239,9 @@ vlm_status vlm_tok_read_pipeline(vlm_tokenizer *t, const cJSON *normalizer, cons
     int byte_level = 0;
     if (pre_tokenizer && !cJSON_IsNull(pre_tokenizer)) VLM_TRY(read_pre(t, pre_tokenizer, &byte_level));
     if (!byte_level)
-        return vlm_err(VLM_ERR_UNSUPPORTED, "%s: the pre-tokenizer has no ByteLevel step (only byte-level BPE is "
-                       "supported)", t->path);
+        return vlm_err(VLM_ERR_UNSUPPORTED,
+                       "%s: the pre-tokenizer has no ByteLevel step (only byte-level BPE is "
+                       "supported)",
+                       t->path);
     return read_decoder(t, decoder);
 }

@@ -50,7 +50,9 @@ int32_t vlm_tok_map_get(const vlm_tokenizer *t, const vlm_tok_map *m, const char
     return vlm_tok_map_get_h(t, m, s, n, vlm_tok_hash(s, n));
 }
 
-static void prefetch_slot(const vlm_tok_map *m, uint64_t h) { __builtin_prefetch(&m->slot[(size_t)(h >> 32) & m->mask]); }
+static void prefetch_slot(const vlm_tok_map *m, uint64_t h) {
+    __builtin_prefetch(&m->slot[(size_t)(h >> 32) & m->mask]);
+}
 
 static vlm_status map_build(vlm_tokenizer *t, const vlm_tok_build *b) {
     size_t cap = 1024;
@@ -69,7 +71,8 @@ static vlm_status map_build(vlm_tokenizer *t, const vlm_tok_build *b) {
             size_t n = b->v[j].len, i = (size_t)(hash[j % AHEAD] >> 32) & m->mask;
             for (; m->slot[i].id >= 0; i = (i + 1) & m->mask)
                 if (slot_is(t, &m->slot[i], s, n))
-                    return vlm_err(VLM_ERR_FORMAT, "%s: model.vocab lists \"%.*s\" twice", t->path, (int)(n > 64 ? 64 : n), s);
+                    return vlm_err(VLM_ERR_FORMAT, "%s: model.vocab lists \"%.*s\" twice", t->path,
+                                   (int)(n > 64 ? 64 : n), s);
             vlm_tok_map_slot *e = &m->slot[i];
             e->id = b->v[j].id;
             e->len = (uint32_t)n;
@@ -89,7 +92,7 @@ static vlm_status map_build(vlm_tokenizer *t, const vlm_tok_build *b) {
 vlm_status vlm_tok_read_vocab(vlm_tokenizer *t, vlm_tokjs *js, vlm_tok_build *b) {
     vlm_tokjs_buf key = {0};
     vlm_status s = vlm_tokjs_peek(js) == '{' ? vlm_tokjs_expect(js, '{')
-                                               : vlm_err(VLM_ERR_FORMAT, "%s: model.vocab must be an object", t->path);
+                                             : vlm_err(VLM_ERR_FORMAT, "%s: model.vocab must be an object", t->path);
     int64_t i = 0, id;
     int more = 1;
     while (s == VLM_OK) {
@@ -121,7 +124,7 @@ enum { PIPE = 16 };
 typedef struct {
     vlm_tokjs_buf text; /* "left right\0leftright" */
     size_t nl, nr;
-    uint64_t h[3];      /* hashes of left, right, leftright */
+    uint64_t h[3]; /* hashes of left, right, leftright */
 } pending_merge;
 
 static vlm_status text_reserve(const vlm_tokenizer *t, vlm_tokjs_buf *b, size_t need) {
@@ -150,7 +153,8 @@ static vlm_status parse_merge(vlm_tokenizer *t, vlm_tokjs *js, int64_t k, vlm_to
         b->len += r->len + 1;
     } else {
         if (vlm_tokjs_peek(js) != '"')
-            return vlm_err(VLM_ERR_FORMAT, "%s: merge %lld must be a string \"left right\" or a pair", t->path, (long long)k);
+            return vlm_err(VLM_ERR_FORMAT, "%s: merge %lld must be a string \"left right\" or a pair", t->path,
+                           (long long)k);
         VLM_TRY(vlm_tokjs_string(js, b));
         const char *sp = memchr(b->data, ' ', b->len);
         if (!sp || sp == b->data || sp + 1 == b->data + b->len)
@@ -177,8 +181,9 @@ static vlm_status resolve_merge(vlm_tokenizer *t, const pending_merge *p, int64_
     m->b = vlm_tok_map_get_h(t, &t->vocab, right, p->nr, p->h[1]);
     m->r = vlm_tok_map_get_h(t, &t->vocab, cat, p->nl + p->nr, p->h[2]);
     if (m->a < 0 || m->b < 0)
-        return vlm_err(VLM_ERR_FORMAT, "%s: merge %lld (\"%.64s\"): \"%.*s\" is not in the vocabulary", t->path, (long long)k,
-                       s, m->a < 0 ? (int)(p->nl > 64 ? 64 : p->nl) : (int)(p->nr > 64 ? 64 : p->nr), m->a < 0 ? s : right);
+        return vlm_err(VLM_ERR_FORMAT, "%s: merge %lld (\"%.64s\"): \"%.*s\" is not in the vocabulary", t->path,
+                       (long long)k, s, m->a < 0 ? (int)(p->nl > 64 ? 64 : p->nl) : (int)(p->nr > 64 ? 64 : p->nr),
+                       m->a < 0 ? s : right);
     if (m->r < 0)
         return vlm_err(VLM_ERR_FORMAT, "%s: merge %lld (\"%.64s\"): the merged token \"%.*s\" is not in the vocabulary",
                        t->path, (long long)k, s, (int)(p->nl + p->nr > 64 ? 64 : p->nl + p->nr), cat);
@@ -197,7 +202,8 @@ vlm_status vlm_tok_read_merges(vlm_tokenizer *t, vlm_tokjs *js, vlm_tok_build *b
     while (s == VLM_OK) {
         s = vlm_tokjs_next(js, ']', &k, &more);
         if (s != VLM_OK) break;
-        if (more && k >= (1 << 24) - 1) s = vlm_err(VLM_ERR_UNSUPPORTED, "%s: more than %d merges", t->path, (1 << 24) - 2);
+        if (more && k >= (1 << 24) - 1)
+            s = vlm_err(VLM_ERR_UNSUPPORTED, "%s: more than %d merges", t->path, (1 << 24) - 2);
         if (s == VLM_OK && more && !grow((void **)&bu->m, &bu->cap_m, (size_t)k, sizeof *bu->m)) s = nomem(t);
         if (s == VLM_OK && more) s = parse_merge(t, js, k - 1, &r, &pipe[(k - 1) % PIPE]);
         /* resolve the oldest once the pipe is full, everything at the end */
@@ -249,7 +255,8 @@ static vlm_status build_ids(vlm_tokenizer *t, const vlm_tok_build *b) {
     }
     for (int k = 0; k < t->n_added; k++) {
         int32_t id = t->added[k].id;
-        if (t->flags[id] & VLM_TOK_ADDED) return vlm_err(VLM_ERR_FORMAT, "%s: added_tokens lists id %d twice", t->path, id);
+        if (t->flags[id] & VLM_TOK_ADDED)
+            return vlm_err(VLM_ERR_FORMAT, "%s: added_tokens lists id %d twice", t->path, id);
         t->flags[id] |= VLM_TOK_PRESENT | VLM_TOK_ADDED; /* an added token may reuse a vocabulary id */
         set_raw(t, id, t->added[k].content, t->added[k].len, &used);
     }
@@ -264,8 +271,10 @@ static vlm_status build_ids(vlm_tokenizer *t, const vlm_tok_build *b) {
         }
         t->byte_id[c] = vlm_tok_map_get(t, &t->vocab, u, n8);
         if (t->byte_id[c] < 0)
-            return vlm_err(VLM_ERR_FORMAT, "%s: the vocabulary has no token \"%.*s\" for byte 0x%02x: not a byte-level BPE "
-                           "vocabulary", t->path, (int)n8, u, c);
+            return vlm_err(VLM_ERR_FORMAT,
+                           "%s: the vocabulary has no token \"%.*s\" for byte 0x%02x: not a byte-level BPE "
+                           "vocabulary",
+                           t->path, (int)n8, u, c);
     }
     return VLM_OK;
 }
@@ -299,7 +308,8 @@ static vlm_status build_merge_table(vlm_tokenizer *t, const vlm_tok_merge *m, si
     for (int c = 0; c < 256; c++) byte_of[t->byte_id[c]] = (int16_t)c;
     for (size_t r = 0; r < n; r++) {
         int a = byte_of[m[r].a], b = byte_of[m[r].b];
-        if (a >= 0 && b >= 0 && t->byte_pair_rank[a << 8 | b] == UINT32_MAX) t->byte_pair_rank[a << 8 | b] = (uint32_t)r;
+        if (a >= 0 && b >= 0 && t->byte_pair_rank[a << 8 | b] == UINT32_MAX)
+            t->byte_pair_rank[a << 8 | b] = (uint32_t)r;
     }
     free(byte_of);
     return VLM_OK;

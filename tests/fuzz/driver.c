@@ -88,10 +88,16 @@ int main(int argc, char **argv) {
         for (int m = 0; m < muts; m++) {
             size_t pos = n ? rnd() % n : 0;
             switch (rnd() % 7) {
-            case 0: if (n) buf[pos] ^= (uint8_t)(1u << (rnd() % 8)); break;
-            case 1: if (n) buf[pos] = (uint8_t[]){0, 0xff, 0x7f, 0x80, '"', '{', '9', '-'}[rnd() % 8]; break;
+            case 0:
+                if (n) buf[pos] ^= (uint8_t)(1u << (rnd() % 8));
+                break;
+            case 1:
+                if (n) buf[pos] = (uint8_t[]){0, 0xff, 0x7f, 0x80, '"', '{', '9', '-'}[rnd() % 8];
+                break;
             case 2: n = n ? rnd() % n : 0; break; /* truncate */
-            case 3: if (n) buf[pos] = (uint8_t)rnd(); break;
+            case 3:
+                if (n) buf[pos] = (uint8_t)rnd();
+                break;
             case 4: { /* insert random bytes */
                 size_t k = 1 + rnd() % 8;
                 if (n + k <= cap) {
@@ -101,8 +107,18 @@ int main(int argc, char **argv) {
                 }
                 break;
             }
-            case 5: if (n >= 8) for (int j = 0; j < 8; j++) buf[j] = (uint8_t)rnd(); break; /* length prefix */
-            case 6: if (n > 4) { size_t a = rnd() % n, b = rnd() % n; uint8_t t = buf[a]; buf[a] = buf[b]; buf[b] = t; } break;
+            case 5:
+                if (n >= 8)
+                    for (int j = 0; j < 8; j++) buf[j] = (uint8_t)rnd();
+                break; /* length prefix */
+            case 6:
+                if (n > 4) {
+                    size_t a = rnd() % n, b = rnd() % n;
+                    uint8_t t = buf[a];
+                    buf[a] = buf[b];
+                    buf[b] = t;
+                }
+                break;
             }
         }
         LLVMFuzzerTestOneInput(buf, n);

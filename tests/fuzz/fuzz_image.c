@@ -38,10 +38,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     vlm_status s = vlm_image_decode_memory(data, size, "fuzz", 1 << 20, &img, &info);
     if (s == VLM_OK) {
         if (img.width <= 0 || img.height <= 0 || (long long)img.width * img.height > (1 << 20)) __builtin_trap();
-        vlm_preproc_config cfg = {.min_pixels = 3136, .max_pixels = 28 * 28 * 16, .patch_size = 14,
-                                  .temporal_patch_size = 2, .merge_size = 2, .rescale_factor = 1.0 / 255.0,
-                                  .mean = {0.5f, 0.5f, 0.5f}, .std = {0.25f, 0.25f, 0.25f},
-                                  .do_resize = 1, .do_rescale = 1, .do_normalize = 1};
+        vlm_preproc_config cfg = {.min_pixels = 3136,
+                                  .max_pixels = 28 * 28 * 16,
+                                  .patch_size = 14,
+                                  .temporal_patch_size = 2,
+                                  .merge_size = 2,
+                                  .rescale_factor = 1.0 / 255.0,
+                                  .mean = {0.5f, 0.5f, 0.5f},
+                                  .std = {0.25f, 0.25f, 0.25f},
+                                  .do_resize = 1,
+                                  .do_rescale = 1,
+                                  .do_normalize = 1};
         vlm_pixel_values pv;
         if (vlm_preprocess_image(&img, &cfg, 0, 0, &pv) == VLM_OK) {
             if (pv.n_patches <= 0 || pv.n_patches != pv.grid_thw[1] * pv.grid_thw[2]) __builtin_trap();

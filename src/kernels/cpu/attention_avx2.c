@@ -25,7 +25,7 @@ static inline __m256i vlm_mask8(int n) {
 #define vhsum(v) vlm_hsum8(v)
 #define vmask_first(n) vlm_mask8(n)
 #define vload_mask(p, m) _mm256_maskload_ps(p, m)
-#define vload_mask_fill(p, m, fill) \
+#define vload_mask_fill(p, m, fill)                                                                                    \
     _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))
 #define vkeep(v, m) _mm256_and_ps(v, _mm256_castsi256_ps(m))
 #define RT_S 6

@@ -97,8 +97,8 @@ static int params_ok(const vlm_attn_params *p) {
 /* Decode (one query) with fewer kv heads than threads: each head's key range is cut into parts
  * that threads take, each part's unnormalized result is kept with its max and sum, and the parts
  * are merged (flash-decoding). Returns 0 when not worth it or without scratch memory. */
-static int decode_split(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p,
-                        int rows, int threads, int avx512) {
+static int decode_split(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p, int rows,
+                        int threads, int avx512) {
     const int nkv = p->n_kv_heads, hd = p->head_dim, group = p->n_heads / nkv;
     int hi = p->q_pos0 + 1 < p->n_kv ? p->q_pos0 + 1 : p->n_kv;
     int parts = (threads + nkv - 1) / nkv; /* parts per head so that every thread has work */
@@ -112,8 +112,16 @@ static int decode_split(float *out, const float *q, const float *k, const float 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int t = 0; t < nkv * parts; t++) {
         int kh = t / parts, part = t % parts;
-        vlm_attn_task task = {.p = p, .q = q, .k = k, .v = v, .out = out, .kh = kh, .i0 = 0, .nq = 1,
-                              .lo = part * span, .hi = (part + 1) * span < hi ? (part + 1) * span : hi,
+        vlm_attn_task task = {.p = p,
+                              .q = q,
+                              .k = k,
+                              .v = v,
+                              .out = out,
+                              .kh = kh,
+                              .i0 = 0,
+                              .nq = 1,
+                              .lo = part * span,
+                              .hi = (part + 1) * span < hi ? (part + 1) * span : hi,
                               .partial = partial + (size_t)t * per_task};
         run_task(&task, rows, avx512);
     }

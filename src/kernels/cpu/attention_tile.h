@@ -49,7 +49,8 @@ static void s_tile(int hd, const float *qp, int ldq, const float *kt, int ldk, f
 AI void pv_kernel(const int NV, const int ROWS, int nk, const float *p, int ldp, const float *v, int ldv, float *o,
                   int ldo) {
     VEC acc[PV_ACC][PV_MAXV > PV_ACC ? PV_MAXV : PV_ACC];
-    UNROLL for (int r = 0; r < ROWS; r++) UNROLL for (int c = 0; c < NV; c++) acc[r][c] = vloadu(o + (size_t)r * ldo + c * VL);
+    UNROLL for (int r = 0; r < ROWS; r++) UNROLL for (int c = 0; c < NV; c++) acc[r][c] =
+        vloadu(o + (size_t)r * ldo + c * VL);
     for (int j = 0; j < nk; j++) {
         VEC vv[PV_MAXV];
         const float *vj = v + (size_t)j * ldv;
@@ -59,7 +60,8 @@ AI void pv_kernel(const int NV, const int ROWS, int nk, const float *p, int ldp,
             UNROLL for (int c = 0; c < NV; c++) acc[r][c] = vfmadd(a, vv[c], acc[r][c]);
         }
     }
-    UNROLL for (int r = 0; r < ROWS; r++) UNROLL for (int c = 0; c < NV; c++) vstoreu(o + (size_t)r * ldo + c * VL, acc[r][c]);
+    UNROLL for (int r = 0; r < ROWS; r++) UNROLL for (int c = 0; c < NV; c++)
+        vstoreu(o + (size_t)r * ldo + c * VL, acc[r][c]);
 }
 
 /* Rows as many at a time as the accumulators allow (PV_ACC vectors), the rest one by one. */

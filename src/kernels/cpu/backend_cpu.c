@@ -75,7 +75,9 @@ static void cpu_attention(vlm_backend *be, float *out, const float *q, const flo
                           const vlm_attn_params *p) {
     vlm_cpu_attention(out, q, k, v, p);
 }
-static void cpu_swiglu(vlm_backend *be, float *y, const float *g, const float *u, size_t n) { vlm_cpu_swiglu(y, g, u, n); }
+static void cpu_swiglu(vlm_backend *be, float *y, const float *g, const float *u, size_t n) {
+    vlm_cpu_swiglu(y, g, u, n);
+}
 static void cpu_gelu(vlm_backend *be, float *x, size_t n) { vlm_cpu_gelu(x, n); }
 static void cpu_quick_gelu(vlm_backend *be, float *x, size_t n) { vlm_cpu_quick_gelu(x, n); }
 static void cpu_add(vlm_backend *be, float *y, const float *x, size_t n) { vlm_cpu_add(y, x, n); }

@@ -10,8 +10,7 @@
  * copy). Weights F32, F16 or BF16. */
 void vlm_cpu_matmul(float *y, const float *x, const vlm_tensor *w, const float *bias, int M);
 /* Matrix-vector product with rows [n0, n1) of w for M (<= 8) input rows, on the calling thread. */
-void vlm_cpu_gemv_rows(float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int64_t n0,
-                       int64_t n1);
+void vlm_cpu_gemv_rows(float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int64_t n0, int64_t n1);
 void vlm_cpu_rmsnorm(float *y, const float *x, const float *w, int M, int D, float eps);
 void vlm_cpu_layernorm(float *y, const float *x, const float *w, const float *b, int M, int D, float eps);
 void vlm_cpu_rope(float *x, int stride, const float *cos, const float *sin, int M, int n_heads, int head_dim);

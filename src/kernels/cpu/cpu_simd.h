@@ -13,11 +13,11 @@
  * once warm). Slots keep buffers of different users apart. NULL when memory runs out (callers
  * fall back to a path that needs none). */
 enum {
-    VLM_SCRATCH_GEMV_X,  /* the GEMV's input rows, reordered for the bf16 kernel */
-    VLM_SCRATCH_GEMM_A,  /* packed activation block (owned by the calling thread, shared by the team) */
-    VLM_SCRATCH_GEMM_B,  /* packed weight micro-panel (per worker thread) */
-    VLM_SCRATCH_GEMM_C,  /* AMX accumulator tiles of a weight row pair (per worker thread) */
-    VLM_SCRATCH_ATTN,    /* attention tiles (per worker thread) */
+    VLM_SCRATCH_GEMV_X,     /* the GEMV's input rows, reordered for the bf16 kernel */
+    VLM_SCRATCH_GEMM_A,     /* packed activation block (owned by the calling thread, shared by the team) */
+    VLM_SCRATCH_GEMM_B,     /* packed weight micro-panel (per worker thread) */
+    VLM_SCRATCH_GEMM_C,     /* AMX accumulator tiles of a weight row pair (per worker thread) */
+    VLM_SCRATCH_ATTN,       /* attention tiles (per worker thread) */
     VLM_SCRATCH_ATTN_SPLIT, /* partial results of a split decode (owned by the calling thread) */
     VLM_SCRATCH_COUNT
 };
@@ -40,8 +40,8 @@ typedef struct {
     int mr, nr; /* register tile */
     void (*pack_w)(vlm_dtype dt, const void *w, size_t row_bytes, int rows, int64_t k0, int kc, float *bp);
     void (*pack_x)(const float *x, int64_t ldx, int rows, int64_t k0, int kc, float *ap);
-    void (*kernel)(int kc, const float *ap, const float *bp, float *c, int64_t ldc, int rows, int cols,
-                   int accumulate, const float *bias);
+    void (*kernel)(int kc, const float *ap, const float *bp, float *c, int64_t ldc, int rows, int cols, int accumulate,
+                   const float *bias);
 } vlm_gemm_isa;
 extern const vlm_gemm_isa vlm_gemm_avx2, vlm_gemm_avx512;
 

@@ -31,12 +31,12 @@
 #include "kernels/cpu/transpose_avx512.h"
 
 enum {
-    TILE_ELEMS = 512,              /* bf16 per tile: 16 rows x 64 bytes */
-    AMX_X_BYTES = 1 << 20,         /* packed activation block budget (L2) */
-    AMX_MC_MIN = 128,              /* rows per block at least: weights are re-read once per block */
-    AMX_MC_MAX = 1024,             /* rows per block at most (accumulator buffer: 128 KiB) */
-    AMX_X_ALL = 32 << 20,          /* activations packed at once, for several row blocks */
-    AMX_SUB = 16,                  /* chunks per pass over the row pairs: 32 weight rows x 512 k in L1 */
+    TILE_ELEMS = 512,      /* bf16 per tile: 16 rows x 64 bytes */
+    AMX_X_BYTES = 1 << 20, /* packed activation block budget (L2) */
+    AMX_MC_MIN = 128,      /* rows per block at least: weights are re-read once per block */
+    AMX_MC_MAX = 1024,     /* rows per block at most (accumulator buffer: 128 KiB) */
+    AMX_X_ALL = 32 << 20,  /* activations packed at once, for several row blocks */
+    AMX_SUB = 16,          /* chunks per pass over the row pairs: 32 weight rows x 512 k in L1 */
 };
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -95,7 +95,8 @@ static void pack_x_tiles(const float *x, int64_t ldx, int rows, int kn, int part
     }
     for (int p = 0; p < parts; p++) {
         vlm_transpose16(r[p]);
-        for (int kk = 0; kk < 16; kk++) _mm512_storeu_ps((float *)(dst + (size_t)p * part_stride + (size_t)kk * 32), r[p][kk]);
+        for (int kk = 0; kk < 16; kk++)
+            _mm512_storeu_ps((float *)(dst + (size_t)p * part_stride + (size_t)kk * 32), r[p][kk]);
     }
 }
 
@@ -252,8 +253,8 @@ int vlm_gemm_amx(float *y, const float *x, const vlm_tensor *w, const float *bia
     if (per_pack < 1) per_pack = 1;
     if (per_pack > mblocks) per_pack = mblocks;
     const int rows_pack = per_pack * mc_max, chunks_max = (int)(kc_max / 32);
-    uint16_t *xp = (uint16_t *)vlm_cpu_scratch(
-        VLM_SCRATCH_GEMM_A, (size_t)(rows_pack / 16) * chunks_max * parts * TILE_ELEMS / 2 + 16);
+    uint16_t *xp = (uint16_t *)vlm_cpu_scratch(VLM_SCRATCH_GEMM_A,
+                                               (size_t)(rows_pack / 16) * chunks_max * parts * TILE_ELEMS / 2 + 16);
     if (!xp) return 0;
     const int64_t npairs = (N + 31) / 32;
     int ok = 1; /* every thread got its buffers: decided before any work, the same for all */
@@ -296,8 +297,8 @@ int vlm_gemm_amx(float *y, const float *x, const vlm_tensor *w, const float *bia
                     int64_t j0 = it % groups * gsize, j1 = j0 + gsize < npairs ? j0 + gsize : npairs;
                     int m0 = g0 + mb * mc_max, mc = g0 + rows_g - m0 < mc_max ? g0 + rows_g - m0 : mc_max;
                     amx_item(y, w, bias, M, parts, k0, kc, m0, mc,
-                             xp + (size_t)(mb * mc_max / 16) * chunks * parts * TILE_ELEMS, j0, j1, wbuf, tailbuf, biast,
-                             cbuf);
+                             xp + (size_t)(mb * mc_max / 16) * chunks * parts * TILE_ELEMS, j0, j1, wbuf, tailbuf,
+                             biast, cbuf);
                 }
             }
         }

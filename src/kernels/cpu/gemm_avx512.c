@@ -22,7 +22,7 @@ static void pack_w(vlm_dtype dt, const void *w, size_t row_bytes, int rows, int6
 
 static void pack_x(const float *x, int64_t ldx, int rows, int64_t k0, int kc, float *ap) {
     vlm_pack16(VLM_DT_F32, (const char *)x, (size_t)ldx * sizeof(float), rows, k0, kc, ap, MR,
-           (__mmask16)((1u << MR) - 1u));
+               (__mmask16)((1u << MR) - 1u));
 }
 
 static void kernel(int kc, const float *ap, const float *bp, float *c, int64_t ldc, int rows, int cols, int accumulate,

@@ -55,7 +55,6 @@ AI float weight_at(const int mode, const char *row, int64_t k) {
 
 AI int elem_bytes(const int mode) { return mode == W_F32 ? 4 : 2; }
 
-
 AI void tile(const int mode, const int M, const int R, const char *w, size_t rb, const float *xv, const float *x,
              int64_t ldx, int64_t K, float *out) {
     __m256 acc[VLM_GEMV_MAX_M][4];

@@ -17,7 +17,6 @@
 /* How the weights of one row are read: BF16 with reordered x, BF16 with x as is, F16, F32. */
 enum { W_BF16_EO, W_BF16, W_F16, W_F32 };
 
-
 AI void load32(const int mode, const char *row, int64_t k, __m512 *w0, __m512 *w1) {
     switch (mode) {
     case W_BF16_EO: {
@@ -90,7 +89,8 @@ AI void tile(const int mode, const int M, const int R, const char *w, size_t rb,
             UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm512_fmadd_ps(wt[r], xt, acc[m][r]);
         }
     }
-    UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) out[m * R + r] = _mm512_reduce_add_ps(acc[m][r]);
+    UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) out[m * R + r] =
+        _mm512_reduce_add_ps(acc[m][r]);
 }
 
 /* Weight rows side by side: enough accumulators to hide the FMA latency, few enough to stay in

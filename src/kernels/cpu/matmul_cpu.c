@@ -63,7 +63,8 @@ static void gemv(float *y, const float *x, const vlm_tensor *w, const float *bia
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         /* contiguous ranges, cut at multiples of 16 rows */
-        int64_t n0 = (int64_t)((double)N * t / nt) & ~(int64_t)15, n1 = (int64_t)((double)N * (t + 1) / nt) & ~(int64_t)15;
+        int64_t n0 = (int64_t)((double)N * t / nt) & ~(int64_t)15,
+                n1 = (int64_t)((double)N * (t + 1) / nt) & ~(int64_t)15;
         if (t == nt - 1) n1 = N;
         const float *xp = NULL;
         if (w->dtype == VLM_DT_BF16 && K >= 32) {
@@ -130,7 +131,8 @@ static void gemm(float *y, const float *x, const vlm_tensor *w, const float *bia
             if (!ap) { /* no memory for packed activations: GEMV over groups of rows (slow, correct) */
                 for (int m = 0; m < M; m += VLM_GEMV_MAX_M)
                     vlm_cpu_gemv_rows(y + (size_t)m * (size_t)N, x + (size_t)m * (size_t)K, w, bias,
-                                      M - m < VLM_GEMV_MAX_M ? M - m : VLM_GEMV_MAX_M, j0 * nr, j1 * nr < N ? j1 * nr : N);
+                                      M - m < VLM_GEMV_MAX_M ? M - m : VLM_GEMV_MAX_M, j0 * nr,
+                                      j1 * nr < N ? j1 * nr : N);
                 continue;
             }
             for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {

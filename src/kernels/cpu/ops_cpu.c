@@ -19,7 +19,7 @@ enum { PAR_MIN_ELEMS = 32768 };
 static int threads_for_elems(size_t n) { return n >= PAR_MIN_ELEMS ? vlm_threads() : 1; }
 
 void vlm_cpu_rmsnorm(float *y, const float *x, const float *w, int M, int D, float eps) {
-#pragma omp parallel for schedule(static) num_threads(threads_for_elems((size_t)M * D))
+#pragma omp parallel for schedule(static) num_threads(threads_for_elems((size_t)M *D))
     for (int m = 0; m < M; m++) {
         const float *xr = x + (size_t)m * D;
         float *yr = y + (size_t)m * D;
@@ -33,7 +33,7 @@ void vlm_cpu_rmsnorm(float *y, const float *x, const float *w, int M, int D, flo
 }
 
 void vlm_cpu_layernorm(float *y, const float *x, const float *w, const float *b, int M, int D, float eps) {
-#pragma omp parallel for schedule(static) num_threads(threads_for_elems((size_t)M * D))
+#pragma omp parallel for schedule(static) num_threads(threads_for_elems((size_t)M *D))
     for (int m = 0; m < M; m++) {
         const float *xr = x + (size_t)m * D;
         float *yr = y + (size_t)m * D;
@@ -56,7 +56,7 @@ void vlm_cpu_layernorm(float *y, const float *x, const float *w, const float *b,
 
 void vlm_cpu_rope(float *x, int stride, const float *cos, const float *sin, int M, int n_heads, int head_dim) {
     int half = head_dim / 2;
-#pragma omp parallel for schedule(static) num_threads(threads_for_elems((size_t)M * n_heads * head_dim))
+#pragma omp parallel for schedule(static) num_threads(threads_for_elems((size_t)M *n_heads *head_dim))
     for (int m = 0; m < M; m++)
         for (int h = 0; h < n_heads; h++) {
             float *v = x + (size_t)m * stride + (size_t)h * head_dim;
@@ -93,12 +93,12 @@ static float gelu1(float x) {
 }
 
 /* Runs body over [0, n) in blocks of 8 lanes split across threads; `i` indexes the first lane. */
-#define ELEMENTWISE(n, vec_body, tail_body)                                                                        \
-    do {                                                                                                           \
-        size_t n8_ = (n) / 8 * 8;                                                                                  \
-        _Pragma("omp parallel for schedule(static) num_threads(threads_for_elems(n))")                             \
-        for (size_t i = 0; i < n8_; i += 8) vec_body;                                                              \
-        for (size_t i = n8_; i < (n); i++) tail_body;                                                              \
+#define ELEMENTWISE(n, vec_body, tail_body)                                                                            \
+    do {                                                                                                               \
+        size_t n8_ = (n) / 8 * 8;                                                                                      \
+        _Pragma("omp parallel for schedule(static) num_threads(threads_for_elems(n))") for (size_t i = 0; i < n8_;     \
+                                                                                            i += 8) vec_body;          \
+        for (size_t i = n8_; i < (n); i++) tail_body;                                                                  \
     } while (0)
 
 /* The AVX-512 activations, in chunks split across threads; 0 when the AVX2 path must run. */
@@ -107,7 +107,8 @@ static int act_avx512(int op, float *y, const float *a, const float *b, size_t n
     enum { CHUNK = 16384 };
     size_t chunks = (n + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) num_threads(threads_for_elems(n))
-    for (size_t c = 0; c < chunks; c++) vlm_act_avx512(op, y, a, b, c * CHUNK, (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n);
+    for (size_t c = 0; c < chunks; c++)
+        vlm_act_avx512(op, y, a, b, c * CHUNK, (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n);
     return 1;
 }
 
@@ -125,11 +126,14 @@ void vlm_cpu_gelu(float *x, size_t n) {
 void vlm_cpu_quick_gelu(float *x, size_t n) {
     if (act_avx512(VLM_ACT_QUICK_GELU, x, x, NULL, n)) return;
     const __m256 k = _mm256_set1_ps(1.702f);
-    ELEMENTWISE(n, {
-        __m256 v = _mm256_loadu_ps(x + i);
-        __m256 e = vlm_exp256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), k), v));
-        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e)));
-    }, x[i] = vlm_ref_quick_gelu(x[i]));
+    ELEMENTWISE(
+        n,
+        {
+            __m256 v = _mm256_loadu_ps(x + i);
+            __m256 e = vlm_exp256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), k), v));
+            _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e)));
+        },
+        x[i] = vlm_ref_quick_gelu(x[i]));
 }
 
 void vlm_cpu_add(float *y, const float *x, size_t n) {
@@ -140,7 +144,7 @@ void vlm_cpu_add(float *y, const float *x, size_t n) {
 void vlm_cpu_embed(float *y, const vlm_tensor *table, const int32_t *ids, int n) {
     int64_t D = table->shape[table->ndim - 1];
     size_t row_bytes = vlm_dtype_row_bytes(table->dtype, D);
-#pragma omp parallel for schedule(static) num_threads(threads_for_elems((size_t)n * (size_t)D))
+#pragma omp parallel for schedule(static) num_threads(threads_for_elems((size_t)n *(size_t)D))
     for (int i = 0; i < n; i++)
         vlm_cpu_row_to_f32(table->dtype, (const char *)table->data + (size_t)ids[i] * row_bytes, y + (size_t)i * D, D);
 }

@@ -54,7 +54,7 @@ static ALWAYS_INLINE __m256i dot_i8(__m256i w, __m256i a) {
 
 /* Adds the block's product with every input row: acc[m] += d_w d_x[m] Σ w a[m]. */
 static ALWAYS_INLINE void block_rows(__m256 *acc, __m256i w, float dw, const vlm_qact *a, int M, int64_t j) {
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < M; m++) {
         __m256i av = _mm256_loadu_si256((const __m256i *)(a->q + m * a->K + j * VLM_QA_BLOCK));
         __m256 sc = _mm256_set1_ps(dw * a->d[m * a->nb + j]);
@@ -66,7 +66,7 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
                                      int64_t ldy) {
     const __m256i m0f = _mm256_set1_epi8(0x0f);
     __m256 acc[VLM_QTILE_AVX2];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
     if (t == VLM_DT_Q4_0) {
         for (int64_t j = 0; j < a->nb; j++) {
@@ -90,26 +90,25 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
             __m256i x = _mm256_loadu_si256((const __m256i *)(b + 2));
             float dw = vlm_quant_block_scale(b) * (1.0f / 127.0f);
             block_rows(acc, _mm256_shuffle_epi8(lut, _mm256_and_si256(x, m0f)), dw, a, M, j);
-            block_rows(acc, _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), m0f)), dw, a, M,
-                       j + 1);
+            block_rows(acc, _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), m0f)), dw, a, M, j + 1);
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < M; m++) y[m * ldy] = vlm_hsum8(acc[m]);
 }
 
 /* Decode: rows from 4 distant places in turn, 4 memory streams in flight (quant_kernels.h). */
 enum { STREAMS = 4 };
-#define ROWS_M(MM)                                                                                     \
-    case MM:                                                                                           \
-        if (MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                       \
-            int64_t len = (n1 - n0) / STREAMS;                                                         \
-            for (int64_t i = 0; i < len; i++)                                                          \
-                for (int s = 0; s < STREAMS; s++)                                                      \
-                    row_kernel(t, a, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy); \
-            n0 += STREAMS * len;                                                                       \
-        }                                                                                              \
-        for (int64_t n = n0; n < n1; n++) row_kernel(t, a, MM, w + (size_t)n * rb, y + n, ldy);        \
+#define ROWS_M(MM)                                                                                                     \
+    case MM:                                                                                                           \
+        if (MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                                       \
+            int64_t len = (n1 - n0) / STREAMS;                                                                         \
+            for (int64_t i = 0; i < len; i++)                                                                          \
+                for (int s = 0; s < STREAMS; s++)                                                                      \
+                    row_kernel(t, a, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy);               \
+            n0 += STREAMS * len;                                                                                       \
+        }                                                                                                              \
+        for (int64_t n = n0; n < n1; n++) row_kernel(t, a, MM, w + (size_t)n * rb, y + n, ldy);                        \
         break;
 
 void vlm_qrows_avx2(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0, int64_t n1,

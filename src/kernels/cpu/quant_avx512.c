@@ -91,9 +91,9 @@ static ALWAYS_INLINE __m512 weight_scales(vlm_dtype t, const uint8_t *row, int64
     if (t == VLM_DT_NF4) { /* 8 weight blocks, each scale twice; levels are 127 * code */
         const __m256i idx = _mm256_setr_epi32(0, 34, 68, 102, 136, 170, 204, 238);
         const uint8_t *base = row + 34 * (j0 / 2);
-        __m256i g = cnt == 16 ? _mm256_i32gather_epi32((const int *)base, idx, 1)
-                              : _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), (__mmask8)((1u << (cnt / 2)) - 1),
-                                                             idx, base, 1);
+        __m256i g = cnt == 16
+            ? _mm256_i32gather_epi32((const int *)base, idx, 1)
+            : _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), (__mmask8)((1u << (cnt / 2)) - 1), idx, base, 1);
         __m512 w8 = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm256_cvtepi32_epi16(g)));
         const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
         return _mm512_mul_ps(_mm512_permutexvar_ps(dup, w8), _mm512_set1_ps(1.0f / 127.0f));
@@ -102,8 +102,9 @@ static ALWAYS_INLINE __m512 weight_scales(vlm_dtype t, const uint8_t *row, int64
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32(bs));
     const uint8_t *base = row + (int64_t)bs * j0;
-    __m512i g = cnt == 16 ? _mm512_i32gather_epi32(idx, base, 1)
-                          : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), (__mmask16)((1u << cnt) - 1), idx, base, 1);
+    __m512i g = cnt == 16
+        ? _mm512_i32gather_epi32(idx, base, 1)
+        : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), (__mmask16)((1u << cnt) - 1), idx, base, 1);
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
 }
 
@@ -116,7 +117,7 @@ static ALWAYS_INLINE __m512i unit_lanes(int u) {
 /* acc[m] += the products of 64 weights (w, unpacked) with input row m's activations at byte q0. */
 static ALWAYS_INLINE void unit_rows(__m512i w, const vlm_qact *a, const int M, int64_t q0, __m512i lanes,
                                     const __m512 *sc, __m512 *acc) {
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < M; m++) {
         __m512i av = _mm512_loadu_si512(a->q + m * a->K + q0);
         __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
@@ -129,7 +130,7 @@ static ALWAYS_INLINE void group_scales(vlm_dtype t, const vlm_qact *a, const int
                                        int cnt, __m512 *sc, __m512 *acc) {
     __m512 dw = weight_scales(t, row, j0, cnt), dwo = _mm512_mul_ps(dw, _mm512_set1_ps((float)offset_of(t)));
     __mmask16 k = (__mmask16)((1u << cnt) - 1);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < M; m++) {
         const float *d = a->d + m * a->nb + j0, *s = a->s + m * a->nb + j0;
         __m512 dv = cnt == 16 ? _mm512_loadu_ps(d) : _mm512_maskz_loadu_ps(k, d);
@@ -144,7 +145,7 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     /* two chains per row when few rows, to hide the FMA latency */
     __m512 acc0[VLM_QTILE_AVX512], acc1[VLM_QTILE_AVX512], sc[VLM_QTILE_AVX512];
     __m512 *accb = M <= 2 ? acc1 : acc0;
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < M; m++) acc0[m] = acc1[m] = _mm512_setzero_ps();
     int64_t full = a->nb / 16 * 16;
     const int gb = t == VLM_DT_Q8_0 ? 16 * 34 : t == VLM_DT_Q4_0 ? 16 * 18 : 8 * 34; /* bytes per group */
@@ -155,8 +156,8 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
 #pragma GCC unroll 8
         for (int u = 0; u < 8; u += 2) {
             unit_rows(unpack_unit(t, row, j0 / 2 + u, c), a, M, (j0 + 2 * u) * VLM_QA_BLOCK, unit_lanes(u), sc, acc0);
-            unit_rows(unpack_unit(t, row, j0 / 2 + u + 1, c), a, M, (j0 + 2 * u + 2) * VLM_QA_BLOCK,
-                      unit_lanes(u + 1), sc, accb);
+            unit_rows(unpack_unit(t, row, j0 / 2 + u + 1, c), a, M, (j0 + 2 * u + 2) * VLM_QA_BLOCK, unit_lanes(u + 1),
+                      sc, accb);
         }
     }
     if (full < a->nb) { /* a last, partial group */
@@ -168,7 +169,7 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
         if (cnt & 1) { /* and an odd last block: zero activation bytes in the upper half */
             int64_t j = a->nb - 1;
             __m512i w = unpack_last(t, row, j, c), lanes = unit_lanes(cnt / 2);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int m = 0; m < M; m++) {
                 __m512i av = _mm512_maskz_loadu_epi8(0xffffffffull, a->q + m * a->K + j * VLM_QA_BLOCK);
                 __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
@@ -176,39 +177,39 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
             }
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(M <= 2 ? _mm512_add_ps(acc0[m], acc1[m]) : acc0[m]);
 }
 
 /* Decode (one input row): rows from 4 distant places of the matrix in turn, so that 4 memory
  * streams are in flight (see VLM_QPREFETCH in quant_kernels.h); the rows left over one by one. */
 enum { STREAMS = 4 };
-#define ROWS_M(T, MM)                                                                                   \
-    case MM:                                                                                           \
-        if (MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                       \
-            int64_t len = (n1 - n0) / STREAMS;                                                         \
-            for (int64_t i = 0; i < len; i++)                                                          \
-                for (int s = 0; s < STREAMS; s++)                                                      \
-                    row_kernel(T, a, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy, &c); \
-            n0 += STREAMS * len;                                                                       \
-        }                                                                                              \
-        for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, w + (size_t)n * rb, y + n, ldy, &c);    \
+#define ROWS_M(T, MM)                                                                                                  \
+    case MM:                                                                                                           \
+        if (MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                                       \
+            int64_t len = (n1 - n0) / STREAMS;                                                                         \
+            for (int64_t i = 0; i < len; i++)                                                                          \
+                for (int s = 0; s < STREAMS; s++)                                                                      \
+                    row_kernel(T, a, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy, &c);           \
+            n0 += STREAMS * len;                                                                                       \
+        }                                                                                                              \
+        for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, w + (size_t)n * rb, y + n, ldy, &c);                    \
         break;
 
-#define ROWS_T(T)                                                                                      \
-    do {                                                                                               \
-        consts c = make_consts(T);                                                                     \
-        switch (M) {                                                                                   \
-            ROWS_M(T, 1)                                                                               \
-            ROWS_M(T, 2)                                                                               \
-            ROWS_M(T, 3)                                                                               \
-            ROWS_M(T, 4)                                                                               \
-            ROWS_M(T, 5)                                                                               \
-            ROWS_M(T, 6)                                                                               \
-            ROWS_M(T, 7)                                                                               \
-            ROWS_M(T, 8)                                                                               \
-        default: vlm_qrows_scalar(T, a, M, w, rb, n0, n1, y, ldy); break;                             \
-        }                                                                                              \
+#define ROWS_T(T)                                                                                                      \
+    do {                                                                                                               \
+        consts c = make_consts(T);                                                                                     \
+        switch (M) {                                                                                                   \
+            ROWS_M(T, 1)                                                                                               \
+            ROWS_M(T, 2)                                                                                               \
+            ROWS_M(T, 3)                                                                                               \
+            ROWS_M(T, 4)                                                                                               \
+            ROWS_M(T, 5)                                                                                               \
+            ROWS_M(T, 6)                                                                                               \
+            ROWS_M(T, 7)                                                                                               \
+            ROWS_M(T, 8)                                                                                               \
+        default: vlm_qrows_scalar(T, a, M, w, rb, n0, n1, y, ldy); break;                                              \
+        }                                                                                                              \
     } while (0)
 
 void vlm_qrows_avx512(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0, int64_t n1,

@@ -78,8 +78,8 @@ void vlm_qact_row_avx512(const float *x, int64_t K, int8_t *q, float *d, float *
 
 /* Output rows [n0, n1) for input rows 0..M-1 of a (M <= the path's tile, VLM_QTILE_*):
  * y[m * ldy + n] = Σ_k w[n, k] x'[m, k]. w points at row 0; rb = bytes per row. */
-typedef void (*vlm_qrows_fn)(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0,
-                             int64_t n1, float *y, int64_t ldy);
+typedef void (*vlm_qrows_fn)(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0, int64_t n1,
+                             float *y, int64_t ldy);
 enum { VLM_QTILE_SCALAR = 8, VLM_QTILE_AVX2 = 4, VLM_QTILE_AVX512 = 8 };
 void vlm_qrows_scalar(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0, int64_t n1,
                       float *y, int64_t ldy);
@@ -89,8 +89,8 @@ void vlm_qrows_avx512(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, s
                       float *y, int64_t ldy);
 
 /* Interleaved weights (Q4_0_R16, Q8_0_R16): one int32 lane per block, M <= VLM_QTILE_AVX512. */
-void vlm_qrows_r16_avx512(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0,
-                          int64_t n1, float *y, int64_t ldy);
+void vlm_qrows_r16_avx512(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0, int64_t n1,
+                          float *y, int64_t ldy);
 
 /* The reference dot product of one quantized weight row with one quantized activation row. */
 double vlm_qdot_ref(vlm_dtype t, const uint8_t *wrow, const int8_t *q, const float *d, int64_t K);

@@ -87,7 +87,8 @@ static void matmul_unbuffered(float *y, const float *x, const vlm_tensor *w, int
         for (int m = 0; m < M; m++) {
             double acc = 0;
             for (int64_t k = 0; k < K; k += bk) {
-                vlm_dequantize_row(w->dtype, (const uint8_t *)w->data + (size_t)n * rb + (size_t)(k / bk) * bs, blk, bk);
+                vlm_dequantize_row(w->dtype, (const uint8_t *)w->data + (size_t)n * rb + (size_t)(k / bk) * bs, blk,
+                                   bk);
                 for (int j = 0; j < bk; j++) acc += (double)blk[j] * x[(size_t)m * K + k + j];
             }
             y[(size_t)m * N + n] = (float)acc;
@@ -104,10 +105,16 @@ void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const f
         matmul_unbuffered(y, x, w, M);
     } else {
         vlm_qpath path = vlm_cpu_quant_path();
-        void (*quant_row)(const float *, int64_t, int8_t *, float *, float *) =
-            path == VLM_QPATH_AVX512 ? vlm_qact_row_avx512 : path == VLM_QPATH_AVX2 ? vlm_qact_row_avx2 : vlm_qact_row_scalar;
-        vlm_qrows_fn rows = path == VLM_QPATH_AVX512 ? vlm_qrows_avx512 : path == VLM_QPATH_AVX2 ? vlm_qrows_avx2 : vlm_qrows_scalar;
-        int tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512 : path == VLM_QPATH_AVX2 ? VLM_QTILE_AVX2 : VLM_QTILE_SCALAR;
+        void (*quant_row)(const float *, int64_t, int8_t *, float *, float *) = path == VLM_QPATH_AVX512
+            ? vlm_qact_row_avx512
+            : path == VLM_QPATH_AVX2 ? vlm_qact_row_avx2
+                                     : vlm_qact_row_scalar;
+        vlm_qrows_fn rows = path == VLM_QPATH_AVX512 ? vlm_qrows_avx512
+            : path == VLM_QPATH_AVX2                 ? vlm_qrows_avx2
+                                                     : vlm_qrows_scalar;
+        int tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512
+            : path == VLM_QPATH_AVX2        ? VLM_QTILE_AVX2
+                                            : VLM_QTILE_SCALAR;
         if (interleaved) { /* only AVX-512 has kernels for these; other paths use the reference */
             rows = path == VLM_QPATH_AVX512 ? vlm_qrows_r16_avx512 : vlm_qrows_scalar;
             tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512 : VLM_QTILE_SCALAR;

@@ -106,8 +106,8 @@ static ALWAYS_INLINE void row_kernel(const vlm_dtype t, const vlm_qact *a, const
  * well short of the memory bandwidth (about 14 GB/s here, against 18-20 with 4 to 8 streams). */
 enum { STREAMS = 4 };
 
-static ALWAYS_INLINE void rows_lockstep(const vlm_dtype t, const vlm_qact *a, const uint8_t *w, size_t rb,
-                                        int64_t n0, int64_t len, float *y) {
+static ALWAYS_INLINE void rows_lockstep(const vlm_dtype t, const vlm_qact *a, const uint8_t *w, size_t rb, int64_t n0,
+                                        int64_t len, float *y) {
     const int bs = t == VLM_DT_Q4_0_R16 ? 18 : 34;
     int64_t full = a->nb / 16 * 16;
     for (int64_t i = 0; i < len; i++) {
@@ -133,26 +133,26 @@ static ALWAYS_INLINE void rows_lockstep(const vlm_dtype t, const vlm_qact *a, co
     }
 }
 
-#define ROWS_M(T, MM)                                                                                   \
-    case MM:                                                                                           \
-        for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, w + (size_t)n * rb, y + n, ldy);        \
+#define ROWS_M(T, MM)                                                                                                  \
+    case MM:                                                                                                           \
+        for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, w + (size_t)n * rb, y + n, ldy);                        \
         break;
 
-#define ROWS_T(T)                                                                                      \
-    switch (M) {                                                                                       \
-        ROWS_M(T, 1)                                                                                   \
-        ROWS_M(T, 2)                                                                                   \
-        ROWS_M(T, 3)                                                                                   \
-        ROWS_M(T, 4)                                                                                   \
-        ROWS_M(T, 5)                                                                                   \
-        ROWS_M(T, 6)                                                                                   \
-        ROWS_M(T, 7)                                                                                   \
-        ROWS_M(T, 8)                                                                                   \
-    default: vlm_qrows_scalar(T, a, M, w, rb, n0, n1, y, ldy); break;                                 \
+#define ROWS_T(T)                                                                                                      \
+    switch (M) {                                                                                                       \
+        ROWS_M(T, 1)                                                                                                   \
+        ROWS_M(T, 2)                                                                                                   \
+        ROWS_M(T, 3)                                                                                                   \
+        ROWS_M(T, 4)                                                                                                   \
+        ROWS_M(T, 5)                                                                                                   \
+        ROWS_M(T, 6)                                                                                                   \
+        ROWS_M(T, 7)                                                                                                   \
+        ROWS_M(T, 8)                                                                                                   \
+    default: vlm_qrows_scalar(T, a, M, w, rb, n0, n1, y, ldy); break;                                                  \
     }
 
-void vlm_qrows_r16_avx512(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0,
-                          int64_t n1, float *y, int64_t ldy) {
+void vlm_qrows_r16_avx512(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0, int64_t n1,
+                          float *y, int64_t ldy) {
     if (M == 1 && n1 - n0 >= 4 * STREAMS) { /* rows in lockstep, the few left over one by one */
         int64_t len = (n1 - n0) / STREAMS;
         if (t == VLM_DT_Q4_0_R16) rows_lockstep(VLM_DT_Q4_0_R16, a, w, rb, n0, len, y);

@@ -82,8 +82,8 @@ void vlm_attn_key_range(const vlm_attn_params *p, int i, int *lo, int *hi) {
     *lo = *hi = 0; /* a row outside every segment attends nothing */
 }
 
-void vlm_ref_attention_row(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p,
-                           int i, float *scores) {
+void vlm_ref_attention_row(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p, int i,
+                           float *scores) {
     int lo, hi, group = p->n_heads / p->n_kv_heads, hd = p->head_dim;
     vlm_attn_key_range(p, i, &lo, &hi);
     for (int h = 0; h < p->n_heads; h++) {

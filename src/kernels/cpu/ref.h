@@ -15,8 +15,8 @@ void vlm_ref_rmsnorm(float *y, const float *x, const float *w, int M, int D, flo
 void vlm_ref_layernorm(float *y, const float *x, const float *w, const float *b, int M, int D, float eps);
 void vlm_ref_rope(float *x, int stride, const float *cos, const float *sin, int M, int n_heads, int head_dim);
 /* One query row (index i of p->n_q) of attention; scratch holds n_kv floats. */
-void vlm_ref_attention_row(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p,
-                           int i, float *scratch);
+void vlm_ref_attention_row(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p, int i,
+                           float *scratch);
 void vlm_ref_attention(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p);
 float vlm_ref_silu(float x);
 float vlm_ref_gelu(float x);

@@ -24,8 +24,8 @@ static inline __m256 vlm_exp256(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.3365402f), hi = _mm256_set1_ps(88.3762626f);
     __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     x = _mm256_min_ps(hi, _mm256_max_ps(lo, x)); /* NaN stays NaN (max/min return the 2nd operand) */
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(VLM_EXP_LOG2E)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(VLM_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VLM_EXP_C1), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VLM_EXP_C2), r);
     __m256 p = _mm256_set1_ps(VLM_EXP_P0);

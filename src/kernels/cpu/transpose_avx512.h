@@ -31,7 +31,8 @@ VLM_AI void vlm_transpose16(__m512 r[16]) {
     /* b[4q + c] lane l holds rows 4q..4q+3 of column 4l + c */
     VLM_UNROLL for (int c = 0; c < 4; c++) {
         __m512 c0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x88), c1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xdd);
-        __m512 c2 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x88), c3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xdd);
+        __m512 c2 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x88),
+               c3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xdd);
         r[c] = _mm512_shuffle_f32x4(c0, c2, 0x88);
         r[8 + c] = _mm512_shuffle_f32x4(c0, c2, 0xdd);
         r[4 + c] = _mm512_shuffle_f32x4(c1, c3, 0x88);
@@ -51,21 +52,21 @@ VLM_AI __m512 vlm_load_row16(vlm_dtype dt, const char *p, __mmask16 m) {
 
 /* Transposes rows [0, rows) (rows <= 16, the rest zero), columns [k0, k0 + kc) of a [*, K] matrix
  * into dst[k * ld + i] for i < 16 (store mask smask). */
-VLM_AI void vlm_pack16(vlm_dtype dt, const char *src, size_t row_bytes, int rows, int64_t k0, int kc, float *dst, int ld,
-               __mmask16 smask) {
+VLM_AI void vlm_pack16(vlm_dtype dt, const char *src, size_t row_bytes, int rows, int64_t k0, int kc, float *dst,
+                       int ld, __mmask16 smask) {
     size_t es = dt == VLM_DT_F32 ? 4 : 2;
     for (int k = 0; k < kc; k += 16) {
         int n = kc - k < 16 ? kc - k : 16;
         __mmask16 m = (__mmask16)((1u << n) - 1u);
         __m512 r[16];
-        VLM_UNROLL for (int i = 0; i < 16; i++)
-            r[i] = i < rows ? vlm_load_row16(dt, src + (size_t)i * row_bytes + (size_t)(k0 + k) * es, m) : _mm512_setzero_ps();
+        VLM_UNROLL for (int i = 0; i < 16; i++) r[i] =
+            i < rows ? vlm_load_row16(dt, src + (size_t)i * row_bytes + (size_t)(k0 + k) * es, m) : _mm512_setzero_ps();
         vlm_transpose16(r);
         if (n == 16 && smask == 0xffff) {
             VLM_UNROLL for (int j = 0; j < 16; j++) _mm512_storeu_ps(dst + (size_t)(k + j) * ld, r[j]);
         } else {
-            VLM_UNROLL for (int j = 0; j < 16; j++)
-                if (j < n) _mm512_mask_storeu_ps(dst + (size_t)(k + j) * ld, smask, r[j]);
+            VLM_UNROLL for (int j = 0; j < 16; j++) if (j < n)
+                _mm512_mask_storeu_ps(dst + (size_t)(k + j) * ld, smask, r[j]);
         }
     }
 }

@@ -159,16 +159,14 @@ __global__ void k_attn_few(float *out, const float *q, const float *k, const flo
     }
 }
 
-#define TILED_CASE(HD)                                                                          \
-    case HD:                                                                                    \
-        k_attn_tiled<HD><<<grid, QB, 0, c->stream>>>(out, q, k, v, a, d_ranges);                \
-        break;
+#define TILED_CASE(HD)                                                                                                 \
+    case HD: k_attn_tiled<HD><<<grid, QB, 0, c->stream>>>(out, q, k, v, a, d_ranges); break;
 
 void cuda_attention(vlm_backend *be, float *out, const float *q, const float *k, const float *v,
                     const vlm_attn_params *p) {
     cuda_impl *c = impl_of(be);
     if (p->n_q <= 0) return;
-    attn_args a = {p->n_q, p->n_kv, p->q_pos0, p->causal, 0, p->n_heads, p->n_heads / p->n_kv_heads,
+    attn_args a = {p->n_q,      p->n_kv,      p->q_pos0,     p->causal, 0, p->n_heads, p->n_heads / p->n_kv_heads,
                    p->q_stride, p->kv_stride, p->out_stride, p->scale};
     int *d_ranges = NULL;
     if (!p->causal && p->segments) { /* per-row key ranges, computed on the host */
@@ -191,9 +189,10 @@ void cuda_attention(vlm_backend *be, float *out, const float *q, const float *k,
     if (tiled) {
         dim3 grid((unsigned)((p->n_q + QB - 1) / QB), (unsigned)p->n_heads);
         switch (hd) {
-            TILED_CASE(16) TILED_CASE(20) TILED_CASE(32) TILED_CASE(40) TILED_CASE(64) TILED_CASE(80)
-            TILED_CASE(96) TILED_CASE(128)
-        default: tiled = 0;
+            TILED_CASE(16)
+            TILED_CASE(20)
+            TILED_CASE(32)
+            TILED_CASE(40) TILED_CASE(64) TILED_CASE(80) TILED_CASE(96) TILED_CASE(128) default : tiled = 0;
         }
     }
     if (!tiled) {

@@ -33,8 +33,8 @@ static void *cu_alloc(vlm_backend *be, size_t bytes, const char *what) {
     if (e != cudaSuccess) {
         size_t free_b = 0, total = 0;
         cudaMemGetInfo(&free_b, &total);
-        vlm_err(VLM_ERR_NOMEM, "out of GPU memory allocating %zu bytes for %s (%zu MB free of %zu MB): %s", bytes,
-                what, free_b >> 20, total >> 20, cudaGetErrorString(e));
+        vlm_err(VLM_ERR_NOMEM, "out of GPU memory allocating %zu bytes for %s (%zu MB free of %zu MB): %s", bytes, what,
+                free_b >> 20, total >> 20, cudaGetErrorString(e));
         cudaGetLastError();
         return NULL;
     }
@@ -101,10 +101,16 @@ static vlm_status cu_sync(vlm_backend *be) {
 
 static vlm_status cu_weight(vlm_backend *be, const vlm_tensor *host, vlm_tensor *dev) {
     switch (host->dtype) {
-    case VLM_DT_F32: case VLM_DT_F16: case VLM_DT_BF16: case VLM_DT_Q8_0: case VLM_DT_Q4_0: break;
+    case VLM_DT_F32:
+    case VLM_DT_F16:
+    case VLM_DT_BF16:
+    case VLM_DT_Q8_0:
+    case VLM_DT_Q4_0: break;
     default:
-        return vlm_err(VLM_ERR_UNSUPPORTED, "the CUDA backend has no kernels for %s weights (F32, F16, BF16, Q8_0, "
-                       "Q4_0 are supported)", vlm_dtype_name(host->dtype));
+        return vlm_err(VLM_ERR_UNSUPPORTED,
+                       "the CUDA backend has no kernels for %s weights (F32, F16, BF16, Q8_0, "
+                       "Q4_0 are supported)",
+                       vlm_dtype_name(host->dtype));
     }
     *dev = *host;
     dev->data = cu_alloc(be, host->nbytes, "a weight");
@@ -155,10 +161,10 @@ static void cu_destroy(vlm_backend *be) {
 }
 
 static const vlm_backend_ops k_cuda_ops = {
-    cu_alloc,      cu_free,         cu_to_device,       cu_to_host,     cu_sync,           cu_weight,
-    cu_weight_f32, cu_weight_free,  cuda_matmul,        cuda_rmsnorm,   cuda_layernorm,    cuda_rope,
-    cuda_attention, cuda_swiglu,    cuda_gelu,          cuda_quick_gelu, cuda_add,         cuda_embed,
-    cuda_gather_rows, cuda_scatter_rows, cu_copy,       cu_destroy,
+    cu_alloc,         cu_free,           cu_to_device, cu_to_host,      cu_sync,        cu_weight,
+    cu_weight_f32,    cu_weight_free,    cuda_matmul,  cuda_rmsnorm,    cuda_layernorm, cuda_rope,
+    cuda_attention,   cuda_swiglu,       cuda_gelu,    cuda_quick_gelu, cuda_add,       cuda_embed,
+    cuda_gather_rows, cuda_scatter_rows, cu_copy,      cu_destroy,
 };
 
 extern "C" int vlm_cuda_available(char *reason, size_t cap) {

@@ -125,8 +125,7 @@ void cuda_matmul(vlm_backend *be, float *y, const float *x, const vlm_tensor *w,
         unsigned warps = 8, grid = (unsigned)((N + warps - 1) / warps);
         if (vlm_dtype_is_quantized(w->dtype))
             k_gemv_blocks<<<grid, warps * 32, 0, c->stream>>>(y, x, (const uint8_t *)w->data, w->dtype, bias, M, N, K);
-        else
-            k_gemv_plain<<<grid, warps * 32, 0, c->stream>>>(y, x, (const uint8_t *)w->data, w->dtype, bias, M, N, K);
+        else k_gemv_plain<<<grid, warps * 32, 0, c->stream>>>(y, x, (const uint8_t *)w->data, w->dtype, bias, M, N, K);
         CUDA_LAUNCH_CHECK(be, "gemv");
         return;
     }
@@ -141,8 +140,8 @@ void cuda_matmul(vlm_backend *be, float *y, const float *x, const vlm_tensor *w,
             wf = tmp;
         }
         /* column-major view: y^T[N, M] = w[N, K] · x^T[K, M] */
-        st = cublasSgemm(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, M, (int)K, &one, wf, (int)K, x, (int)K, &zero,
-                         y, (int)N);
+        st = cublasSgemm(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, M, (int)K, &one, wf, (int)K, x, (int)K, &zero, y,
+                         (int)N);
     } else {
         int f16 = w->dtype == VLM_DT_F16;
         void *xa = cuda_scratch(be, &c->act16, &c->act16_cap, (size_t)M * K * 2, "16-bit activations");

@@ -59,7 +59,8 @@ void cuda_rmsnorm(vlm_backend *be, float *y, const float *x, const float *w, int
     CUDA_LAUNCH_CHECK(be, "rmsnorm");
 }
 
-void cuda_layernorm(vlm_backend *be, float *y, const float *x, const float *w, const float *b, int M, int D, float eps) {
+void cuda_layernorm(vlm_backend *be, float *y, const float *x, const float *w, const float *b, int M, int D,
+                    float eps) {
     if (M <= 0) return;
     k_layernorm<<<M, 256, 0, impl_of(be)->stream>>>(y, x, w, b, D, eps);
     CUDA_LAUNCH_CHECK(be, "layernorm");
@@ -110,12 +111,14 @@ __global__ void k_add_bias(float *y, const float *b, int M, int N) {
     if (i < (size_t)M * N) y[i] += b[i % N];
 }
 
-#define ELEMENTWISE(name, kernel, ...)                                                   \
-    if (!n) return;                                                                      \
-    kernel<<<blocks_for(n, 256), 256, 0, impl_of(be)->stream>>>(__VA_ARGS__);            \
+#define ELEMENTWISE(name, kernel, ...)                                                                                 \
+    if (!n) return;                                                                                                    \
+    kernel<<<blocks_for(n, 256), 256, 0, impl_of(be)->stream>>>(__VA_ARGS__);                                          \
     CUDA_LAUNCH_CHECK(be, name)
 
-void cuda_swiglu(vlm_backend *be, float *y, const float *g, const float *u, size_t n) { ELEMENTWISE("swiglu", k_swiglu, y, g, u, n); }
+void cuda_swiglu(vlm_backend *be, float *y, const float *g, const float *u, size_t n) {
+    ELEMENTWISE("swiglu", k_swiglu, y, g, u, n);
+}
 void cuda_gelu(vlm_backend *be, float *x, size_t n) { ELEMENTWISE("gelu", k_gelu, x, n); }
 void cuda_quick_gelu(vlm_backend *be, float *x, size_t n) { ELEMENTWISE("quick_gelu", k_quick_gelu, x, n); }
 void cuda_add(vlm_backend *be, float *y, const float *x, size_t n) { ELEMENTWISE("add", k_add, y, x, n); }
@@ -154,7 +157,8 @@ __device__ float weight_at(const uint8_t *row, vlm_dtype t, int64_t k) {
     }
 }
 
-__global__ void k_embed(float *y, const uint8_t *table, size_t row_bytes, vlm_dtype t, const int32_t *ids, int n, int D) {
+__global__ void k_embed(float *y, const uint8_t *table, size_t row_bytes, vlm_dtype t, const int32_t *ids, int n,
+                        int D) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)n * D) return;
     int r = (int)(i / D), d = (int)(i % D);

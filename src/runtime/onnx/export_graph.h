@@ -24,8 +24,8 @@ typedef struct {
     int ndim;
     int64_t dims[4];
     const void *data;
-    size_t nbytes;       /* of data */
-    int is_weight;       /* may go to the external data file */
+    size_t nbytes; /* of data */
+    int is_weight; /* may go to the external data file */
 } vlm_ox_init;
 
 typedef struct {
@@ -69,10 +69,10 @@ int vlm_ox_op_n(vlm_ox_graph *g, const char *type, const vlm_ox_attr *attrs, con
 const char *vlm_ox_output(vlm_ox_graph *g, const char *x, const char *name);
 
 /* Constants (initializers in the graph itself). */
-const char *vlm_ox_i64(vlm_ox_graph *g, int n, const int64_t *v);   /* 1-D [n] */
-const char *vlm_ox_i64_scalar(vlm_ox_graph *g, int64_t v);         /* 0-D */
-const char *vlm_ox_f32(vlm_ox_graph *g, int n, const float *v);    /* 1-D [n] */
-const char *vlm_ox_f32_scalar(vlm_ox_graph *g, float v);           /* 0-D */
+const char *vlm_ox_i64(vlm_ox_graph *g, int n, const int64_t *v); /* 1-D [n] */
+const char *vlm_ox_i64_scalar(vlm_ox_graph *g, int64_t v);        /* 0-D */
+const char *vlm_ox_f32(vlm_ox_graph *g, int n, const float *v);   /* 1-D [n] */
+const char *vlm_ox_f32_scalar(vlm_ox_graph *g, float v);          /* 0-D */
 /* A checkpoint weight (a view, never copied) as a float32 value: the initializer itself, or a Cast
  * of it when it is stored as BF16 / F16 and the graph keeps stored dtypes. dims override the
  * tensor's shape (same element count). */
@@ -83,12 +83,16 @@ const char *vlm_ox_weight(vlm_ox_graph *g, const char *name, const vlm_tensor *t
 #define OP(g, type, ...) vlm_ox_op((g), (type), NULL, OX_IN(__VA_ARGS__))
 #define OPA(g, type, attrs, ...) vlm_ox_op((g), (type), (attrs), OX_IN(__VA_ARGS__))
 #define ATTRS(...) ((const vlm_ox_attr[]){__VA_ARGS__, {0}})
-#define AI(n, v) {.name = (n), .kind = VLM_OX_INT, .i = (v)}
-#define AF(n, v) {.name = (n), .kind = VLM_OX_FLOAT, .f = (v)}
-#define AINTS(n, ...) \
-    {.name = (n), .kind = VLM_OX_INTS, .ints = (const int64_t[]){__VA_ARGS__}, \
-     .n_ints = (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))}
-#define I64S(g, ...) \
+#define AI(n, v)                                                                                                       \
+    { .name = (n), .kind = VLM_OX_INT, .i = (v) }
+#define AF(n, v)                                                                                                       \
+    { .name = (n), .kind = VLM_OX_FLOAT, .f = (v) }
+#define AINTS(n, ...)                                                                                                  \
+    {                                                                                                                  \
+        .name = (n), .kind = VLM_OX_INTS, .ints = (const int64_t[]){__VA_ARGS__},                                      \
+        .n_ints = (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))                                      \
+    }
+#define I64S(g, ...)                                                                                                   \
     vlm_ox_i64((g), (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__})
 
 /* ONNX TensorProto data type of a vlm dtype (0 when it has none). */

@@ -22,12 +22,12 @@ typedef struct {
     const vlm_vision_weights *w;
     int is25;
     int64_t D, heads, hd;
-    int64_t slots;                /* patches per attention window (64) */
-    const char *cos, *sin;        /* [N, 1, hd] */
-    const char *frames_shape;     /* [4]: (t, -1, heads, hd), full attention per frame */
-    const char *win_gather;       /* [windows*slots] patch index of each slot (0 for padding) */
-    const char *win_scatter;      /* [N] slot of each patch */
-    const char *win_mask;         /* [windows, 1, 1, slots] 0 or -1e30 (padding keys) */
+    int64_t slots;            /* patches per attention window (64) */
+    const char *cos, *sin;    /* [N, 1, hd] */
+    const char *frames_shape; /* [4]: (t, -1, heads, hd), full attention per frame */
+    const char *win_gather;   /* [windows*slots] patch index of each slot (0 for padding) */
+    const char *win_scatter;  /* [N] slot of each patch */
+    const char *win_mask;     /* [windows, 1, 1, slots] 0 or -1e30 (padding keys) */
 } vision_graph;
 
 static const char *c64(vision_graph *v, int64_t x) { return vlm_ox_i64_scalar(v->g, x); }
@@ -44,8 +44,8 @@ static void build_indices(vision_graph *v, int window_merged) {
     const char *H = OP(g, "Div", h, c64(v, ms)), *W = OP(g, "Div", w, c64(v, ms));
     const char *HW = OP(g, "Mul", H, W);
     const char *n = OP(g, "Mul", OP(g, "Mul", t, HW), c64(v, mm));
-    v->frames_shape = OPA(g, "Concat", ATTRS(AI("axis", 0)), OP(g, "Unsqueeze", t, I64S(g, 0)),
-                          I64S(g, -1, v->heads, v->hd));
+    v->frames_shape =
+        OPA(g, "Concat", ATTRS(AI("axis", 0)), OP(g, "Unsqueeze", t, I64S(g, 0)), I64S(g, -1, v->heads, v->hd));
 
     /* patch p = ((f*H + i)*W + j)*mm + di*ms + dj: merged token m = p / mm at (i, j) of frame f */
     const char *p = OP(g, "Range", c64(v, 0), n, c64(v, 1));
@@ -89,12 +89,11 @@ static void build_indices(vision_graph *v, int window_merged) {
     const char *si = OP(g, "Add", OP(g, "Mul", OP(g, "Div", swr, nww), c64(v, ws)), OP(g, "Div", stok, c64(v, ws)));
     const char *sj = OP(g, "Add", OP(g, "Mul", OP(g, "Mod", swr, nww), c64(v, ws)), OP(g, "Mod", stok, c64(v, ws)));
     const char *valid = OP(g, "And", OP(g, "Less", si, H), OP(g, "Less", sj, W));
-    const char *sp = OP(g, "Add", OP(g, "Mul", OP(g, "Add", OP(g, "Mul", OP(g, "Add", OP(g, "Mul", sf, H), si), W), sj),
-                                     c64(v, mm)),
-                        sk);
+    const char *sp =
+        OP(g, "Add", OP(g, "Mul", OP(g, "Add", OP(g, "Mul", OP(g, "Add", OP(g, "Mul", sf, H), si), W), sj), c64(v, mm)),
+           sk);
     v->win_gather = OP(g, "Where", valid, sp, c64(v, 0));
-    v->win_mask = OP(g, "Reshape",
-                     OP(g, "Where", valid, vlm_ox_f32_scalar(g, 0.0f), vlm_ox_f32_scalar(g, -1e30f)),
+    v->win_mask = OP(g, "Reshape", OP(g, "Where", valid, vlm_ox_f32_scalar(g, 0.0f), vlm_ox_f32_scalar(g, -1e30f)),
                      I64S(g, -1, 1, 1, S));
 }
 
@@ -121,8 +120,8 @@ static const char *linear(vision_graph *v, const char *x, const vlm_tensor *w, c
  * x / sqrt(mean(x^2) + eps) * w */
 static const char *rmsnorm(vision_graph *v, const char *x, const vlm_tensor *w, const char *fmt, int blk) {
     vlm_ox_graph *g = v->g;
-    const char *ms = OPA(g, "ReduceMean", ATTRS(AINTS("axes", -1), AI("keepdims", 1)),
-                         OP(g, "Pow", x, vlm_ox_f32_scalar(g, 2.0f)));
+    const char *ms =
+        OPA(g, "ReduceMean", ATTRS(AINTS("axes", -1), AI("keepdims", 1)), OP(g, "Pow", x, vlm_ox_f32_scalar(g, 2.0f)));
     const char *den = OP(g, "Sqrt", OP(g, "Add", ms, vlm_ox_f32_scalar(g, v->cfg->vision.norm_eps)));
     return OP(g, "Mul", OP(g, "Div", x, den), weight(v, w, fmt, blk));
 }
@@ -257,18 +256,25 @@ static const char *merger(vision_graph *v, const char *x) {
 
 vlm_status vlm_onnx_build_vision(vlm_ox_graph *g, const vlm_model_config *cfg, const vlm_vision_weights *w) {
     const vlm_vision_config *vc = &cfg->vision;
-    vision_graph v = {.g = g, .cfg = cfg, .w = w, .is25 = cfg->family == VLM_FAMILY_QWEN2_5_VL, .D = vc->width,
-                      .heads = vc->n_heads, .hd = vc->head_dim};
+    vision_graph v = {.g = g,
+                      .cfg = cfg,
+                      .w = w,
+                      .is25 = cfg->family == VLM_FAMILY_QWEN2_5_VL,
+                      .D = vc->width,
+                      .heads = vc->n_heads,
+                      .hd = vc->head_dim};
     if (v.hd % 4 || v.hd / 4 > 256 || v.heads * v.hd != v.D || v.heads > 64)
-        return vlm_err(VLM_ERR_UNSUPPORTED, "vision head_dim %lld (width %lld, %lld heads) is not supported by the "
-                       "ONNX exporter (needs a multiple of 4, at most 1024, and at most 64 heads)", (long long)v.hd,
-                       (long long)v.D, (long long)v.heads);
+        return vlm_err(VLM_ERR_UNSUPPORTED,
+                       "vision head_dim %lld (width %lld, %lld heads) is not supported by the "
+                       "ONNX exporter (needs a multiple of 4, at most 1024, and at most 64 heads)",
+                       (long long)v.hd, (long long)v.D, (long long)v.heads);
     int window_merged = 0;
     if (v.is25) {
         int unit = vc->patch_size * vc->merge_size;
         if (unit <= 0 || vc->window_size % unit || vc->window_size < unit)
-            return vlm_err(VLM_ERR_UNSUPPORTED, "vision window_size %d is not a multiple of patch_size x merge_size (%d)",
-                           vc->window_size, unit);
+            return vlm_err(VLM_ERR_UNSUPPORTED,
+                           "vision window_size %d is not a multiple of patch_size x merge_size (%d)", vc->window_size,
+                           unit);
         window_merged = vc->window_size / unit;
         v.slots = (int64_t)window_merged * window_merged * vc->merge_size * vc->merge_size;
     }

@@ -42,7 +42,8 @@ static void sink_append(ProtobufCBuffer *b, size_t len, const uint8_t *data) {
 }
 
 static size_t out_bytes(const vlm_ox_init *in) {
-    return in->out_dtype == in->dtype ? in->nbytes : in->nbytes / vlm_dtype_size(in->dtype) * vlm_dtype_size(in->out_dtype);
+    return in->out_dtype == in->dtype ? in->nbytes
+                                      : in->nbytes / vlm_dtype_size(in->dtype) * vlm_dtype_size(in->out_dtype);
 }
 
 /* Converts a BF16 / F16 initializer to f32: whole (into dst) for inline tensors. */
@@ -186,8 +187,8 @@ static Onnx__ValueInfoProto *value_info(vlm_ox_graph *g, const char *name, int e
     return vi;
 }
 
-static vlm_status write_model(vlm_ox_graph *g, const vlm_model_config *cfg, const char *path,
-                              const uint64_t *offsets, int external) {
+static vlm_status write_model(vlm_ox_graph *g, const vlm_model_config *cfg, const char *path, const uint64_t *offsets,
+                              int external) {
     const vlm_vision_config *vc = &cfg->vision;
     int64_t patch_dim = (int64_t)vc->in_channels * vc->temporal_patch_size * vc->patch_size * vc->patch_size;
     float **bufs = calloc(g->n_inits + 1, sizeof *bufs);
@@ -206,8 +207,8 @@ static vlm_status write_model(vlm_ox_graph *g, const vlm_model_config *cfg, cons
     snprintf(num[2], sizeof num[2], "%d", vc->merge_size);
     snprintf(num[3], sizeof num[3], "%d", VLM_ONNX_EXPORTER_VERSION);
     Onnx__StringStringEntryProto *meta[5] = {kv(g, "vlm.family", vlm_family_name(cfg->family)),
-                                            kv(g, "vlm.out_hidden", num[0]), kv(g, "vlm.patch_dim", num[1]),
-                                            kv(g, "vlm.merge_size", num[2]), kv(g, "vlm.exporter_version", num[3])};
+                                             kv(g, "vlm.out_hidden", num[0]), kv(g, "vlm.patch_dim", num[1]),
+                                             kv(g, "vlm.merge_size", num[2]), kv(g, "vlm.exporter_version", num[3])};
     Onnx__OperatorSetIdProto opset = ONNX__OPERATOR_SET_ID_PROTO__INIT, *opsets[1] = {&opset};
     opset.domain = "";
     opset.has_version = 1;
@@ -278,10 +279,12 @@ static vlm_status export_graph(const char *model_dir, const char *out_dir, const
     uint64_t weight_bytes = 0;
     for (size_t i = 0; i < g.n_inits; i++) weight_bytes += out_bytes(&g.inits[i]);
     int external = o->external == VLM_ONNX_EXTERNAL_ALWAYS ||
-                   (o->external == VLM_ONNX_EXTERNAL_AUTO && weight_bytes > AUTO_EXTERNAL_BYTES);
+        (o->external == VLM_ONNX_EXTERNAL_AUTO && weight_bytes > AUTO_EXTERNAL_BYTES);
     if (s == VLM_OK && !external && weight_bytes > INLINE_LIMIT)
-        s = vlm_err(VLM_ERR_UNSUPPORTED, "the vision weights take %.2f GB, more than one ONNX protobuf can hold "
-                    "(2 GB); export with an external data file", (double)weight_bytes / 1e9);
+        s = vlm_err(VLM_ERR_UNSUPPORTED,
+                    "the vision weights take %.2f GB, more than one ONNX protobuf can hold "
+                    "(2 GB); export with an external data file",
+                    (double)weight_bytes / 1e9);
     uint64_t *offsets = s == VLM_OK ? calloc(g.n_inits + 1, sizeof *offsets) : NULL;
     if (s == VLM_OK && !offsets) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
     uint64_t data_bytes = 0;

@@ -33,8 +33,9 @@ int vlm_onnx_external_parse(const char *s, vlm_onnx_external *out) {
 int vlm_onnx_available(char *reason, size_t cap) { return vlm_ort_available(reason, cap); }
 
 #ifndef VLM_HAVE_ONNX_EXPORT
-#define NO_EXPORT "ONNX export is not built in: protobuf-c (protoc-c, libprotobuf-c) or onnx.proto (libonnx-dev) " \
-                  "was not found when vlm was configured; run scripts/setup.sh and reconfigure"
+#define NO_EXPORT                                                                                                      \
+    "ONNX export is not built in: protobuf-c (protoc-c, libprotobuf-c) or onnx.proto (libonnx-dev) "                   \
+    "was not found when vlm was configured; run scripts/setup.sh and reconfigure"
 
 int vlm_onnx_export_available(char *reason, size_t cap) {
     if (reason && cap) snprintf(reason, cap, "%s", NO_EXPORT);
@@ -48,8 +49,9 @@ vlm_status vlm_onnx_export(const char *model_dir, const char *out_dir, const vlm
 #endif
 
 #ifndef VLM_HAVE_ORT
-#define NO_ORT "run_onnx is unavailable: vlm was built without ONNX Runtime (third_party/onnxruntime from " \
-               "scripts/setup.sh, or ORT_ROOT, was not found when vlm was configured)"
+#define NO_ORT                                                                                                         \
+    "run_onnx is unavailable: vlm was built without ONNX Runtime (third_party/onnxruntime from "                       \
+    "scripts/setup.sh, or ORT_ROOT, was not found when vlm was configured)"
 
 int vlm_ort_available(char *reason, size_t cap) {
     if (reason && cap) snprintf(reason, cap, "%s", NO_ORT);

@@ -87,8 +87,8 @@ vlm_status vlm_onnx_manifest_write(const char *model_dir, const char *out_dir, c
     vlm_sb_printf(&b, "{\n  \"format\": \"%s\",\n  \"exporter_version\": %d,\n  \"checkpoint\": ", MANIFEST_FORMAT,
                   VLM_ONNX_EXPORTER_VERSION);
     vlm_sb_json_string(&b, fp.checkpoint, strlen(fp.checkpoint));
-    vlm_sb_printf(&b, ",\n  \"weights\": \"%s\",\n  \"external_data\": %s,\n  \"files\": [", vlm_onnx_weights_name(o->weights),
-                  external ? "true" : "false");
+    vlm_sb_printf(&b, ",\n  \"weights\": \"%s\",\n  \"external_data\": %s,\n  \"files\": [",
+                  vlm_onnx_weights_name(o->weights), external ? "true" : "false");
     for (int i = 0; i < fp.n; i++) {
         vlm_sb_printf(&b, "%s\n    {\"name\": ", i ? "," : "");
         vlm_sb_json_string(&b, fp.files[i].name, strlen(fp.files[i].name));
@@ -104,7 +104,8 @@ vlm_status vlm_onnx_manifest_write(const char *model_dir, const char *out_dir, c
         s = vlm_path_join(out_path, sizeof out_path, out_dir, outs[i]);
         if (s == VLM_OK) s = vlm_file_stat(out_path, &size, &mt);
         if (s == VLM_OK)
-            vlm_sb_printf(&b, "%s\n    {\"name\": \"%s\", \"size\": %llu}", i ? "," : "", outs[i], (unsigned long long)size);
+            vlm_sb_printf(&b, "%s\n    {\"name\": \"%s\", \"size\": %llu}", i ? "," : "", outs[i],
+                          (unsigned long long)size);
     }
     vlm_sb_printf(&b, "\n  ]\n}\n");
     if (s == VLM_OK && b.failed) s = vlm_err(VLM_ERR_NOMEM, "out of memory writing %s", path);
@@ -169,7 +170,8 @@ static int outputs_match(const cJSON *outputs, const char *out_dir, char *why, s
             return STALE("%s is missing", path);
         }
         if ((double)size != json_num(it, "size"))
-            return STALE("%s has %llu bytes, the export wrote %.0f", path, (unsigned long long)size, json_num(it, "size"));
+            return STALE("%s has %llu bytes, the export wrote %.0f", path, (unsigned long long)size,
+                         json_num(it, "size"));
     }
     return 1;
 }
@@ -211,8 +213,8 @@ vlm_status vlm_onnx_export_current(const char *model_dir, const char *out_dir, c
         snprintf(why, cap, "exported from %s, not %s", json_str(m, "checkpoint"), fp.checkpoint);
     } else {
         *current = options_match(m, o, why, cap) &&
-                   files_match(cJSON_GetObjectItemCaseSensitive(m, "files"), &fp, why, cap) &&
-                   outputs_match(cJSON_GetObjectItemCaseSensitive(m, "outputs"), out_dir, why, cap);
+            files_match(cJSON_GetObjectItemCaseSensitive(m, "files"), &fp, why, cap) &&
+            outputs_match(cJSON_GetObjectItemCaseSensitive(m, "outputs"), out_dir, why, cap);
     }
     cJSON_Delete(m);
     fingerprint_free(&fp);

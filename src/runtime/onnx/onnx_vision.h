@@ -48,9 +48,9 @@ typedef enum {
 } vlm_onnx_weights;
 
 typedef enum {
-    VLM_ONNX_EXTERNAL_AUTO = 0,   /* external data file when the weights exceed 256 MB */
+    VLM_ONNX_EXTERNAL_AUTO = 0, /* external data file when the weights exceed 256 MB */
     VLM_ONNX_EXTERNAL_ALWAYS = 1,
-    VLM_ONNX_EXTERNAL_NEVER = 2   /* an error when the weights do not fit in one protobuf */
+    VLM_ONNX_EXTERNAL_NEVER = 2 /* an error when the weights do not fit in one protobuf */
 } vlm_onnx_external;
 
 typedef struct {
@@ -59,9 +59,9 @@ typedef struct {
 } vlm_onnx_export_options;
 
 void vlm_onnx_export_options_init(vlm_onnx_export_options *o);
-const char *vlm_onnx_weights_name(vlm_onnx_weights w); /* "stored" / "f32" */
-int vlm_onnx_weights_parse(const char *s, vlm_onnx_weights *out);     /* 0 on success */
-int vlm_onnx_external_parse(const char *s, vlm_onnx_external *out);   /* "auto" | "always" | "never" */
+const char *vlm_onnx_weights_name(vlm_onnx_weights w);              /* "stored" / "f32" */
+int vlm_onnx_weights_parse(const char *s, vlm_onnx_weights *out);   /* 0 on success */
+int vlm_onnx_external_parse(const char *s, vlm_onnx_external *out); /* "auto" | "always" | "never" */
 
 /* 1 when this build can export (protobuf-c and onnx.proto were found); reason explains a 0. */
 int vlm_onnx_export_available(char *reason, size_t cap);

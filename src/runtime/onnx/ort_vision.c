@@ -25,8 +25,10 @@ static const OrtApi *get_api(char *reason, size_t cap) {
     const OrtApiBase *base = OrtGetApiBase();
     const OrtApi *api = base ? base->GetApi(ORT_API_VERSION) : NULL;
     if (!api && reason && cap)
-        snprintf(reason, cap, "run_onnx is unavailable: the ONNX Runtime library (version %s) does not provide C API "
-                 "version %d, which vlm was compiled against", base ? base->GetVersionString() : "?", ORT_API_VERSION);
+        snprintf(reason, cap,
+                 "run_onnx is unavailable: the ONNX Runtime library (version %s) does not provide C API "
+                 "version %d, which vlm was compiled against",
+                 base ? base->GetVersionString() : "?", ORT_API_VERSION);
     return api;
 }
 
@@ -61,10 +63,10 @@ static vlm_status ort_err(const OrtApi *api, OrtStatus *st, vlm_status code, con
     return s;
 }
 
-#define ORT_TRY(v, call, code, ...)                                          \
-    do {                                                                     \
-        OrtStatus *ort_st_ = (call);                                         \
-        if (ort_st_) return ort_err((v)->api, ort_st_, (code), __VA_ARGS__); \
+#define ORT_TRY(v, call, code, ...)                                                                                    \
+    do {                                                                                                               \
+        OrtStatus *ort_st_ = (call);                                                                                   \
+        if (ort_st_) return ort_err((v)->api, ort_st_, (code), __VA_ARGS__);                                           \
     } while (0)
 
 static int has_provider(const OrtApi *api, const char *name) {
@@ -96,7 +98,8 @@ static int cuda_provider_present(void) {
 static vlm_status use_cuda(vlm_ort_vision *v, OrtSessionOptions *so) {
     const OrtApi *api = v->api;
     if (!has_provider(api, "CUDAExecutionProvider") || !cuda_provider_present())
-        return vlm_err(VLM_ERR_UNAVAILABLE, "run_onnx on cuda: this ONNX Runtime build (%s) has no CUDA execution "
+        return vlm_err(VLM_ERR_UNAVAILABLE,
+                       "run_onnx on cuda: this ONNX Runtime build (%s) has no CUDA execution "
                        "provider (the npm onnxruntime-node library is CPU-only: no libonnxruntime_providers_cuda.so); "
                        "run with --device cpu, or build vlm against an ONNX Runtime GPU release with ORT_ROOT",
                        OrtGetApiBase()->GetVersionString());
@@ -162,8 +165,11 @@ static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device_kind d
     if (s == VLM_OK && device == VLM_DEVICE_CUDA) s = use_cuda(v, so);
     if (s == VLM_OK) {
         st = api->CreateSession(v->env, v->path, so, &v->session);
-        if (st) s = ort_err(api, st, VLM_ERR_FORMAT, "%s: ONNX Runtime cannot load it (corrupt or truncated? export "
-                            "it again with vlm export-onnx)", v->path);
+        if (st)
+            s = ort_err(api, st, VLM_ERR_FORMAT,
+                        "%s: ONNX Runtime cannot load it (corrupt or truncated? export "
+                        "it again with vlm export-onnx)",
+                        v->path);
     }
     api->ReleaseSessionOptions(so);
     return s;
@@ -189,8 +195,8 @@ vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device_kind de
         vlm_ort_vision_close(v);
         return s;
     }
-    VLM_LOG_D("run_onnx: %s loaded (%d intra-op threads, out_hidden %d)", v->path, threads > 0 ? threads : vlm_threads(),
-              v->out_hidden);
+    VLM_LOG_D("run_onnx: %s loaded (%d intra-op threads, out_hidden %d)", v->path,
+              threads > 0 ? threads : vlm_threads(), v->out_hidden);
     *out = v;
     return VLM_OK;
 }
@@ -212,15 +218,17 @@ static vlm_status run_image(vlm_ort_vision *v, const float *pixels, int64_t rows
     int64_t grid_copy[3] = {grid[0], grid[1], grid[2]};
     OrtValue *inputs[2] = {NULL, NULL}, *output = NULL;
     vlm_status s = VLM_OK;
-    OrtStatus *st = api->CreateTensorWithDataAsOrtValue(v->mem, (void *)pixels, (size_t)(rows * v->patch_dim) * sizeof(float),
-                                                        pv_shape, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &inputs[0]);
+    OrtStatus *st =
+        api->CreateTensorWithDataAsOrtValue(v->mem, (void *)pixels, (size_t)(rows * v->patch_dim) * sizeof(float),
+                                            pv_shape, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &inputs[0]);
     if (!st)
         st = api->CreateTensorWithDataAsOrtValue(v->mem, grid_copy, sizeof grid_copy, grid_shape, 2,
                                                  ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, &inputs[1]);
     const char *in_names[2] = {"pixel_values", "image_grid_thw"}, *out_names[1] = {"image_embeds"};
     if (!st) st = api->Run(v->session, NULL, in_names, (const OrtValue *const *)inputs, 2, out_names, 1, &output);
-    if (st) s = ort_err(api, st, VLM_ERR_RUNTIME, "%s: running the vision tower on a %lldx%lldx%lld grid", v->path,
-                        (long long)grid[0], (long long)grid[1], (long long)grid[2]);
+    if (st)
+        s = ort_err(api, st, VLM_ERR_RUNTIME, "%s: running the vision tower on a %lldx%lldx%lld grid", v->path,
+                    (long long)grid[0], (long long)grid[1], (long long)grid[2]);
     OrtTensorTypeAndShapeInfo *info = NULL;
     int64_t dims[2] = {0, 0};
     size_t nd = 0;
@@ -255,8 +263,10 @@ vlm_status vlm_ort_vision_run(vlm_ort_vision *v, const float *pixel_values, int6
         const int64_t *g = grid_thw + 3 * i;
         if (g[0] < 1 || g[1] < 1 || g[2] < 1 || g[1] % v->merge || g[2] % v->merge || g[1] > (1 << 20) ||
             g[2] > (1 << 20) || g[0] > 4096)
-            return vlm_err(VLM_ERR_INVALID, "run_onnx: image %d has grid (%lld, %lld, %lld); t >= 1 and h, w must be "
-                           "positive multiples of %d", i, (long long)g[0], (long long)g[1], (long long)g[2], v->merge);
+            return vlm_err(VLM_ERR_INVALID,
+                           "run_onnx: image %d has grid (%lld, %lld, %lld); t >= 1 and h, w must be "
+                           "positive multiples of %d",
+                           i, (long long)g[0], (long long)g[1], (long long)g[2], v->merge);
         row += g[0] * g[1] * g[2];
     }
     if (row != n_patches)
