@@ -44,3 +44,11 @@ if [[ $(id -u) -eq 0 ]] && [[ -e /usr/lib/x86_64-linux-gnu/openblas-openmp/libbl
 fi
 
 scripts/fetch_onnxruntime.sh || echo "setup.sh: ONNX Runtime not available; run_onnx will be reported unavailable" >&2
+
+# The reference fixtures (not tracked: ~86 MB): a copy of ../shared/fixtures when it is beside the
+# checkout. Without them, the tests that need them are skipped, naming this fix.
+if [[ -d ../shared/fixtures ]]; then
+  scripts/refresh_fixtures.sh ../shared/fixtures
+else
+  echo "setup.sh: ../shared/fixtures not found; the fixture tests will be skipped" >&2
+fi

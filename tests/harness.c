@@ -46,7 +46,27 @@ const char *test_tmp(const char *rel) {
     return b;
 }
 
+/* The fixtures are a copy of ../shared/fixtures that scripts/setup.sh makes (they are not tracked):
+ * without them a test that needs them is skipped (exit 77) with the command that fixes it, and
+ * .ci/run, which always has ../shared, fails on that skip. */
+static void need_fixtures(void) {
+    static int checked;
+    if (checked++) return;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/README.md", VLM_TEST_FIXTURES);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        fclose(f);
+        return;
+    }
+    fprintf(stderr, "SKIPPED: fixtures missing: %s has no README.md; run scripts/setup.sh (or "
+                    "scripts/refresh_fixtures.sh DIR) to copy ../shared/fixtures there\n",
+            VLM_TEST_FIXTURES);
+    exit(77);
+}
+
 const char *test_fixture(const char *rel) {
+    need_fixtures();
     static char buf[8][1024];
     static int k;
     char *b = buf[k++ % 8];
