@@ -70,7 +70,7 @@ int cmd_run(int argc, char **argv) {
     vlm_arg_list images = {0};
     const char *mode = "original", *device = "auto", *json = NULL, *text = NULL, *file = NULL;
     long long seed = 0;
-    int greedy = 0;
+    int greedy = 0, seen_t = 0, seen_k = 0, seen_p = 0, seen_r = 0;
     vlm_arg spec[] = {
         {"--model-id", ARG_STR, &o.model_id, "ID",
          "checkpoint directory or Hugging Face id (default Qwen/Qwen2.5-VL-3B-Instruct)"},
@@ -88,10 +88,11 @@ int cmd_run(int argc, char **argv) {
         {"--max-pixels", ARG_LLONG, &o.max_pixels, "N", "override the processor's max_pixels"},
         {"--max-tokens", ARG_INT, &r.sampling.max_tokens, "N", "new tokens at most (default 128)"},
         {"--greedy", ARG_FLAG, &greedy, NULL, "plain argmax, no penalty"},
-        {"--temperature", ARG_FLOAT, &r.sampling.temperature, "T", "sampling temperature"},
-        {"--top-k", ARG_INT, &r.sampling.top_k, "K", "top-k sampling"},
-        {"--top-p", ARG_FLOAT, &r.sampling.top_p, "P", "nucleus sampling"},
-        {"--repetition-penalty", ARG_FLOAT, &r.sampling.repetition_penalty, "R", "repetition penalty"},
+        {"--temperature", ARG_FLOAT, &r.sampling.temperature, "T", "sampling temperature (0: greedy)", &seen_t},
+        {"--top-k", ARG_INT, &r.sampling.top_k, "K", "top-k sampling (0: off)", &seen_k},
+        {"--top-p", ARG_FLOAT, &r.sampling.top_p, "P", "nucleus sampling, in (0, 1]", &seen_p},
+        {"--repetition-penalty", ARG_FLOAT, &r.sampling.repetition_penalty, "R", "repetition penalty (> 0; 1: off)",
+         &seen_r},
         {"--seed", ARG_LLONG, &seed, "S", "random seed"},
         {"--ignore-eos", ARG_FLAG, &r.sampling.ignore_eos, NULL, "generate exactly --max-tokens"},
         {"--json", ARG_STR, &json, "OUT", "write ids, text, timings and memory as JSON"},
@@ -113,6 +114,16 @@ int cmd_run(int argc, char **argv) {
     if (o.threads < 0) return vlm_usage_error("run", "--threads must be positive");
     if (o.min_pixels < 0 || o.max_pixels < 0)
         return vlm_usage_error("run", "--min-pixels / --max-pixels must be positive");
+    if (seen_t && !(r.sampling.temperature >= 0))
+        return vlm_usage_error("run", "--temperature %g must be >= 0 (0 means greedy)", r.sampling.temperature);
+    if (seen_k && r.sampling.top_k < 0)
+        return vlm_usage_error("run", "--top-k %d must be >= 0 (0 turns it off)", r.sampling.top_k);
+    if (seen_p && !(r.sampling.top_p > 0 && r.sampling.top_p <= 1))
+        return vlm_usage_error("run", "--top-p %g must be in (0, 1]", r.sampling.top_p);
+    if (seen_r && !(r.sampling.repetition_penalty > 0))
+        return vlm_usage_error("run", "--repetition-penalty %g must be positive", r.sampling.repetition_penalty);
+    r.sampling.given = (seen_t ? VLM_SAMPLING_TEMPERATURE : 0) | (seen_k ? VLM_SAMPLING_TOP_K : 0) |
+                       (seen_p ? VLM_SAMPLING_TOP_P : 0) | (seen_r ? VLM_SAMPLING_REPETITION_PENALTY : 0);
     r.sampling.greedy = greedy;
     r.sampling.seed = (uint64_t)seed;
     char *file_text = NULL;

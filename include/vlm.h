@@ -48,14 +48,24 @@ typedef struct {
     void *progress_user;
 } vlm_load_options;
 
+/* vlm_sampling.given: which of the optional sampling fields the caller set. A field not given comes
+ * from generation_config.json (or transformers' defaults); a given one is checked, never ignored. */
+enum {
+    VLM_SAMPLING_TEMPERATURE = 1 << 0,
+    VLM_SAMPLING_TOP_K = 1 << 1,
+    VLM_SAMPLING_TOP_P = 1 << 2,
+    VLM_SAMPLING_REPETITION_PENALTY = 1 << 3
+};
+
 typedef struct {
     int max_tokens;            /* at most this many new tokens (default 128) */
     int greedy;                /* plain argmax, no penalty (overrides the rest) */
-    int use_generation_config; /* 1 (default): unset fields come from generation_config.json */
-    float temperature;         /* < 0: unset */
-    int top_k;                 /* < 0: unset */
-    float top_p;               /* < 0: unset */
-    float repetition_penalty;  /* < 0: unset */
+    int use_generation_config; /* 1 (default): fields not given come from generation_config.json */
+    unsigned given;            /* VLM_SAMPLING_* bits: which of the four fields below are set */
+    float temperature;         /* >= 0; 0 = argmax; giving it (or top_k, top_p) turns sampling on */
+    int top_k;                 /* >= 0; 0 = off */
+    float top_p;               /* in (0, 1]; 1 = off */
+    float repetition_penalty;  /* > 0; 1 = off */
     uint64_t seed;
     int ignore_eos; /* generate exactly max_tokens */
 } vlm_sampling;

@@ -194,13 +194,7 @@ static void test_seed(void) {
 static void test_resolve(void) {
     vlm_generation_config gc = {
         .do_sample = 1, .temperature = 0.1f, .top_k = 1, .top_p = 0.001f, .repetition_penalty = 1.05f};
-    vlm_sampling u = {.max_tokens = 16,
-                      .use_generation_config = 1,
-                      .temperature = -1,
-                      .top_k = -1,
-                      .top_p = -1,
-                      .repetition_penalty = -1,
-                      .seed = 9};
+    vlm_sampling u = {.max_tokens = 16, .use_generation_config = 1, .seed = 9};
     vlm_sampler_params p;
     CHECK_OK(vlm_sampler_params_resolve(&gc, &u, &p));
     CHECK(p.do_sample && p.temperature == 0.1f && p.top_k == 1 && p.top_p == 0.001f && p.repetition_penalty == 1.05f);
@@ -214,17 +208,35 @@ static void test_resolve(void) {
     CHECK_OK(vlm_sampler_params_resolve(&gc, &u, &p));
     CHECK(!p.do_sample && p.repetition_penalty == 1.0f && p.top_k == 50);
     u.temperature = 0.7f;
+    u.given = VLM_SAMPLING_TEMPERATURE;
     CHECK_OK(vlm_sampler_params_resolve(&gc, &u, &p));
     CHECK(p.do_sample && p.temperature == 0.7f && p.top_k == 50 && p.top_p == 1.0f);
     u.temperature = 0;
     CHECK_OK(vlm_sampler_params_resolve(&gc, &u, &p));
     CHECK(!p.do_sample);
+    /* a value set but not given is not used */
+    u.given = 0;
     u.temperature = -1;
+    CHECK_OK(vlm_sampler_params_resolve(&gc, &u, &p));
+    /* given values are checked, also where greedy (temperature 0) would not use them */
+    u.given = VLM_SAMPLING_TEMPERATURE;
+    CHECK_ERR(vlm_sampler_params_resolve(&gc, &u, &p), VLM_ERR_INVALID, "temperature -1");
+    u.temperature = NAN;
+    CHECK_ERR(vlm_sampler_params_resolve(&gc, &u, &p), VLM_ERR_INVALID, "temperature nan");
+    u.temperature = 0;
+    u.given = VLM_SAMPLING_TEMPERATURE | VLM_SAMPLING_TOP_P;
+    u.top_p = -0.5f;
+    CHECK_ERR(vlm_sampler_params_resolve(&gc, &u, &p), VLM_ERR_INVALID, "top_p -0.5");
     u.top_p = 0;
     CHECK_ERR(vlm_sampler_params_resolve(&gc, &u, &p), VLM_ERR_INVALID, "top_p");
-    u.top_p = -1;
+    u.given = VLM_SAMPLING_TOP_K;
+    u.top_k = -5;
+    CHECK_ERR(vlm_sampler_params_resolve(&gc, &u, &p), VLM_ERR_INVALID, "top_k -5");
+    u.given = VLM_SAMPLING_REPETITION_PENALTY;
     u.repetition_penalty = 0;
     CHECK_ERR(vlm_sampler_params_resolve(&gc, &u, &p), VLM_ERR_INVALID, "repetition penalty");
+    u.repetition_penalty = -1;
+    CHECK_ERR(vlm_sampler_params_resolve(&gc, &u, &p), VLM_ERR_INVALID, "repetition penalty -1");
     vlm_sampler_params bad = sampling(1.0f, -3, 1.0f, 0);
     vlm_sampler *s = NULL;
     CHECK_ERR(vlm_sampler_create(10, &bad, &s), VLM_ERR_INVALID, "top_k -3");

@@ -17,10 +17,6 @@ void vlm_request_init(vlm_request *r) {
     memset(r, 0, sizeof *r);
     r->sampling.max_tokens = 128;
     r->sampling.use_generation_config = 1;
-    r->sampling.temperature = -1;
-    r->sampling.top_k = -1;
-    r->sampling.top_p = -1;
-    r->sampling.repetition_penalty = -1;
 }
 
 static const char *const k_modes[] = {"original", "split_native", "run_onnx"};

@@ -27,6 +27,22 @@ vlm_sampler_params vlm_sampler_greedy(void) {
         .do_sample = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .repetition_penalty = 1.0f, .seed = 0};
 }
 
+/* What the caller set must be valid on its own, whatever else is set (temperature 0 does not make a
+ * bad top_p acceptable). */
+static vlm_status check_given(const vlm_sampling *u) {
+    unsigned g = u->given;
+    if ((g & VLM_SAMPLING_TEMPERATURE) && !(u->temperature >= 0 && isfinite(u->temperature)))
+        return vlm_err(VLM_ERR_INVALID, "temperature %g must be a number >= 0 (0 means greedy)", u->temperature);
+    if ((g & VLM_SAMPLING_TOP_K) && u->top_k < 0)
+        return vlm_err(VLM_ERR_INVALID, "top_k %d must be >= 0 (0 turns it off)", u->top_k);
+    if ((g & VLM_SAMPLING_TOP_P) && !(u->top_p > 0 && u->top_p <= 1))
+        return vlm_err(VLM_ERR_INVALID, "top_p %g must be in (0, 1] (1 turns it off)", u->top_p);
+    if ((g & VLM_SAMPLING_REPETITION_PENALTY) && !(u->repetition_penalty > 0 && isfinite(u->repetition_penalty)))
+        return vlm_err(VLM_ERR_INVALID, "repetition penalty %g must be a positive number (1 turns it off)",
+                       u->repetition_penalty);
+    return VLM_OK;
+}
+
 vlm_status vlm_sampler_params_resolve(const vlm_generation_config *gc, const vlm_sampling *user,
                                       vlm_sampler_params *out) {
     if (user && user->greedy) {
@@ -49,10 +65,12 @@ vlm_status vlm_sampler_params_resolve(const vlm_generation_config *gc, const vlm
         p.repetition_penalty = gc->repetition_penalty;
     }
     if (user) {
-        if (user->temperature >= 0) p.temperature = user->temperature, p.do_sample = 1;
-        if (user->top_k >= 0) p.top_k = user->top_k, p.do_sample = 1;
-        if (user->top_p >= 0) p.top_p = user->top_p, p.do_sample = 1;
-        if (user->repetition_penalty >= 0) p.repetition_penalty = user->repetition_penalty;
+        VLM_TRY(check_given(user));
+        unsigned g = user->given;
+        if (g & VLM_SAMPLING_TEMPERATURE) p.temperature = user->temperature, p.do_sample = 1;
+        if (g & VLM_SAMPLING_TOP_K) p.top_k = user->top_k, p.do_sample = 1;
+        if (g & VLM_SAMPLING_TOP_P) p.top_p = user->top_p, p.do_sample = 1;
+        if (g & VLM_SAMPLING_REPETITION_PENALTY) p.repetition_penalty = user->repetition_penalty;
     }
     if (p.do_sample && p.temperature == 0.0f) p.do_sample = 0; /* temperature 0: argmax */
     *out = p;

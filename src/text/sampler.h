@@ -30,10 +30,11 @@ typedef struct {
 vlm_sampler_params vlm_sampler_greedy(void);
 
 /* The parameters a request asks for. user->greedy gives vlm_sampler_greedy(). Otherwise every field
- * the user left unset (< 0) comes from the generation config when user->use_generation_config
+ * the user did not give (user->given) comes from the generation config when user->use_generation_config
  * (else from transformers' GenerationConfig defaults: no sampling, temperature 1, top_k 50, top_p 1,
  * penalty 1); setting temperature, top_k or top_p explicitly turns sampling on, and temperature 0
- * means argmax. user may be NULL (all from the generation config). */
+ * means argmax. A given value that is invalid is an error naming it, even where it would not be used.
+ * user may be NULL (all from the generation config). */
 vlm_status vlm_sampler_params_resolve(const vlm_generation_config *gc, const vlm_sampling *user,
                                       vlm_sampler_params *out);
 /* Rejects values transformers rejects (temperature <= 0 with sampling, top_p outside (0, 1],

@@ -52,6 +52,11 @@ echo '{"model_type": "llava"}' >"$T/cfg.json"; mkdir -p "$T/llava"; cp "$T/cfg.j
 check "unsupported model: exit 1, names supported" "[ $? -eq 1 ] && grep -q 'qwen2_5_vl' $T/e3"
 "$VLM" run --model-id "$M25" --mode turbo --text hi >/dev/null 2>"$T/e4"
 check "unknown mode: exit 2" "[ $? -eq 2 ] && grep -q turbo $T/e4"
+for bad in "--temperature -1" "--top-k -5" "--top-p -0.5" "--top-p 1.5" "--repetition-penalty -1" \
+  "--repetition-penalty 0"; do
+  "$VLM" run --model-id "$M25" --text hi $bad >"$T/eneg" 2>&1
+  check "negative sampling flag $bad: exit 2 naming it" "[ $? -eq 2 ] && grep -q -- '${bad%% *}' $T/eneg"
+done
 "$VLM" run --model-id "$M25" --text hi --bogus >/dev/null 2>"$T/e5"
 check "unknown flag: exit 2" "[ $? -eq 2 ] && grep -q bogus $T/e5"
 "$VLM" run --model-id "$M25" --text hi --max-tokens 500000 >/dev/null 2>"$T/e6"
