@@ -123,7 +123,7 @@ int cmd_run(int argc, char **argv) {
     if (seen_r && !(r.sampling.repetition_penalty > 0))
         return vlm_usage_error("run", "--repetition-penalty %g must be positive", r.sampling.repetition_penalty);
     r.sampling.given = (seen_t ? VLM_SAMPLING_TEMPERATURE : 0) | (seen_k ? VLM_SAMPLING_TOP_K : 0) |
-                       (seen_p ? VLM_SAMPLING_TOP_P : 0) | (seen_r ? VLM_SAMPLING_REPETITION_PENALTY : 0);
+        (seen_p ? VLM_SAMPLING_TOP_P : 0) | (seen_r ? VLM_SAMPLING_REPETITION_PENALTY : 0);
     r.sampling.greedy = greedy;
     r.sampling.seed = (uint64_t)seed;
     char *file_text = NULL;

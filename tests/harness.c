@@ -59,8 +59,9 @@ static void need_fixtures(void) {
         fclose(f);
         return;
     }
-    fprintf(stderr, "SKIPPED: fixtures missing: %s has no README.md; run scripts/setup.sh (or "
-                    "scripts/refresh_fixtures.sh DIR) to copy ../shared/fixtures there\n",
+    fprintf(stderr,
+            "SKIPPED: fixtures missing: %s has no README.md; run scripts/setup.sh (or "
+            "scripts/refresh_fixtures.sh DIR) to copy ../shared/fixtures there\n",
             VLM_TEST_FIXTURES);
     exit(77);
 }

@@ -87,8 +87,7 @@ static void fuzz_load(const uint8_t *data, size_t size) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!g_tok)
-        check(vlm_tok_load(VLM_SOURCE_DIR "/assets/tokenizer/tokenizer.json", &g_tok) == VLM_OK);
+    if (!g_tok) check(vlm_tok_load(VLM_SOURCE_DIR "/assets/tokenizer/tokenizer.json", &g_tok) == VLM_OK);
     if (size == 0) return 0;
     switch (data[0] % 3) {
     case 0: fuzz_encode(data + 1, size - 1); break;
