@@ -70,25 +70,55 @@ typedef struct {
     int ignore_eos; /* generate exactly max_tokens */
 } vlm_sampling;
 
-/* One turn of a conversation (multi-turn requests). role: "system" | "user" | "assistant". */
+/* An image given by file or by its encoded bytes in memory (JPEG, PNG, ...: what a server receives
+ * as base64), with optional limits on its resized area (0: the request's, else the model's). */
+typedef struct {
+    const char *path;  /* a file, or NULL when bytes are given */
+    const void *bytes; /* the encoded image */
+    size_t n_bytes;
+    long long min_pixels, max_pixels;
+} vlm_image_input;
+
+/* One piece of a message's content, in order: text (image == NULL) or an image. */
+typedef struct {
+    const char *text;
+    size_t text_len; /* 0 = strlen(text) */
+    const vlm_image_input *image;
+} vlm_content_part;
+
+/* One turn of a conversation (multi-turn requests). role: "system" | "user" | "assistant". Its
+ * content is either text after images (paths, or image_inputs for bytes and per-image limits; not
+ * both), or parts in the order given (as OpenAI's content arrays interleave text and images). */
 typedef struct {
     const char *role;
     const char *text;
-    const char *const *images; /* image file paths, placed before the text */
+    const char *const *images; /* image file paths */
     int n_images;
+    const vlm_image_input *image_inputs;
+    int n_image_inputs;
+    const vlm_content_part *parts; /* when n_parts > 0: the whole content (text and images above unused) */
+    int n_parts;
 } vlm_message;
 
 typedef struct {
     /* Either a conversation ... */
     const vlm_message *messages;
     int n_messages;
-    /* ... or one user turn: images then text, with an optional system prompt (NULL = default). */
+    /* ... or one user turn: images (paths, or image_inputs; not both) then text, with an optional
+     * system prompt (NULL = default). */
     const char *const *images;
     int n_images;
+    const vlm_image_input *image_inputs;
+    int n_image_inputs;
     const char *text;
     size_t text_len; /* 0 = strlen(text); text may hold any bytes */
     const char *system;
+    long long min_pixels, max_pixels; /* resized image area limits; 0: the load options', else the model's */
     vlm_sampling sampling;
+    /* Stop strings: generation ends when the answer's text contains one of them; the text returned
+     * and streamed ends before it (streamed text is held back while it could be the start of one). */
+    const char *const *stop;
+    int n_stop;
     /* Streaming: called with each new piece of UTF-8 text; return nonzero to stop early. */
     int (*on_text)(void *user, const char *piece, size_t len);
     void *user;
@@ -103,18 +133,37 @@ typedef struct {
     uint64_t cpu_rss_before, cpu_rss_after, cpu_rss_peak; /* bytes */
     uint64_t gpu_mem_before, gpu_mem_after, gpu_mem_peak; /* bytes (0 on cpu) */
     uint64_t kv_cache_bytes;
+    double queue_s;    /* waiting in an engine's queue before it was admitted (0 for vlm_generate) */
+    int cached_tokens; /* prompt tokens whose KV came from the prefix cache (not computed again) */
 } vlm_timings;
 
-typedef enum { VLM_STOP_EOS = 0, VLM_STOP_MAX_TOKENS = 1, VLM_STOP_CALLBACK = 2 } vlm_stop_reason;
+typedef enum {
+    VLM_STOP_EOS = 0,        /* an end-of-sequence token */
+    VLM_STOP_MAX_TOKENS = 1, /* max_tokens reached */
+    VLM_STOP_CALLBACK = 2,   /* on_text returned nonzero */
+    VLM_STOP_STRING = 3,     /* one of the request's stop strings */
+    VLM_STOP_CANCELLED = 4   /* vlm_engine_cancel */
+} vlm_stop_reason;
+
+/* One image of a request as the model saw it: its size after decoding (and EXIF rotation), after
+ * smart_resize (grounding boxes of Qwen2.5-VL are in these pixels), and its merged tokens. */
+typedef struct {
+    int width, height;
+    int resized_width, resized_height;
+    int tokens;
+} vlm_image_summary;
 
 typedef struct {
     int32_t *input_ids; /* the prompt after image-token expansion */
     int n_input;
     int32_t *generated_ids;
     int n_generated;
-    char *text; /* the decoded answer (UTF-8, NUL-terminated) */
+    char *text; /* the decoded answer (UTF-8, NUL-terminated; cut before a stop string) */
     vlm_stop_reason stop;
     vlm_timings timings;
+    vlm_image_summary *images; /* one per image, in prompt order */
+    int n_images;
+    double *token_times; /* [n_generated]: seconds from the request's start (submission) to each token */
 } vlm_result;
 
 typedef struct {
@@ -139,6 +188,71 @@ void vlm_model_get_info(const vlm_model *m, vlm_model_info *info);
 /* Runs one request. The result is owned by the caller (vlm_result_free). */
 vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out);
 void vlm_result_free(vlm_result *r);
+
+/* ---- The engine: many requests at once ------------------------------------------------------------
+ * An engine runs the requests submitted to it together (continuous batching): each step is one
+ * forward pass over the next token of every running sequence plus chunks of waiting prompts, with a
+ * paged KV cache whose blocks are shared between prompts that begin alike (same tokens, same images)
+ * and a cache of image embeddings. vlm_generate is its one-request user.
+ *
+ *   vlm_engine *e;  vlm_engine_create(model, NULL, &e);
+ *   r.on_done = done;  vlm_engine_submit(e, &r, &id);      (any thread)
+ *   vlm_engine_run(e);                                      (the engine's thread, until vlm_engine_stop)
+ *
+ * Callbacks (on_text, on_done) run on the thread that steps the engine; they must not block. */
+typedef struct vlm_engine vlm_engine;
+typedef uint64_t vlm_request_id;
+
+typedef struct {
+    int max_running;          /* sequences in one step at most (default 16) */
+    int max_step_tokens;      /* rows of one forward pass: decode rows + prefill chunks (default 512) */
+    int max_waiting;          /* queued requests at most; beyond, submit fails with VLM_ERR_BUSY (default 256) */
+    long long kv_cache_mb;    /* KV-cache pool; 0: what fits in memory beside the weights (stated at start) */
+    int kv_block_tokens;      /* positions per KV block (default 16) */
+    int prefix_cache;         /* share the KV blocks of identical prompt prefixes (default 1) */
+    long long image_cache_mb; /* LRU of image embeddings by content hash (default 256; 0: off) */
+} vlm_engine_options;
+
+/* Called once per submitted request, when it ends (done, stopped, cancelled or failed), on the
+ * engine's thread. status != VLM_OK: error names the cause and result is NULL. The result is the
+ * engine's: it is freed when the callback returns. */
+typedef void (*vlm_done_fn)(void *user, vlm_request_id id, vlm_status status, const char *error,
+                            const vlm_result *result);
+
+typedef struct {
+    int running, waiting;                /* sequences now in the batch, requests queued */
+    int kv_blocks_total, kv_blocks_used; /* the KV pool (shared blocks counted once) */
+    int kv_block_tokens;
+    uint64_t kv_pool_bytes;
+    uint64_t prompt_tokens, generation_tokens, cached_tokens; /* totals since creation */
+    uint64_t requests_finished, requests_failed, requests_cancelled;
+    uint64_t image_cache_hits, image_cache_misses;
+} vlm_engine_stats;
+
+void vlm_engine_options_init(vlm_engine_options *o);
+/* An engine on a loaded model (o NULL: defaults). One engine per model at a time. */
+vlm_status vlm_engine_create(vlm_model *m, const vlm_engine_options *o, vlm_engine **out);
+/* Ends every request still queued or running (on_done with VLM_STOP_CANCELLED) and frees. */
+void vlm_engine_free(vlm_engine *e);
+/* Queues a request (thread-safe). The engine copies what it needs (texts, image bytes, stop
+ * strings): r may be freed on return. Decoding and preprocessing the images, the chat template and
+ * tokenization happen here, on the caller's thread, so bad input fails at once (VLM_ERR_INVALID,
+ * VLM_ERR_FORMAT, ...), as does a request that can never fit the context or the KV pool; a full
+ * queue fails with VLM_ERR_BUSY. On success on_done will be called exactly once. */
+vlm_status vlm_engine_submit(vlm_engine *e, const vlm_request *r, vlm_done_fn on_done, void *done_user,
+                             vlm_request_id *id);
+/* Cancels a queued or running request (thread-safe): it ends at the next step with
+ * VLM_STOP_CANCELLED and its KV blocks return to the pool. Returns 0, or -1 when id is not active. */
+int vlm_engine_cancel(vlm_engine *e, vlm_request_id id);
+/* One step: admits waiting requests that fit, encodes their images, runs one batched forward pass,
+ * samples, streams and completes. *active: requests still queued or running after it. */
+vlm_status vlm_engine_step(vlm_engine *e, int *active);
+/* Steps until vlm_engine_stop; waits without spinning while there is no work. */
+vlm_status vlm_engine_run(vlm_engine *e);
+/* Makes vlm_engine_run return after the current step (thread-safe, async-signal-safe). */
+void vlm_engine_stop(vlm_engine *e);
+/* A snapshot of the engine's gauges and counters (thread-safe). */
+void vlm_engine_get_stats(vlm_engine *e, vlm_engine_stats *s);
 
 /* 1 when ONNX Runtime is available in this build (run_onnx); reason explains a 0. */
 int vlm_onnx_available(char *reason, size_t cap);

@@ -18,7 +18,8 @@ typedef enum {
     VLM_ERR_NOT_FOUND,   /* a model, tensor, token or file that should exist does not */
     VLM_ERR_UNAVAILABLE, /* a feature that this build or machine lacks (CUDA, ONNX Runtime) */
     VLM_ERR_RUNTIME,     /* a failure while computing (device error, numeric trouble) */
-    VLM_ERR_USAGE        /* a command-line usage error (exit status 2) */
+    VLM_ERR_USAGE,       /* a command-line usage error (exit status 2) */
+    VLM_ERR_BUSY         /* a queue or pool is full for now: retry later (the engine's waiting queue) */
 } vlm_status;
 
 /* The message of the last error on this thread ("" when none). */

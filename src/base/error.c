@@ -52,6 +52,7 @@ const char *vlm_status_name(vlm_status s) {
     case VLM_ERR_UNAVAILABLE: return "unavailable";
     case VLM_ERR_RUNTIME: return "runtime error";
     case VLM_ERR_USAGE: return "usage error";
+    case VLM_ERR_BUSY: return "busy";
     }
     return "unknown error";
 }

@@ -173,8 +173,23 @@ static const char *const *image_paths(const vlm_request *r, const char **buf, in
     return buf;
 }
 
+/* Parts of the request API that the engine (src/runtime/engine.c, in progress) brings. */
+static vlm_status check_supported(const vlm_request *r) {
+    int inputs = r->n_image_inputs;
+    for (int i = 0; r->messages && i < r->n_messages; i++) {
+        inputs += r->messages[i].n_image_inputs;
+        if (r->messages[i].n_parts) return vlm_err(VLM_ERR_UNSUPPORTED, "message parts are not implemented yet");
+    }
+    if (inputs) return vlm_err(VLM_ERR_UNSUPPORTED, "images given as vlm_image_input are not implemented yet");
+    if (r->n_stop) return vlm_err(VLM_ERR_UNSUPPORTED, "stop strings are not implemented yet");
+    if (r->min_pixels || r->max_pixels)
+        return vlm_err(VLM_ERR_UNSUPPORTED, "per-request min_pixels / max_pixels are not implemented yet");
+    return VLM_OK;
+}
+
 vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     memset(out, 0, sizeof *out);
+    VLM_TRY(check_supported(r));
     vlm_timings *t = &out->timings;
     double t0 = vlm_now();
     vlm_reset_peak_rss();
@@ -299,5 +314,7 @@ void vlm_result_free(vlm_result *r) {
     free(r->input_ids);
     free(r->generated_ids);
     free(r->text);
+    free(r->images);
+    free(r->token_times);
     memset(r, 0, sizeof *r);
 }
