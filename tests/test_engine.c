@@ -12,6 +12,7 @@
 #include "harness.h"
 #include "io/file.h"
 #include "io/json.h"
+#include "model/synthetic.h"
 #include "text/chat.h"
 #include "text/tokenizer.h"
 #include "vlm.h"
@@ -98,7 +99,7 @@ typedef struct {
     char error[512];
     vlm_stop_reason stop;
     int32_t input_ids[1024], generated[256];
-    int n_input, n_generated, n_times, times_ok;
+    int n_input, n_generated, n_total, times_ok; /* n_generated of the first 256, n_total in all */
     char text[4096];
     vlm_image_summary images[4];
     int n_images;
@@ -120,6 +121,7 @@ static void on_done(void *user, vlm_request_id id, vlm_status status, const char
         o->stop = res->stop;
         o->n_input = res->n_input < 1024 ? res->n_input : 1024;
         memcpy(o->input_ids, res->input_ids, (size_t)o->n_input * sizeof(int32_t));
+        o->n_total = res->n_generated;
         o->n_generated = res->n_generated < 256 ? res->n_generated : 256;
         memcpy(o->generated, res->generated_ids, (size_t)o->n_generated * sizeof(int32_t));
         snprintf(o->text, sizeof o->text, "%s", res->text);
@@ -152,8 +154,8 @@ static int same_ids(const int32_t *a, int na, const int32_t *b, int nb) {
 
 /* ---- every fixture case, concurrently, with sampled requests mixed in ---- */
 
-static const char *k_q25[] = {"q25_gray", "q25_photo", "q25_rgba", "q25_text_only", "q25_tiny_image", "q25_two_images",
-                              "q25_wide"};
+static const char *k_q25[] = {"q25_gray",       "q25_photo",      "q25_rgba", "q25_text_only",
+                              "q25_tiny_image", "q25_two_images", "q25_wide"};
 static const char *k_q2vl[] = {"q2vl_photo", "q2vl_rgba", "q2vl_text_only"};
 static const char *k_q2vlc[] = {"q2vlc_photo"};
 
@@ -201,14 +203,13 @@ static void concurrent_cases(const char *const *names, int n, int max_running) {
         const fixture_case *c = &cases[i];
         CHECK_MSG(greedy[i].calls == 1 && greedy[i].status == VLM_OK, "%s: %d calls, %s", c->name, greedy[i].calls,
                   greedy[i].error);
-        CHECK_MSG(same_ids(greedy[i].input_ids, greedy[i].n_input, c->input_ids, c->n_input), "%s: input ids",
-                  c->name);
+        CHECK_MSG(same_ids(greedy[i].input_ids, greedy[i].n_input, c->input_ids, c->n_input), "%s: input ids", c->name);
         CHECK_MSG(same_ids(greedy[i].generated, greedy[i].n_generated, c->generated_ids, c->n_generated),
                   "%s: generated ids differ from the fixture when run with others", c->name);
         CHECK_MSG(!strcmp(greedy[i].text, alone[i].text), "%s: text differs from vlm_generate's", c->name);
-        CHECK_MSG(same_ids(sampled[i].generated, sampled[i].n_generated, alone_s[i].generated_ids,
-                           alone_s[i].n_generated),
-                  "%s: sampled ids differ from the same request alone", c->name);
+        CHECK_MSG(
+            same_ids(sampled[i].generated, sampled[i].n_generated, alone_s[i].generated_ids, alone_s[i].n_generated),
+            "%s: sampled ids differ from the same request alone", c->name);
         CHECK(greedy[i].times_ok && greedy[i].timings.time_to_first_token_s > 0);
         CHECK(greedy[i].n_images == c->n_images);
     }
@@ -416,8 +417,8 @@ static void test_stop_strings(void) {
               "stop '%s': got '%s' (%s), want the first %zu bytes of '%s'", stop, res.text,
               vlm_stop_reason_name(res.stop), want, whole.text);
     CHECK(o.streamed.len == want && (!want || !memcmp(o.streamed.data, res.text, want))); /* nothing of it streamed */
-    CHECK(res.n_generated <= whole.n_generated && same_ids(res.generated_ids, res.n_generated, whole.generated_ids,
-                                                           res.n_generated));
+    CHECK(res.n_generated <= whole.n_generated &&
+          same_ids(res.generated_ids, res.n_generated, whole.generated_ids, res.n_generated));
     vlm_result_free(&res);
     vlm_sb_free(&o.streamed);
     /* a stop string that only the prompt contains ends nothing */
@@ -464,7 +465,10 @@ static void test_image_bytes_and_parts(void) {
 
     /* interleaved parts: text, image, text, image, text in one user turn */
     vlm_image_input second = {.path = c2.images[1]};
-    vlm_content_part parts[5] = {{.text = "First: "}, {.image = &in}, {.text = "then, smaller: "}, {.image = &second},
+    vlm_content_part parts[5] = {{.text = "First: "},
+                                 {.image = &in},
+                                 {.text = "then, smaller: "},
+                                 {.image = &second},
                                  {.text = "What differs?"}};
     vlm_message msg = {.role = "user", .parts = parts, .n_parts = 5};
     vlm_request_init(&r);
@@ -576,6 +580,208 @@ static void test_errors_at_submit(void) {
     vlm_model_free(m);
 }
 
+/* ---- staggered arrivals, chunked prefill beside decodes, cancels; the pool comes back whole ---- */
+
+static void test_staggered_with_cancels(void) {
+    fixture_case cases[7];
+    for (int i = 0; i < 7; i++) CHECK(load_case(k_q25[i], &cases[i]));
+    vlm_model *m = load_model(cases[0].model);
+    if (!m) return;
+    vlm_engine_options o;
+    vlm_engine_options_init(&o);
+    o.max_running = 5;
+    o.max_step_tokens = 40; /* prompts of 30-250 tokens: chunked, next to other sequences' decodes */
+    o.kv_block_tokens = 8;
+    vlm_engine *e = NULL;
+    CHECK_OK(vlm_engine_create(m, &o, &e));
+    if (!e) return vlm_model_free(m);
+    vlm_engine_stats st0;
+    vlm_engine_get_stats(e, &st0);
+    outcome out[14];
+    memset(out, 0, sizeof out);
+    int active = 0;
+    for (int wave = 0; wave < 14; wave++) { /* a request every other step, two cancelled on the way */
+        vlm_request r;
+        case_request(&cases[wave % 7], &r);
+        CHECK_OK(vlm_engine_submit(e, &r, on_done, &out[wave], &out[wave].id));
+        CHECK_OK(vlm_engine_step(e, &active));
+        if (wave == 5) CHECK(vlm_engine_cancel(e, out[1].id) == 0);   /* running (or done: then -1) */
+        if (wave == 12) CHECK(vlm_engine_cancel(e, out[12].id) == 0); /* just queued */
+        CHECK_OK(vlm_engine_step(e, &active));
+    }
+    run_until_idle(e);
+    for (int i = 0; i < 14; i++) {
+        const fixture_case *c = &cases[i % 7];
+        CHECK(out[i].calls == 1 && out[i].status == VLM_OK);
+        if (i == 1 || i == 12) {
+            CHECK(out[i].stop == VLM_STOP_CANCELLED && out[i].n_generated < c->n_generated);
+            CHECK(same_ids(out[i].generated, out[i].n_generated, c->generated_ids, out[i].n_generated));
+            continue;
+        }
+        CHECK_MSG(same_ids(out[i].generated, out[i].n_generated, c->generated_ids, c->n_generated),
+                  "%s (request %d): other ids among staggered requests", c->name, i);
+    }
+    vlm_engine_stats st;
+    vlm_engine_get_stats(e, &st);
+    CHECK_MSG(st.kv_blocks_used == 0 && st.kv_blocks_total == st0.kv_blocks_total, "%d of %d blocks still used",
+              st.kv_blocks_used, st.kv_blocks_total);
+    CHECK(st.requests_cancelled == 2 && st.requests_finished == 12 && st.running == 0 && st.waiting == 0);
+    vlm_engine_free(e);
+    vlm_model_free(m);
+}
+
+/* ---- the KV pool: a request that waits for blocks, and one that can never fit ---- */
+
+static void test_pool_admission(void) {
+    fixture_case a, b;
+    if (!load_case("q25_photo", &a) || !load_case("q25_text_only", &b)) return;
+    vlm_model *m = load_model(a.model);
+    if (!m) return;
+    vlm_engine_options o;
+    vlm_engine_options_init(&o);
+    o.kv_cache_mb = 1;
+    o.prefix_cache = 0;
+    vlm_engine *e = NULL;
+    CHECK_OK(vlm_engine_create(m, &o, &e));
+    if (!e) return vlm_model_free(m);
+    vlm_engine_stats st;
+    vlm_engine_get_stats(e, &st);
+    int P = st.kv_blocks_total, B = st.kv_block_tokens;
+    CHECK(P > 9 && st.kv_pool_bytes <= 1048576);
+    /* can never fit: refused at submit, naming the blocks */
+    vlm_request r;
+    case_request(&b, &r);
+    r.sampling.max_tokens = P * B;
+    outcome x = {0};
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &x, NULL), VLM_ERR_NOMEM, "can never fit the KV cache");
+    /* two that fit only one at a time: 140 positions (9 blocks), then P - 8 blocks: the second waits
+     * in the queue until the first gives its blocks back */
+    outcome o1 = {0}, o2 = {0};
+    case_request(&a, &r);
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &o1, NULL));
+    r.sampling.max_tokens = (P - 8) * B - a.n_input + 1;
+    r.sampling.ignore_eos = 1;
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &o2, NULL));
+    int active;
+    CHECK_OK(vlm_engine_step(e, &active));
+    vlm_engine_stats now;
+    vlm_engine_get_stats(e, &now);
+    CHECK_MSG(now.running == 1 && now.waiting == 1 && now.kv_blocks_used == 9, "%d running, %d waiting, %d blocks",
+              now.running, now.waiting, now.kv_blocks_used);
+    run_until_idle(e);
+    CHECK(o1.calls == 1 && same_ids(o1.generated, o1.n_generated, a.generated_ids, a.n_generated));
+    CHECK_MSG(o2.calls == 1 && o2.status == VLM_OK && o2.n_total == r.sampling.max_tokens,
+              "%d calls, %s, %d of %d tokens", o2.calls, o2.error, o2.n_total, r.sampling.max_tokens);
+    CHECK(o2.timings.queue_s > 0 && same_ids(o2.generated, a.n_generated, a.generated_ids, a.n_generated));
+    vlm_engine_get_stats(e, &st);
+    CHECK(st.kv_blocks_used == 0);
+    vlm_engine_free(e);
+    vlm_model_free(m);
+}
+
+/* ---- prefix and image reuse on the demo model ---- */
+
+static const char *k_system =
+    "You are a careful assistant who describes photographs for a museum archive. Name the objects you see, their "
+    "colours and positions, the setting, the likely period, and anything written; say when you are unsure.";
+
+static void demo_request(vlm_request *r, vlm_message *msgs, vlm_image_input *img, const char *path, const char *q) {
+    vlm_request_init(r);
+    *img = (vlm_image_input){.path = path};
+    msgs[0] = (vlm_message){.role = "system", .text = k_system};
+    msgs[1] = (vlm_message){.role = "user", .text = q, .image_inputs = img, .n_image_inputs = 1};
+    r->messages = msgs;
+    r->n_messages = 2;
+    r->sampling.greedy = 1;
+    r->sampling.max_tokens = 8;
+}
+
+/* Runs one request alone on the engine (stepping until it is done). */
+static void run_one(vlm_engine *e, const vlm_request *r, outcome *o) {
+    CHECK_OK(vlm_engine_submit(e, r, on_done, o, &o->id));
+    run_until_idle(e);
+    CHECK_MSG(o->calls == 1 && o->status == VLM_OK, "%s", o->error);
+}
+
+static void test_prefix_and_image_reuse(void) {
+    const char *dir = test_tmp("demo");
+    CHECK_OK(vlm_make_synthetic("demo", dir, 1, 0));
+    vlm_model *m = load_model(dir);
+    if (!m) return;
+    char image[1024];
+    snprintf(image, sizeof image, "%s/assets/demo/grace_hopper.jpg", VLM_SOURCE_DIR);
+    static const char *questions[4] = {"What is in the picture?", "Which year might this be?", "Who is this person?",
+                                       "Is it a painting or a photograph?"};
+    vlm_message msgs[2];
+    vlm_image_input img;
+    vlm_request r;
+    /* without reuse: each question alone, on an engine with no caches */
+    vlm_engine_options o;
+    vlm_engine_options_init(&o);
+    o.prefix_cache = 0;
+    o.image_cache_mb = 0;
+    vlm_engine *e = NULL;
+    CHECK_OK(vlm_engine_create(m, &o, &e));
+    if (!e) return vlm_model_free(m);
+    outcome plain[4], reuse[4];
+    memset(plain, 0, sizeof plain);
+    memset(reuse, 0, sizeof reuse);
+    for (int i = 0; i < 4; i++) {
+        demo_request(&r, msgs, &img, image, questions[i]);
+        run_one(e, &r, &plain[i]);
+        CHECK(plain[i].timings.cached_tokens == 0);
+    }
+    vlm_engine_free(e);
+    /* with reuse: the same questions one after the other; from the second on, each shares the
+     * system prompt and the image with the ones before */
+    CHECK_OK(vlm_engine_create(m, NULL, &e));
+    if (!e) return vlm_model_free(m);
+    double ratio[3];
+    for (int i = 0; i < 4; i++) {
+        demo_request(&r, msgs, &img, image, questions[i]);
+        run_one(e, &r, &reuse[i]);
+        CHECK_MSG(same_ids(reuse[i].generated, reuse[i].n_generated, plain[i].generated, plain[i].n_generated),
+                  "question %d: other ids with reuse", i);
+        if (i) ratio[i - 1] = plain[i].timings.time_to_first_token_s / reuse[i].timings.time_to_first_token_s;
+    }
+    /* the median of three ratios, each measured on this machine in this run */
+    double lo = ratio[0] < ratio[1] ? ratio[0] : ratio[1], hi = ratio[0] < ratio[1] ? ratio[1] : ratio[0];
+    double med = ratio[2] < lo ? lo : ratio[2] > hi ? hi : ratio[2];
+    int cached = reuse[1].timings.cached_tokens, prompt = reuse[1].timings.prompt_tokens;
+    fprintf(stderr,
+            "  reuse: TTFT %.1f ms without, %.1f ms with (median of 3 ratios %.1fx); %d of %d prompt tokens "
+            "cached\n",
+            plain[1].timings.time_to_first_token_s * 1e3, reuse[1].timings.time_to_first_token_s * 1e3, med, cached,
+            prompt);
+    CHECK_MSG(med >= 5, "TTFT only %.1fx lower with prefix and image reuse", med);
+    CHECK(reuse[0].timings.cached_tokens == 0);
+    CHECK_MSG(cached > prompt - 2 * 16 && cached < prompt, "%d of %d prompt tokens came from the cache", cached,
+              prompt);
+    vlm_engine_stats st;
+    vlm_engine_get_stats(e, &st);
+    /* the image's last rows share a block with the question: they are run again, from the image
+     * cache (the encoder ran once) */
+    CHECK_MSG(st.image_cache_hits == 3 && st.image_cache_misses == 1, "image cache: %llu hits, %llu misses",
+              (unsigned long long)st.image_cache_hits, (unsigned long long)st.image_cache_misses);
+    CHECK(reuse[1].timings.vision_s < reuse[0].timings.vision_s / 2);
+    CHECK_MSG(st.kv_blocks_used == 0, "%d blocks still used", st.kv_blocks_used);
+    /* the same request twice: the image lies wholly in the shared prefix and is not embedded */
+    outcome again[2];
+    memset(again, 0, sizeof again);
+    for (int i = 0; i < 2; i++) {
+        demo_request(&r, msgs, &img, image,
+                     "Describe the picture in detail: the person, the clothes, the background, the light.");
+        run_one(e, &r, &again[i]);
+    }
+    vlm_engine_stats st2;
+    vlm_engine_get_stats(e, &st2);
+    CHECK(same_ids(again[1].generated, again[1].n_generated, again[0].generated, again[0].n_generated));
+    CHECK(again[1].timings.cached_tokens > again[0].timings.cached_tokens);
+    CHECK(st2.image_cache_hits == st.image_cache_hits + 1 && st2.image_cache_misses == st.image_cache_misses);
+    vlm_engine_free(e);
+    vlm_model_free(m);
+}
+
 int main(void) {
     RUN(test_fixture_cases_concurrently);
     RUN(test_threads_submit_at_once);
@@ -584,5 +790,8 @@ int main(void) {
     RUN(test_stop_strings);
     RUN(test_image_bytes_and_parts);
     RUN(test_errors_at_submit);
+    RUN(test_staggered_with_cancels);
+    RUN(test_pool_admission);
+    RUN(test_prefix_and_image_reuse);
     return test_summary();
 }

@@ -22,7 +22,10 @@ typedef enum { VLM_DEVICE_CPU = 0, VLM_DEVICE_CUDA = 1 } vlm_device_kind;
  * - Vision (causal = 0, segments): rows are split into segments [seg[s], seg[s+1]); a query
  *   attends the keys of its own segment only (windows, or one whole image). q and k have the
  *   same rows (n_q = n_kv). segments = NULL means one segment over all rows.
- * Grouped-query heads: query head h reads kv head h / (n_heads / n_kv_heads). */
+ * Grouped-query heads: query head h reads kv head h / (n_heads / n_kv_heads).
+ * Paged keys and values (kv_blocks != NULL): key/value j of the sequence is row
+ * kv_blocks[j / kv_block_size] * kv_block_size + j % kv_block_size of k and v (a block table over
+ * a pool of blocks, as the engine's KV cache keeps them); otherwise row j. */
 typedef struct {
     int n_q, n_kv, q_pos0, causal;
     const int *segments; /* host array of n_segments + 1 boundaries, or NULL */
@@ -30,7 +33,15 @@ typedef struct {
     int n_heads, n_kv_heads, head_dim;
     int q_stride, kv_stride, out_stride; /* floats between consecutive rows */
     float scale;
+    const int32_t *kv_blocks; /* host block table covering n_kv positions, or NULL */
+    int kv_block_size;
 } vlm_attn_params;
+
+/* The row of k and v that holds key j (see kv_blocks above). */
+static inline size_t vlm_attn_kv_row(const vlm_attn_params *p, int j) {
+    if (!p->kv_blocks) return (size_t)j;
+    return (size_t)p->kv_blocks[j / p->kv_block_size] * (size_t)p->kv_block_size + (size_t)(j % p->kv_block_size);
+}
 
 typedef struct vlm_backend vlm_backend;
 

@@ -146,7 +146,43 @@ void vlm_text_model_free(vlm_text_model *m) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Run state */
+ * KV cache: a pool of blocks */
+
+uint64_t vlm_kv_block_bytes(const vlm_model_config *cfg, int block_tokens) {
+    return vlm_text_kv_cache_bytes(cfg, block_tokens);
+}
+
+vlm_status vlm_kv_pool_create(vlm_text_model *m, int n_blocks, int block_tokens, vlm_kv_pool *pool) {
+    memset(pool, 0, sizeof *pool);
+    if (n_blocks < 1 || block_tokens < 1 || (int64_t)n_blocks * block_tokens > INT32_MAX)
+        return vlm_err(VLM_ERR_INVALID, "KV cache: bad pool size (%d blocks of %d positions)", n_blocks, block_tokens);
+    uint64_t bytes = (uint64_t)n_blocks * vlm_kv_block_bytes(&m->cfg, block_tokens);
+    if (m->be->kind == VLM_DEVICE_CPU) {
+        uint64_t avail = vlm_available_memory_bytes();
+        if (avail && bytes > avail)
+            return vlm_err(VLM_ERR_NOMEM,
+                           "the KV cache for %lld positions (%.2f GB) exceeds the available memory (%.2f GB); "
+                           "ask for fewer tokens",
+                           (long long)n_blocks * block_tokens, bytes / 1e9, avail / 1e9);
+    }
+    pool->k = vlm_dev_alloc(m->be, bytes, "the KV cache");
+    if (!pool->k)
+        return vlm_err_ctx(VLM_ERR_NOMEM, "KV cache for %lld positions (%.2f GB)", (long long)n_blocks * block_tokens,
+                           bytes / 1e9);
+    pool->v = pool->k + bytes / sizeof(float) / 2;
+    pool->n_blocks = n_blocks;
+    pool->block_tokens = block_tokens;
+    pool->bytes = bytes;
+    return VLM_OK;
+}
+
+void vlm_kv_pool_free(vlm_text_model *m, vlm_kv_pool *pool) {
+    vlm_dev_free(m->be, pool->k);
+    memset(pool, 0, sizeof *pool);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Activations of a pass */
 
 static float *carve(char **p, size_t floats) {
     float *r = (float *)*p;
@@ -154,162 +190,215 @@ static float *carve(char **p, size_t floats) {
     return r;
 }
 
-vlm_status vlm_text_state_create(vlm_text_model *m, int capacity, int max_rows, vlm_text_state *st) {
-    memset(st, 0, sizeof *st);
+vlm_status vlm_text_batch_create(vlm_text_model *m, int max_rows, int max_seqs, vlm_text_batch *b) {
+    memset(b, 0, sizeof *b);
     const vlm_text_config *t = &m->cfg.text;
-    if (capacity < 1 || max_rows < 1 || max_rows > capacity)
-        return vlm_err(VLM_ERR_INVALID, "language model: bad run state size (%d positions, %d rows per pass)", capacity,
-                       max_rows);
-    size_t R = (size_t)max_rows, D = (size_t)t->hidden, Q = (size_t)t->n_heads * t->head_dim;
-    size_t I = (size_t)t->intermediate, half = (size_t)t->head_dim / 2;
-    size_t act = padded((int64_t)(R * D)) * 2 + padded((int64_t)(R * Q)) * 2 + padded((int64_t)(R * I)) * 2 +
-        padded(t->vocab) + padded((int64_t)(R * half)) * 2;
-    st->act_bytes = act * sizeof(float);
-    st->kv_bytes = vlm_text_kv_cache_bytes(&m->cfg, capacity);
-    if (m->be->kind == VLM_DEVICE_CPU) {
-        uint64_t avail = vlm_available_memory_bytes();
-        if (avail && st->kv_bytes + st->act_bytes > avail)
-            return vlm_err(VLM_ERR_NOMEM,
-                           "the KV cache for %d positions (%.2f GB) and activations (%.2f GB) exceed "
-                           "the available memory (%.2f GB); ask for fewer tokens",
-                           capacity, st->kv_bytes / 1e9, st->act_bytes / 1e9, avail / 1e9);
+    if (max_rows < 1 || max_seqs < 1 || max_seqs > max_rows)
+        return vlm_err(VLM_ERR_INVALID, "language model: bad pass size (%d rows, %d sequences)", max_rows, max_seqs);
+    size_t R = (size_t)max_rows, S = (size_t)max_seqs, D = (size_t)t->hidden, Q = (size_t)t->n_heads * t->head_dim;
+    size_t KV = (size_t)t->n_kv_heads * t->head_dim, I = (size_t)t->intermediate, half = (size_t)t->head_dim / 2;
+    size_t act = padded((int64_t)(R * D)) * 2 + padded((int64_t)(R * Q)) * 2 + padded((int64_t)(R * KV)) * 2 +
+        padded((int64_t)(R * I)) * 2 + padded((int64_t)(S * D)) * 2 + padded((int64_t)(S * t->vocab)) +
+        padded((int64_t)(R * half)) * 2;
+    b->act_bytes = act * sizeof(float);
+    b->max_rows = max_rows;
+    b->max_seqs = max_seqs;
+    b->act_block = vlm_dev_alloc(m->be, b->act_bytes, "language model activations");
+    b->cos_h = vlm_alloc(R * half * sizeof(float) * 2, "rotary tables");
+    b->slots = vlm_alloc(R * sizeof *b->slots, "KV cache slots of a pass");
+    b->last_rows = vlm_alloc(S * sizeof *b->last_rows, "rows with logits");
+    if (m->be->kind != VLM_DEVICE_CPU) b->logits_h = vlm_alloc(S * t->vocab * sizeof(float), "host logits");
+    if (!b->act_block || !b->cos_h || !b->slots || !b->last_rows || (m->be->kind != VLM_DEVICE_CPU && !b->logits_h)) {
+        vlm_text_batch_free(m, b);
+        return VLM_ERR_NOMEM;
     }
-    st->capacity = capacity;
-    st->max_rows = max_rows;
-    st->act_block = vlm_dev_alloc(m->be, st->act_bytes, "language model activations");
-    st->kv_block = st->act_block ? vlm_dev_alloc(m->be, st->kv_bytes, "the KV cache") : NULL;
-    st->cos_h = vlm_alloc(R * half * sizeof(float) * 2, "rotary tables");
-    if (!st->act_block || !st->kv_block || !st->cos_h) {
-        vlm_status s = vlm_err_ctx(VLM_ERR_NOMEM, "KV cache for %d positions (%.2f GB)", capacity, st->kv_bytes / 1e9);
-        vlm_text_state_free(m, st);
-        return s;
-    }
-    st->sin_h = st->cos_h + R * half;
-    char *p = st->act_block;
-    st->x = carve(&p, R * D);
-    st->xn = carve(&p, R * D);
-    st->q = carve(&p, R * Q);
-    st->att = carve(&p, R * Q);
-    st->gate = carve(&p, R * I);
-    st->up = carve(&p, R * I);
-    st->logits = carve(&p, (size_t)t->vocab);
-    st->cos = carve(&p, R * half);
-    st->sin = carve(&p, R * half);
-    st->k_cache = st->kv_block;
-    st->v_cache = st->k_cache + st->kv_bytes / sizeof(float) / 2;
+    b->sin_h = b->cos_h + R * half;
+    char *p = b->act_block;
+    b->x = carve(&p, R * D);
+    b->xn = carve(&p, R * D);
+    b->q = carve(&p, R * Q);
+    b->att = carve(&p, R * Q);
+    b->k = carve(&p, R * KV);
+    b->v = carve(&p, R * KV);
+    b->gate = carve(&p, R * I);
+    b->up = carve(&p, R * I);
+    b->last = carve(&p, S * D);
+    b->last_norm = carve(&p, S * D);
+    b->logits = carve(&p, S * t->vocab);
+    b->cos = carve(&p, R * half);
+    b->sin = carve(&p, R * half);
     return VLM_OK;
 }
 
-void vlm_text_state_free(vlm_text_model *m, vlm_text_state *st) {
-    vlm_dev_free(m->be, st->act_block);
-    vlm_dev_free(m->be, st->kv_block);
-    vlm_free(st->cos_h);
-    memset(st, 0, sizeof *st);
+void vlm_text_batch_free(vlm_text_model *m, vlm_text_batch *b) {
+    vlm_dev_free(m->be, b->act_block);
+    vlm_free(b->cos_h);
+    vlm_free(b->slots);
+    vlm_free(b->last_rows);
+    vlm_free(b->logits_h);
+    memset(b, 0, sizeof *b);
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Inputs of a pass */
 
-void vlm_text_embed(vlm_text_model *m, vlm_text_state *st, const int32_t *ids, int n) {
-    vlm_embed(m->be, st->x, &m->embed, ids, n);
+void vlm_text_embed(vlm_text_model *m, vlm_text_batch *b, int row0, const int32_t *ids, int n) {
+    vlm_embed(m->be, b->x + (size_t)row0 * m->cfg.text.hidden, &m->embed, ids, n);
 }
 
-void vlm_text_set_rows(vlm_text_model *m, vlm_text_state *st, const float *embeds, int n) {
-    vlm_copy(m->be, st->x, embeds, (size_t)n * m->cfg.text.hidden);
+void vlm_text_set_rows(vlm_text_model *m, vlm_text_batch *b, int row0, const float *embeds, int n) {
+    size_t D = (size_t)m->cfg.text.hidden;
+    vlm_copy(m->be, b->x + (size_t)row0 * D, embeds, (size_t)n * D);
 }
 
-void vlm_text_scatter_image_rows(vlm_text_model *m, vlm_text_state *st, const int32_t *rows, const float *feats,
-                                 int n) {
-    if (n > 0) vlm_scatter_rows(m->be, st->x, rows, feats, n, m->cfg.text.hidden);
+void vlm_text_scatter_image_rows(vlm_text_model *m, vlm_text_batch *b, const int32_t *rows, const float *feats, int n) {
+    if (n > 0) vlm_scatter_rows(m->be, b->x, rows, feats, n, m->cfg.text.hidden);
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Forward pass */
 
-/* x += o_proj(attention(rope(q), rope(k), v)) over rows of x; k and v go straight into the cache. */
-static void attention_block(vlm_text_model *m, vlm_text_state *st, int l, int n) {
+/* x += o_proj(attention(rope(q), rope(k), v)) over the pass's rows; each row's key and value go
+ * to its slot of the pool, then each sequence attends its own cache through its block table. */
+static void attention_block(vlm_text_model *m, vlm_text_batch *b, vlm_kv_pool *pool, const vlm_text_seq *seqs,
+                            int n_seqs, int l, int R) {
     vlm_backend *be = m->be;
     const vlm_text_config *t = &m->cfg.text;
     const vlm_text_layer *L = &m->layers[l];
     int D = t->hidden, Q = t->n_heads * t->head_dim, KV = t->n_kv_heads * t->head_dim;
-    size_t layer_off = (size_t)l * st->capacity * KV;
-    float *kc = st->k_cache + layer_off, *vc = st->v_cache + layer_off;
-    float *k_new = kc + (size_t)st->n_past * KV, *v_new = vc + (size_t)st->n_past * KV;
+    size_t layer_off = (size_t)l * pool->n_blocks * pool->block_tokens * KV;
+    float *kc = pool->k + layer_off, *vc = pool->v + layer_off;
 
-    vlm_rmsnorm(be, st->xn, st->x, L->in_norm, n, D, t->rms_eps);
-    vlm_matmul(be, st->q, st->xn, &L->q_w, L->q_b, n);
-    vlm_matmul(be, k_new, st->xn, &L->k_w, L->k_b, n);
-    vlm_matmul(be, v_new, st->xn, &L->v_w, L->v_b, n);
-    vlm_rope(be, st->q, Q, st->cos, st->sin, n, t->n_heads, t->head_dim);
-    vlm_rope(be, k_new, KV, st->cos, st->sin, n, t->n_kv_heads, t->head_dim);
-    vlm_attn_params p = {.n_q = n,
-                         .n_kv = st->n_past + n,
-                         .q_pos0 = st->n_past,
-                         .causal = 1,
-                         .n_heads = t->n_heads,
-                         .n_kv_heads = t->n_kv_heads,
-                         .head_dim = t->head_dim,
-                         .q_stride = Q,
-                         .kv_stride = KV,
-                         .out_stride = Q,
-                         .scale = (float)pow((double)t->head_dim, -0.5)};
-    vlm_attention(be, st->att, st->q, kc, vc, &p);
-    vlm_matmul(be, st->xn, st->att, &L->o_w, NULL, n);
-    vlm_add(be, st->x, st->xn, (size_t)n * D);
+    vlm_rmsnorm(be, b->xn, b->x, L->in_norm, R, D, t->rms_eps);
+    vlm_matmul(be, b->q, b->xn, &L->q_w, L->q_b, R);
+    vlm_matmul(be, b->k, b->xn, &L->k_w, L->k_b, R);
+    vlm_matmul(be, b->v, b->xn, &L->v_w, L->v_b, R);
+    vlm_rope(be, b->q, Q, b->cos, b->sin, R, t->n_heads, t->head_dim);
+    vlm_rope(be, b->k, KV, b->cos, b->sin, R, t->n_kv_heads, t->head_dim);
+    vlm_scatter_rows(be, kc, b->slots, b->k, R, KV);
+    vlm_scatter_rows(be, vc, b->slots, b->v, R, KV);
+    float scale = (float)pow((double)t->head_dim, -0.5);
+    for (int i = 0, row0 = 0; i < n_seqs; row0 += seqs[i].n, i++) {
+        const vlm_text_seq *sq = &seqs[i];
+        vlm_attn_params p = {.n_q = sq->n,
+                             .n_kv = sq->n_past + sq->n,
+                             .q_pos0 = sq->n_past,
+                             .causal = 1,
+                             .n_heads = t->n_heads,
+                             .n_kv_heads = t->n_kv_heads,
+                             .head_dim = t->head_dim,
+                             .q_stride = Q,
+                             .kv_stride = KV,
+                             .out_stride = Q,
+                             .scale = scale,
+                             .kv_blocks = sq->blocks,
+                             .kv_block_size = pool->block_tokens};
+        vlm_attention(be, b->att + (size_t)row0 * Q, b->q + (size_t)row0 * Q, kc, vc, &p);
+    }
+    vlm_matmul(be, b->xn, b->att, &L->o_w, NULL, R);
+    vlm_add(be, b->x, b->xn, (size_t)R * D);
 }
 
 /* x += down(silu(gate(y)) * up(y)), y = RMSNorm(x) */
-static void mlp_block(vlm_text_model *m, vlm_text_state *st, int l, int n) {
+static void mlp_block(vlm_text_model *m, vlm_text_batch *b, int l, int R) {
     vlm_backend *be = m->be;
     const vlm_text_config *t = &m->cfg.text;
     const vlm_text_layer *L = &m->layers[l];
-    vlm_rmsnorm(be, st->xn, st->x, L->post_norm, n, t->hidden, t->rms_eps);
-    vlm_matmul(be, st->gate, st->xn, &L->gate_w, NULL, n);
-    vlm_matmul(be, st->up, st->xn, &L->up_w, NULL, n);
-    vlm_swiglu(be, st->gate, st->gate, st->up, (size_t)n * t->intermediate);
-    vlm_matmul(be, st->xn, st->gate, &L->down_w, NULL, n);
-    vlm_add(be, st->x, st->xn, (size_t)n * t->hidden);
+    vlm_rmsnorm(be, b->xn, b->x, L->post_norm, R, t->hidden, t->rms_eps);
+    vlm_matmul(be, b->gate, b->xn, &L->gate_w, NULL, R);
+    vlm_matmul(be, b->up, b->xn, &L->up_w, NULL, R);
+    vlm_swiglu(be, b->gate, b->gate, b->up, (size_t)R * t->intermediate);
+    vlm_matmul(be, b->xn, b->gate, &L->down_w, NULL, R);
+    vlm_add(be, b->x, b->xn, (size_t)R * t->hidden);
 }
 
-static vlm_status rotary_tables(vlm_text_model *m, vlm_text_state *st, int n, const int32_t *pos, int pos_stride) {
+static vlm_status rotary_tables(vlm_text_model *m, vlm_text_batch *b, int R, const int32_t *pos, int pos_stride) {
     int half = m->cfg.text.head_dim / 2;
-    vlm_mrope_cos_sin(m->inv_freq, half, m->cfg.text.mrope_section, pos, pos_stride, n, st->cos_h, st->sin_h);
-    VLM_TRY(vlm_to_device(m->be, st->cos, st->cos_h, (size_t)n * half * sizeof(float)));
-    return vlm_to_device(m->be, st->sin, st->sin_h, (size_t)n * half * sizeof(float));
+    vlm_mrope_cos_sin(m->inv_freq, half, m->cfg.text.mrope_section, pos, pos_stride, R, b->cos_h, b->sin_h);
+    VLM_TRY(vlm_to_device(m->be, b->cos, b->cos_h, (size_t)R * half * sizeof(float)));
+    return vlm_to_device(m->be, b->sin, b->sin_h, (size_t)R * half * sizeof(float));
 }
 
-static vlm_status tap(vlm_backend *be, float *host, const float *dev, size_t floats) {
-    if (!host) return VLM_OK;
-    VLM_TRY(vlm_sync(be));
-    return vlm_to_host(be, host, dev, floats * sizeof(float));
+/* Copies each tapped sequence's rows of src (device, rows of D floats) to its host destination. */
+enum { TAP_INPUTS, TAP_LAYER0, TAP_FINAL };
+static vlm_status taps(vlm_text_model *m, const vlm_text_seq *seqs, int n_seqs, int which, const float *src) {
+    size_t D = (size_t)m->cfg.text.hidden;
+    for (int i = 0, row0 = 0; i < n_seqs; row0 += seqs[i].n, i++) {
+        const vlm_text_taps *tp = seqs[i].taps;
+        float *dst = !tp          ? NULL
+            : which == TAP_INPUTS ? tp->inputs_embeds
+            : which == TAP_LAYER0 ? tp->layer0_out
+                                  : tp->final_norm_out;
+        if (!dst) continue;
+        VLM_TRY(vlm_sync(m->be));
+        VLM_TRY(vlm_to_host(m->be, dst, src + (size_t)row0 * D, (size_t)seqs[i].n * D * sizeof(float)));
+    }
+    return VLM_OK;
 }
 
-vlm_status vlm_text_forward(vlm_text_model *m, vlm_text_state *st, int n, const int32_t *pos, int pos_stride,
-                            int want_logits, const vlm_text_taps *taps) {
+/* Checks the pass against its buffers and the pool, and fills the slots of its rows. */
+static vlm_status plan_pass(vlm_text_model *m, vlm_text_batch *b, const vlm_kv_pool *pool, const vlm_text_seq *seqs,
+                            int n_seqs, int *rows, int *n_logits, int *any_final) {
+    int R = 0, nl = 0, B = pool->block_tokens;
+    *any_final = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const vlm_text_seq *sq = &seqs[i];
+        if (sq->n < 1 || sq->n_past < 0 || R + sq->n > b->max_rows || !sq->blocks)
+            return vlm_err(VLM_ERR_INVALID,
+                           "language model: sequence %d of the pass (%d rows after %d) does not fit the pass "
+                           "(%d rows at most)",
+                           i, sq->n, R, b->max_rows);
+        for (int r = 0; r < sq->n; r++) {
+            int p = sq->n_past + r, blk = sq->blocks[p / B];
+            if (blk < 0 || blk >= pool->n_blocks)
+                return vlm_err(VLM_ERR_INVALID,
+                               "language model: position %d of sequence %d is in block %d, outside "
+                               "the KV cache's %d blocks",
+                               p, i, blk, pool->n_blocks);
+            b->slots[R + r] = blk * B + p % B;
+        }
+        R += sq->n;
+        if (sq->want_logits) {
+            if (nl == b->max_seqs)
+                return vlm_err(VLM_ERR_INVALID, "language model: more than %d sequences want logits", b->max_seqs);
+            b->last_rows[nl++] = R - 1;
+        }
+        if (sq->taps && sq->taps->final_norm_out) *any_final = 1;
+    }
+    if (R < 1) return vlm_err(VLM_ERR_INVALID, "language model: an empty pass");
+    *rows = R;
+    *n_logits = nl;
+    return VLM_OK;
+}
+
+vlm_status vlm_text_forward(vlm_text_model *m, vlm_text_batch *b, vlm_kv_pool *pool, const vlm_text_seq *seqs,
+                            int n_seqs, const int32_t *pos, int pos_stride) {
     vlm_backend *be = m->be;
     const vlm_text_config *t = &m->cfg.text;
-    static const vlm_text_taps no_taps;
-    if (!taps) taps = &no_taps;
-    if (n < 1 || n > st->max_rows || st->n_past + n > st->capacity)
-        return vlm_err(VLM_ERR_INVALID,
-                       "language model: %d rows at position %d do not fit the run state (%d rows "
-                       "per pass, %d positions)",
-                       n, st->n_past, st->max_rows, st->capacity);
-    size_t D = (size_t)t->hidden;
-    VLM_TRY(rotary_tables(m, st, n, pos, pos_stride));
-    VLM_TRY(tap(be, taps->inputs_embeds, st->x, n * D));
+    int R = 0, nl = 0, any_final = 0, D = t->hidden;
+    VLM_TRY(plan_pass(m, b, pool, seqs, n_seqs, &R, &nl, &any_final));
+    VLM_TRY(rotary_tables(m, b, R, pos, pos_stride));
+    VLM_TRY(taps(m, seqs, n_seqs, TAP_INPUTS, b->x));
     for (int l = 0; l < t->n_layers; l++) {
-        attention_block(m, st, l, n);
-        mlp_block(m, st, l, n);
-        if (l == 0) VLM_TRY(tap(be, taps->layer0_out, st->x, n * D));
+        attention_block(m, b, pool, seqs, n_seqs, l, R);
+        mlp_block(m, b, l, R);
+        if (l == 0) VLM_TRY(taps(m, seqs, n_seqs, TAP_LAYER0, b->x));
     }
-    st->n_past += n;
-    if (taps->final_norm_out) { /* every row, for the dump */
-        vlm_rmsnorm(be, st->xn, st->x, m->norm, n, (int)D, t->rms_eps);
-        VLM_TRY(tap(be, taps->final_norm_out, st->xn, n * D));
-    } else if (want_logits) { /* the last row only */
-        vlm_rmsnorm(be, st->xn + (n - 1) * D, st->x + (n - 1) * D, m->norm, 1, (int)D, t->rms_eps);
+    if (any_final) { /* every row of the tapped sequences, for the dump */
+        vlm_rmsnorm(be, b->xn, b->x, m->norm, R, D, t->rms_eps);
+        VLM_TRY(taps(m, seqs, n_seqs, TAP_FINAL, b->xn));
     }
-    if (want_logits) vlm_matmul(be, st->logits, st->xn + (n - 1) * D, &m->lm_head, NULL, 1);
-    return vlm_sync(be);
+    b->n_logits = nl;
+    if (nl) { /* the last row of each sequence that wants logits */
+        vlm_gather_rows(be, b->last, b->x, b->last_rows, nl, D);
+        vlm_rmsnorm(be, b->last_norm, b->last, m->norm, nl, D, t->rms_eps);
+        vlm_matmul(be, b->logits, b->last_norm, &m->lm_head, NULL, nl);
+    }
+    VLM_TRY(vlm_sync(be));
+    if (nl && b->logits_h) VLM_TRY(vlm_to_host(be, b->logits_h, b->logits, (size_t)nl * t->vocab * sizeof(float)));
+    return VLM_OK;
+}
+
+float *vlm_text_logits(const vlm_text_model *m, const vlm_text_batch *b, int i) {
+    return (b->logits_h ? b->logits_h : b->logits) + (size_t)i * m->cfg.text.vocab;
 }

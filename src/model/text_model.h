@@ -4,11 +4,14 @@
  * generation loop around it lives in src/runtime (text_generate.h, the engine).
  *
  *   vlm_text_model *m;  vlm_text_model_open(be, "/path/to/checkpoint", &m);
- *   vlm_text_state st;  vlm_text_state_create(m, capacity, rows_per_pass, &st);
- *   vlm_text_embed(m, &st, ids, n);  vlm_text_forward(m, &st, n, pos, n, 1, NULL);  ... st.logits ...
+ *   vlm_kv_pool pool;  vlm_kv_pool_create(m, n_blocks, block_tokens, &pool);
+ *   vlm_text_batch b;  vlm_text_batch_create(m, rows_per_pass, sequences_per_pass, &b);
+ *   vlm_text_embed(m, &b, 0, ids, n);
+ *   vlm_text_seq sq = {.n = n, .n_past = 0, .blocks = table, .want_logits = 1};
+ *   vlm_text_forward(m, &b, &pool, &sq, 1, pos, n);  ... vlm_text_logits(m, &b, 0) ...
  *
- * The state holds the KV cache of capacity positions and the activations of one pass of up to
- * max_rows rows; passes allocate nothing. Logits are computed for the last row of a pass only. */
+ * One pass runs the rows of many sequences (continuous batching): each weight is read once for all
+ * of them, each sequence attends only its own positions in the pool. */
 #ifndef VLM_MODEL_TEXT_MODEL_H
 #define VLM_MODEL_TEXT_MODEL_H
 
@@ -38,47 +41,78 @@ vlm_backend *vlm_text_model_backend(const vlm_text_model *m);
 /* Bytes of the KV cache (f32 keys and values of every layer) for this many positions. */
 uint64_t vlm_text_kv_cache_bytes(const vlm_model_config *cfg, int positions);
 
-/* Run state of one sequence: its KV cache and the activations of one batched pass. */
+/* The KV cache: one pool of blocks of block_tokens positions; each holds the keys and values of
+ * its positions for every layer. A sequence's positions live in the blocks its block table lists,
+ * so sequences share one pool and full blocks can be shared between sequences (the engine's prefix
+ * cache). Layout: k and v each [layers][n_blocks * block_tokens][kv_heads * head_dim]. */
 typedef struct {
-    int capacity; /* positions the KV cache holds */
-    int max_rows; /* rows one pass may run */
-    int n_past;   /* positions already in the cache */
+    int n_blocks, block_tokens;
+    float *k, *v; /* device */
+    uint64_t bytes;
+} vlm_kv_pool;
+
+/* Bytes of one block (keys and values of every layer). */
+uint64_t vlm_kv_block_bytes(const vlm_model_config *cfg, int block_tokens);
+/* Allocates the pool (on the CPU, checking the available memory first and naming the bytes). */
+vlm_status vlm_kv_pool_create(vlm_text_model *m, int n_blocks, int block_tokens, vlm_kv_pool *pool);
+void vlm_kv_pool_free(vlm_text_model *m, vlm_kv_pool *pool);
+
+/* The activations of one forward pass over up to max_rows rows of up to max_seqs sequences (each
+ * contributes consecutive rows: a chunk of its prompt or its next token), and the logits of the
+ * last row of each sequence that asks for them. Passes allocate nothing. */
+typedef struct {
+    int max_rows, max_seqs;
     /* device memory */
-    float *x;                 /* [max_rows, D] residual stream (the pass's input embeddings on entry) */
-    float *xn;                /* [max_rows, D] normed input / projection output */
-    float *q;                 /* [max_rows, H*hd] */
-    float *att;               /* [max_rows, H*hd] attention output */
-    float *gate, *up;         /* [max_rows, I] */
-    float *logits;            /* [vocab] of the last row */
-    float *k_cache, *v_cache; /* [layers, capacity, kvH*hd] each */
-    float *cos, *sin;         /* [max_rows, hd/2] */
-    void *act_block, *kv_block;
-    /* host scratch for the rotary tables */
+    float *x;                /* [max_rows, D] residual stream (the pass's input embeddings on entry) */
+    float *xn;               /* [max_rows, D] normed input / projection output */
+    float *q, *att;          /* [max_rows, H*hd] queries, attention output */
+    float *k, *v;            /* [max_rows, kvH*hd] the rows' keys and values, before they go to the pool */
+    float *gate, *up;        /* [max_rows, I] */
+    float *last, *last_norm; /* [max_seqs, D] rows whose logits are asked for */
+    float *logits;           /* [max_seqs, vocab] */
+    float *cos, *sin;        /* [max_rows, hd/2] */
+    void *act_block;
+    /* host memory */
     float *cos_h, *sin_h;
-    uint64_t kv_bytes, act_bytes;
-} vlm_text_state;
+    int32_t *slots;     /* [max_rows] pool row of each row's key and value */
+    int32_t *last_rows; /* [max_seqs] */
+    float *logits_h;    /* [max_seqs, vocab] when the device is not the host */
+    int n_logits;       /* logits rows of the last pass */
+    uint64_t act_bytes;
+} vlm_text_batch;
 
-/* Allocates the run state (checks the memory first, naming the bytes). */
-vlm_status vlm_text_state_create(vlm_text_model *m, int capacity, int max_rows, vlm_text_state *st);
-void vlm_text_state_free(vlm_text_model *m, vlm_text_state *st);
+vlm_status vlm_text_batch_create(vlm_text_model *m, int max_rows, int max_seqs, vlm_text_batch *b);
+void vlm_text_batch_free(vlm_text_model *m, vlm_text_batch *b);
 
-/* The inputs of a pass: st->x rows [0, n) = embeddings of ids (host array). */
-void vlm_text_embed(vlm_text_model *m, vlm_text_state *st, const int32_t *ids, int n);
-/* st->x rows [0, n) = rows of embeds (device), for callers that computed the embeddings. */
-void vlm_text_set_rows(vlm_text_model *m, vlm_text_state *st, const float *embeds, int n);
-/* st->x row rows[i] = image feature row feats[i] (device) for i < n: the image rows of a prompt
- * replace the <|image_pad|> embeddings. rows is a host array of rows of this pass. */
-void vlm_text_scatter_image_rows(vlm_text_model *m, vlm_text_state *st, const int32_t *rows, const float *feats, int n);
+/* The inputs of a pass: b->x rows [row0, row0 + n) = embeddings of ids (host array). */
+void vlm_text_embed(vlm_text_model *m, vlm_text_batch *b, int row0, const int32_t *ids, int n);
+/* b->x rows [row0, row0 + n) = rows of embeds (device), for callers that computed the embeddings. */
+void vlm_text_set_rows(vlm_text_model *m, vlm_text_batch *b, int row0, const float *embeds, int n);
+/* b->x row rows[i] = image feature row feats[i] (device) for i < n: the image rows of a prompt
+ * replace the <|image_pad|> embeddings. rows is a host array of rows of the pass. */
+void vlm_text_scatter_image_rows(vlm_text_model *m, vlm_text_batch *b, const int32_t *rows, const float *feats, int n);
 
-/* Host destinations for intermediate tensors of one pass (rows of this pass), or NULL. */
+/* Host destinations for intermediate tensors of a sequence's rows of a pass (the dump), or NULL. */
 typedef struct {
     float *inputs_embeds, *layer0_out, *final_norm_out;
 } vlm_text_taps;
 
-/* Runs the n rows already in st->x at cache positions st->n_past .. + n - 1 with positions
- * pos[a * pos_stride + r] (host), appends their keys and values to the cache and, when
- * want_logits, leaves the last row's logits in st->logits (device). */
-vlm_status vlm_text_forward(vlm_text_model *m, vlm_text_state *st, int n, const int32_t *pos, int pos_stride,
-                            int want_logits, const vlm_text_taps *taps);
+/* One sequence's part of a pass: its next n rows (after those of the sequences before it). */
+typedef struct {
+    int n;                 /* rows in this pass: a chunk of the prompt, or the next token */
+    int n_past;            /* positions already in its cache: the rows are positions n_past .. + n - 1 */
+    const int32_t *blocks; /* its block table (host): blocks for positions 0 .. n_past + n - 1 */
+    int want_logits;       /* the logits of its last row */
+    const vlm_text_taps *taps;
+} vlm_text_seq;
+
+/* Runs the rows already in b->x: each row with its positions pos[a * pos_stride + r] (host, a = t,
+ * h, w), its key and value written to the pool at its sequence's position, each sequence attending
+ * its own cache (causal) through its block table. Every matrix product runs once over all rows.
+ * Leaves the logits of the sequences with want_logits, in order, as vlm_text_logits(m, b, 0..). */
+vlm_status vlm_text_forward(vlm_text_model *m, vlm_text_batch *b, vlm_kv_pool *pool, const vlm_text_seq *seqs,
+                            int n_seqs, const int32_t *pos, int pos_stride);
+/* The i-th logits row of the last pass, in host memory ([vocab]; callers may modify it). */
+float *vlm_text_logits(const vlm_text_model *m, const vlm_text_batch *b, int i);
 
 #endif

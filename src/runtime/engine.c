@@ -1,10 +1,11 @@
-/* The engine's public API: options, create / free, submit and cancel from any thread, the step
- * (admission, one unit of work per running request, completions) and the run loop, stop, stats.
- * See engine.h for who may touch what. */
+/* The engine's public API: options, create (the KV pool sized and stated), free, submit and cancel
+ * from any thread, the run loop, stop, stats. The step is engine_step.c. See engine.h for who may
+ * touch what. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "base/memory.h"
 #include "runtime/engine.h"
 
@@ -32,7 +33,88 @@ static vlm_status check_options(const vlm_engine_options *o) {
     return VLM_OK;
 }
 
-vlm_status vlm_engine_create(vlm_model *m, const vlm_engine_options *o, vlm_engine **out) {
+/* The default pool: half of the memory left beside the weights, the pass buffers and the image
+ * cache (the other half stays for the vision encoder's activations and the rest of the machine),
+ * and never more than max_running sequences of the whole context. */
+static int default_blocks(vlm_engine *e, uint64_t per_block, uint64_t reserved, char *why, size_t cap) {
+    vlm_model *m = e->m;
+    uint64_t avail, budget;
+    if (m->be->kind == VLM_DEVICE_CPU) {
+        /* mapped weights not yet read count as available: count them out */
+        uint64_t weights = m->lang.bytes + (m->vision ? m->vis.bytes : 0), rss = vlm_rss_bytes();
+        uint64_t pending = weights > rss ? weights - rss : 0;
+        avail = vlm_available_memory_bytes();
+        budget = avail > pending + reserved ? (avail - pending - reserved) / 2 : 0;
+        snprintf(why, cap, "half of the %.1f GB available beside the weights", avail / 1e9);
+    } else {
+        uint64_t used = 0, total = 0;
+        vlm_gpu_memory(&used, &total);
+        avail = total > used ? total - used : 0;
+        budget = avail > reserved ? (avail - reserved) / 2 : 0;
+        snprintf(why, cap, "half of the %.1f GB of device memory free", avail / 1e9);
+    }
+    int64_t most = ((int64_t)e->opt.max_running * e->m->lang.cfg.text.max_positions + e->opt.kv_block_tokens - 1) /
+        e->opt.kv_block_tokens;
+    int64_t n = (int64_t)(budget / per_block);
+    if (n > most) {
+        n = most;
+        snprintf(why, cap, "max_running sequences of the whole context");
+    }
+    return n > INT32_MAX / e->opt.kv_block_tokens ? INT32_MAX / e->opt.kv_block_tokens : (int)n;
+}
+
+/* The KV pool, the pass buffers and the image cache. */
+static vlm_status engine_memory(vlm_engine *e, int n_blocks) {
+    vlm_model *m = e->m;
+    const vlm_engine_options *o = &e->opt;
+    int rows = o->max_step_tokens > o->max_running ? o->max_step_tokens : o->max_running;
+    VLM_TRY(vlm_text_batch_create(m->text, rows, o->max_running, &e->batch));
+    uint64_t per_block = vlm_kv_block_bytes(&m->lang.cfg, o->kv_block_tokens);
+    char why[160] = "";
+    int stated = !n_blocks;
+    if (!n_blocks && o->kv_cache_mb) {
+        uint64_t n = (uint64_t)o->kv_cache_mb * 1048576 / per_block;
+        n_blocks = n > INT32_MAX / (uint64_t)o->kv_block_tokens ? INT32_MAX / o->kv_block_tokens : (int)n;
+        snprintf(why, sizeof why, "kv_cache_mb %lld", o->kv_cache_mb);
+    } else if (!n_blocks) {
+        uint64_t reserved = e->batch.act_bytes + (uint64_t)o->image_cache_mb * 1048576;
+        n_blocks = default_blocks(e, per_block, reserved, why, sizeof why);
+    }
+    if (n_blocks < 1)
+        return vlm_err(VLM_ERR_NOMEM,
+                       "engine: no memory for a KV cache (%s gives none; one block of %d positions is %.1f MB)", why,
+                       o->kv_block_tokens, per_block / 1048576.0);
+    VLM_TRY(vlm_kv_pool_create(m->text, n_blocks, o->kv_block_tokens, &e->pool));
+    VLM_TRY(vlm_kvc_init(&e->kvc, n_blocks));
+    vlm_image_cache_init(&e->images, m->be, (uint64_t)o->image_cache_mb * 1048576);
+    size_t R = (size_t)e->batch.max_rows, S = (size_t)o->max_running;
+    e->ts = vlm_calloc(S, sizeof *e->ts, "the engine's pass");
+    e->seqs = vlm_calloc(S, sizeof *e->seqs, "the engine's pass");
+    e->in_pass = vlm_calloc(S, sizeof *e->in_pass, "the engine's pass");
+    e->rows = vlm_calloc(S, sizeof *e->rows, "the engine's pass");
+    e->pos = vlm_calloc(3 * R, sizeof *e->pos, "the engine's pass");
+    if (!e->ts || !e->seqs || !e->in_pass || !e->rows || !e->pos) return VLM_ERR_NOMEM;
+    if (stated)
+        VLM_LOG_I("engine: KV cache of %d blocks x %d positions = %.2f GB (%s); at most %d sequences and %d rows per "
+                  "step",
+                  n_blocks, o->kv_block_tokens, e->pool.bytes / 1e9, why, o->max_running, o->max_step_tokens);
+    return VLM_OK;
+}
+
+static void engine_release(vlm_engine *e) {
+    vlm_image_cache_free(&e->images);
+    vlm_kvc_free(&e->kvc);
+    vlm_kv_pool_free(e->m->text, &e->pool);
+    vlm_text_batch_free(e->m->text, &e->batch);
+    vlm_free(e->ts);
+    vlm_free(e->seqs);
+    vlm_free(e->in_pass);
+    vlm_free(e->rows);
+    vlm_free(e->pos);
+    vlm_free(e->running);
+}
+
+vlm_status vlm_engine_create_sized(vlm_model *m, const vlm_engine_options *o, int n_blocks, vlm_engine **out) {
     *out = NULL;
     vlm_engine_options opt;
     if (o) opt = *o;
@@ -40,82 +122,74 @@ vlm_status vlm_engine_create(vlm_model *m, const vlm_engine_options *o, vlm_engi
     VLM_TRY(check_options(&opt));
     vlm_engine *e = vlm_calloc(1, sizeof *e, "the engine");
     if (!e) return VLM_ERR_NOMEM;
-    e->running = vlm_calloc((size_t)opt.max_running, sizeof *e->running, "the engine's running list");
-    if (!e->running) {
-        vlm_free(e);
-        return VLM_ERR_NOMEM;
-    }
     pthread_mutex_lock(&m->lock);
     int taken = m->engine != NULL;
     if (!taken) m->engine = e;
     pthread_mutex_unlock(&m->lock);
     if (taken) {
-        vlm_free(e->running);
         vlm_free(e);
         return vlm_err(VLM_ERR_BUSY, "this model already has an engine (one engine per model at a time)");
     }
     e->m = m;
     e->opt = opt;
+    e->running = vlm_calloc((size_t)opt.max_running, sizeof *e->running, "the engine's running list");
+    vlm_status s = e->running ? engine_memory(e, n_blocks) : VLM_ERR_NOMEM;
+    if (s != VLM_OK) {
+        engine_release(e);
+        pthread_mutex_lock(&m->lock);
+        m->engine = NULL;
+        pthread_mutex_unlock(&m->lock);
+        vlm_free(e);
+        return vlm_err_ctx(s, "creating the engine");
+    }
     pthread_mutex_init(&e->lock, NULL);
     sem_init(&e->wake, 0, 0);
+    e->stats.kv_blocks_total = e->pool.n_blocks;
+    e->stats.kv_block_tokens = e->pool.block_tokens;
+    e->stats.kv_pool_bytes = e->pool.bytes;
     *out = e;
     return VLM_OK;
 }
 
-/* Hands a finished job to its caller: result (or error), counters, on_done, free. Engine thread,
- * lock not held. */
-static void complete(vlm_engine *e, vlm_job *j, vlm_status status, const char *error) {
-    vlm_result res;
-    int have = 0;
-    char msg[1024];
-    if (status == VLM_OK) {
-        status = vlm_job_result(e, j, &res);
-        have = status == VLM_OK;
-        if (!have) error = vlm_last_error();
-    }
-    if (status != VLM_OK) snprintf(msg, sizeof msg, "%s", error && *error ? error : vlm_status_name(status));
-    pthread_mutex_lock(&e->lock);
-    vlm_engine_stats *st = &e->stats;
-    st->prompt_tokens += (uint64_t)(j->started ? j->n_ids : 0);
-    st->generation_tokens += (uint64_t)j->seq.n_out;
-    if (status != VLM_OK) st->requests_failed++;
-    else if (j->stop_reason == VLM_STOP_CANCELLED) st->requests_cancelled++;
-    else st->requests_finished++;
-    pthread_mutex_unlock(&e->lock);
-    if (j->on_done) j->on_done(j->done_user, j->id, status, status == VLM_OK ? NULL : msg, have ? &res : NULL);
-    if (have) vlm_result_free(&res);
-    vlm_job_release(e, j);
-    vlm_job_free(e->m, j);
+vlm_status vlm_engine_create(vlm_model *m, const vlm_engine_options *o, vlm_engine **out) {
+    return vlm_engine_create_sized(m, o, 0, out);
 }
 
 void vlm_engine_free(vlm_engine *e) {
     if (!e) return;
-    for (int i = 0; i < e->n_running; i++) {
-        vlm_job_finish(e->running[i], VLM_STOP_CANCELLED);
-        complete(e, e->running[i], VLM_OK, NULL);
+    while (e->n_running) {
+        vlm_job *j = e->running[--e->n_running];
+        vlm_job_finish(j, VLM_STOP_CANCELLED);
+        vlm_engine_complete(e, j, VLM_OK, NULL);
     }
-    e->n_running = 0;
     while (e->wait_head) {
         vlm_job *j = e->wait_head;
         e->wait_head = j->next;
+        e->n_waiting--;
         vlm_job_finish(j, VLM_STOP_CANCELLED);
-        complete(e, j, VLM_OK, NULL);
+        vlm_engine_complete(e, j, VLM_OK, NULL);
     }
+    engine_release(e);
     pthread_mutex_lock(&e->m->lock);
     e->m->engine = NULL;
     pthread_mutex_unlock(&e->m->lock);
     sem_destroy(&e->wake);
     pthread_mutex_destroy(&e->lock);
-    vlm_free(e->running);
     vlm_free(e);
 }
 
-vlm_status vlm_engine_submit(vlm_engine *e, const vlm_request *r, vlm_done_fn on_done, void *done_user,
-                             vlm_request_id *id) {
+vlm_status vlm_engine_enqueue(vlm_engine *e, vlm_job *j, vlm_done_fn on_done, void *done_user, vlm_request_id *id) {
     if (id) *id = 0;
-    if (!e || !r) return vlm_err(VLM_ERR_INVALID, "vlm_engine_submit: no engine or no request");
-    vlm_job *j;
-    VLM_TRY(vlm_job_prepare(e->m, r, &j));
+    vlm_status s = vlm_job_plan_blocks(j, e->pool.block_tokens, e->opt.prefix_cache);
+    if (s == VLM_OK && j->n_blocks > e->pool.n_blocks)
+        s = vlm_err(VLM_ERR_NOMEM,
+                    "the request can never fit the KV cache: a prompt of %d tokens plus max_tokens %d needs %d blocks "
+                    "of %d positions, the cache has %d (%.2f GB; see kv_cache_mb)",
+                    j->n_ids, j->max_tokens, j->n_blocks, e->pool.block_tokens, e->pool.n_blocks, e->pool.bytes / 1e9);
+    if (s != VLM_OK) {
+        vlm_job_free(e->m, j);
+        return s;
+    }
     j->on_done = on_done;
     j->done_user = done_user;
     pthread_mutex_lock(&e->lock);
@@ -137,6 +211,15 @@ vlm_status vlm_engine_submit(vlm_engine *e, const vlm_request *r, vlm_done_fn on
     return VLM_OK;
 }
 
+vlm_status vlm_engine_submit(vlm_engine *e, const vlm_request *r, vlm_done_fn on_done, void *done_user,
+                             vlm_request_id *id) {
+    if (id) *id = 0;
+    if (!e || !r) return vlm_err(VLM_ERR_INVALID, "vlm_engine_submit: no engine or no request");
+    vlm_job *j;
+    VLM_TRY(vlm_job_prepare(e->m, r, &j));
+    return vlm_engine_enqueue(e, j, on_done, done_user, id);
+}
+
 int vlm_engine_cancel(vlm_engine *e, vlm_request_id id) {
     int found = 0;
     pthread_mutex_lock(&e->lock);
@@ -149,90 +232,12 @@ int vlm_engine_cancel(vlm_engine *e, vlm_request_id id) {
     return found ? 0 : -1;
 }
 
-/* Under the lock: takes cancelled jobs out of the queue (into *done) and admits waiting jobs while
- * there is room. */
-static void admit(vlm_engine *e, vlm_job **done, int *n_done, int cap_done) {
-    vlm_job **link = &e->wait_head, *prev = NULL;
-    while (*link) {
-        vlm_job *j = *link;
-        if (atomic_load(&j->cancelled) && *n_done < cap_done) {
-            *link = j->next;
-            if (e->wait_tail == j) e->wait_tail = prev;
-            e->n_waiting--;
-            j->next = NULL;
-            done[(*n_done)++] = j;
-            continue;
-        }
-        prev = j;
-        link = &j->next;
-    }
-    while (e->wait_head && e->n_running < e->opt.max_running) {
-        vlm_job *j = e->wait_head;
-        e->wait_head = j->next;
-        if (!e->wait_head) e->wait_tail = NULL;
-        e->n_waiting--;
-        j->next = NULL;
-        j->state = VLM_JOB_RUNNING;
-        e->running[e->n_running++] = j;
-    }
-}
-
-/* One unit of work for a running job; errors end that job only. */
-static vlm_status work(vlm_engine *e, vlm_job *j) {
-    if (atomic_load(&j->cancelled)) {
-        vlm_job_finish(j, VLM_STOP_CANCELLED);
-        return VLM_OK;
-    }
-    if (!j->started) VLM_TRY(vlm_job_start(e, j));
-    return vlm_job_advance(e, j);
-}
-
-vlm_status vlm_engine_step(vlm_engine *e, int *active) {
-    enum { CAP = 64 };
-    vlm_job *cancelled[CAP];
-    int n_cancelled = 0;
-    pthread_mutex_lock(&e->lock);
-    admit(e, cancelled, &n_cancelled, CAP);
-    pthread_mutex_unlock(&e->lock);
-    for (int i = 0; i < n_cancelled; i++) {
-        vlm_job_finish(cancelled[i], VLM_STOP_CANCELLED);
-        complete(e, cancelled[i], VLM_OK, NULL);
-    }
-    for (int i = 0; i < e->n_running; i++) {
-        vlm_job *j = e->running[i];
-        vlm_status s = work(e, j);
-        if (s != VLM_OK) {
-            char msg[1024];
-            snprintf(msg, sizeof msg, "%s", vlm_last_error());
-            j->finished = 1;
-            pthread_mutex_lock(&e->lock);
-            e->running[i] = e->running[--e->n_running];
-            pthread_mutex_unlock(&e->lock);
-            complete(e, j, s, msg);
-            i--;
-        } else if (j->finished) {
-            pthread_mutex_lock(&e->lock);
-            e->running[i] = e->running[--e->n_running];
-            pthread_mutex_unlock(&e->lock);
-            complete(e, j, VLM_OK, NULL);
-            i--;
-        }
-    }
-    if (active) {
-        pthread_mutex_lock(&e->lock);
-        *active = e->n_running + e->n_waiting;
-        pthread_mutex_unlock(&e->lock);
-    }
-    return VLM_OK;
-}
-
 vlm_status vlm_engine_run(vlm_engine *e) {
     while (!atomic_load(&e->stop_requested)) {
         int active = 0;
         VLM_TRY(vlm_engine_step(e, &active));
         if (active || atomic_load(&e->stop_requested)) continue;
-        while (sem_wait(&e->wake) != 0 && errno == EINTR) {
-        }
+        while (sem_wait(&e->wake) != 0 && errno == EINTR) {}
     }
     atomic_store(&e->stop_requested, 0);
     return VLM_OK;
@@ -248,6 +253,5 @@ void vlm_engine_get_stats(vlm_engine *e, vlm_engine_stats *s) {
     *s = e->stats;
     s->running = e->n_running;
     s->waiting = e->n_waiting;
-    s->kv_block_tokens = e->opt.kv_block_tokens;
     pthread_mutex_unlock(&e->lock);
 }

@@ -51,9 +51,10 @@ static vlm_status add_images(conversation *c, const char *const *paths, int n_pa
                              int n_inputs, const char *where) {
     if (n_paths < 0 || n_inputs < 0) return vlm_err(VLM_ERR_INVALID, "%s: a negative image count", where);
     if (n_paths && n_inputs)
-        return vlm_err(VLM_ERR_INVALID,
-                       "%s: images given both as paths (%d) and as vlm_image_input (%d); give one list, in prompt order",
-                       where, n_paths, n_inputs);
+        return vlm_err(
+            VLM_ERR_INVALID,
+            "%s: images given both as paths (%d) and as vlm_image_input (%d); give one list, in prompt order", where,
+            n_paths, n_inputs);
     if ((n_paths && !paths) || (n_inputs && !inputs))
         return vlm_err(VLM_ERR_INVALID, "%s: an image count without the images", where);
     for (int i = 0; i < n_paths; i++) {
@@ -147,8 +148,8 @@ static long long pick_limit(long long image, long long request, long long model)
 
 static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_image_input *in, vlm_job_image *out) {
     int has_path = in->path != NULL, has_bytes = in->bytes != NULL || in->n_bytes > 0;
-    if (has_path == has_bytes) return vlm_err(VLM_ERR_INVALID, "give either a path or encoded bytes, not %s",
-                                              has_path ? "both" : "neither");
+    if (has_path == has_bytes)
+        return vlm_err(VLM_ERR_INVALID, "give either a path or encoded bytes, not %s", has_path ? "both" : "neither");
     if (has_bytes && (!in->bytes || !in->n_bytes)) return vlm_err(VLM_ERR_INVALID, "empty image bytes");
     if (in->min_pixels < 0 || in->max_pixels < 0)
         return vlm_err(VLM_ERR_INVALID, "min_pixels %lld / max_pixels %lld must be >= 0 (0: the request's)",
@@ -182,6 +183,21 @@ static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_im
     return s;
 }
 
+/* The native encoder's activations for these images must fit in the memory available now (on the
+ * CPU; a device's allocation decides there): else the request fails at once, suggesting a
+ * max_pixels that fits, instead of after waiting in the queue. */
+static vlm_status check_vision_memory(vlm_model *m, const vlm_job *j) {
+    uint64_t avail = vlm_available_memory_bytes();
+    if (!m->vision || m->be->kind != VLM_DEVICE_CPU || !avail) return VLM_OK;
+    int(*grids)[3] = vlm_calloc((size_t)j->n_images, sizeof *grids, "image grids");
+    if (!grids) return VLM_ERR_NOMEM;
+    for (int i = 0; i < j->n_images; i++)
+        grids[i][0] = j->images[i].grid.t, grids[i][1] = j->images[i].grid.h, grids[i][2] = j->images[i].grid.w;
+    vlm_status s = vlm_vision_check_memory(&m->vis.cfg, (const int(*)[3])grids, j->n_images, avail, 0);
+    vlm_free(grids);
+    return s;
+}
+
 static vlm_status prepare_images(vlm_model *m, const vlm_request *r, const conversation *c, vlm_job *j) {
     if (!c->n_images) return VLM_OK;
     if (!m->vision && !m->onnx)
@@ -197,7 +213,7 @@ static vlm_status prepare_images(vlm_model *m, const vlm_request *r, const conve
         }
         j->n_image_tokens += j->images[i].tokens;
     }
-    return VLM_OK;
+    return check_vision_memory(m, j);
 }
 
 static vlm_status build_prompt(vlm_model *m, const conversation *c, vlm_job *j) {
@@ -215,7 +231,39 @@ static vlm_status build_prompt(vlm_model *m, const conversation *c, vlm_job *j) 
     if (j->ids) memcpy(j->ids, ids.v, ids.n * sizeof *j->ids);
     j->n_ids = (int)ids.n;
     vlm_ids_free(&ids);
-    return j->ids ? VLM_OK : VLM_ERR_NOMEM;
+    if (!j->ids) return VLM_ERR_NOMEM;
+    /* where each image's pads are: the k-th run of <|image_pad|> is image k's */
+    j->image_start = vlm_calloc((size_t)j->n_images + 1, sizeof *j->image_start, "image positions");
+    if (!j->image_start) return VLM_ERR_NOMEM;
+    int32_t pad = m->lang.cfg.tokens.image_token_id;
+    for (int i = 0, k = 0; i < j->n_ids; i++)
+        if (j->ids[i] == pad && (i == 0 || j->ids[i - 1] != pad) && k < j->n_images) j->image_start[k++] = i;
+    return VLM_OK;
+}
+
+vlm_status vlm_job_plan_blocks(vlm_job *j, int block_tokens, int hash_blocks) {
+    int64_t positions = (int64_t)j->n_ids + j->max_tokens - 1;
+    j->n_blocks = (int)((positions + block_tokens - 1) / block_tokens);
+    if (!hash_blocks || j->dump_path) return VLM_OK; /* a dump runs every stage: no sharing */
+    j->n_block_hash = j->n_ids / block_tokens;
+    if (!j->n_block_hash) return VLM_OK;
+    j->block_hash = vlm_alloc((size_t)j->n_block_hash * sizeof *j->block_hash, "prompt block hashes");
+    uint8_t(*ih)[32] = vlm_alloc(((size_t)j->n_images + 1) * 32, "image hashes");
+    int32_t(*ig)[3] = vlm_alloc(((size_t)j->n_images + 1) * sizeof *ig, "image grids");
+    int *tokens = vlm_alloc(((size_t)j->n_images + 1) * sizeof *tokens, "image tokens");
+    vlm_status s = j->block_hash && ih && ig && tokens ? VLM_OK : VLM_ERR_NOMEM;
+    for (int k = 0; s == VLM_OK && k < j->n_images; k++) {
+        memcpy(ih[k], j->images[k].hash, 32);
+        ig[k][0] = j->images[k].grid.t, ig[k][1] = j->images[k].grid.h, ig[k][2] = j->images[k].grid.w;
+        tokens[k] = j->images[k].tokens;
+    }
+    if (s == VLM_OK)
+        s = vlm_block_hashes(j->ids, j->n_ids, block_tokens, (const uint8_t(*)[32])ih, (const int32_t(*)[3])ig,
+                             j->image_start, tokens, j->n_images, j->block_hash);
+    vlm_free(ih);
+    vlm_free(ig);
+    vlm_free(tokens);
+    return s;
 }
 
 static vlm_status check_limits(vlm_model *m, const vlm_request *r, vlm_job *j) {
@@ -273,6 +321,8 @@ void vlm_job_free(vlm_model *m, vlm_job *j) {
     if (!j) return;
     for (int i = 0; j->images && i < j->n_images; i++) vlm_image_free(&j->images[i].resized);
     vlm_free(j->images);
+    vlm_free(j->image_start);
+    vlm_free(j->block_hash);
     vlm_free(j->ids);
     vlm_stop_free(&j->stop);
     free(j->dump_path);

@@ -31,20 +31,31 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     memset(out, 0, sizeof *out);
     vlm_reset_peak_rss();
     m->be->bytes_peak = m->be->bytes_in_use;
-    /* a private engine for this request alone: no sharing, no caches */
+    pthread_mutex_lock(&m->lock);
+    int busy = m->engine != NULL;
+    pthread_mutex_unlock(&m->lock);
+    if (busy) return vlm_err(VLM_ERR_BUSY, "this model has an engine (vlm_engine_create): submit the request to it");
+    vlm_job *j;
+    VLM_TRY(vlm_job_prepare(m, r, &j));
+    /* a private engine for this request alone: a KV cache of exactly its positions, passes of up to
+     * 512 prompt rows, no sharing, no caches */
     vlm_engine_options o;
     vlm_engine_options_init(&o);
     o.max_running = 1;
     o.max_waiting = 1;
+    o.max_step_tokens = j->n_ids < 512 ? j->n_ids : 512;
     o.prefix_cache = 0;
     o.image_cache_mb = 0;
+    int64_t positions = (int64_t)j->n_ids + j->max_tokens - 1;
+    int n_blocks = (int)((positions + o.kv_block_tokens - 1) / o.kv_block_tokens);
     vlm_engine *e;
-    vlm_status s = vlm_engine_create(m, &o, &e);
-    if (s == VLM_ERR_BUSY)
-        return vlm_err(s, "this model has an engine (vlm_engine_create): submit the request to it instead");
-    if (s != VLM_OK) return s;
+    vlm_status s = vlm_engine_create_sized(m, &o, n_blocks, &e);
+    if (s != VLM_OK) {
+        vlm_job_free(m, j);
+        return s;
+    }
     generate_ctx c = {.status = VLM_OK, .out = out};
-    s = vlm_engine_submit(e, r, on_done, &c, NULL);
+    s = vlm_engine_enqueue(e, j, on_done, &c, NULL);
     for (int active = 1; s == VLM_OK && active;) s = vlm_engine_step(e, &active);
     vlm_engine_free(e);
     if (s != VLM_OK) return s;

@@ -1,13 +1,11 @@
-/* One sequence at the token level: checks, the rope index, prefill chunks (image rows put in
- * place), sampling and decode steps. See sequence.h. */
+/* One sequence at the token level: checks, the rope index, its rows of a pass (prompt chunks with
+ * image rows put in place, or its last token), sampling. See sequence.h. */
 #include "runtime/sequence.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/memory.h"
-
-enum { DEFAULT_PREFILL_CHUNK = 512 };
 
 static vlm_status check_request(const vlm_text_model *m, const vlm_gen_request *r) {
     const vlm_model_config *cfg = vlm_text_model_config(m);
@@ -35,7 +33,9 @@ static vlm_status check_request(const vlm_text_model *m, const vlm_gen_request *
     if (n_img != r->n_image_rows)
         return vlm_err(VLM_ERR_INVALID, "the prompt has %d image tokens but %d image feature rows were given", n_img,
                        r->n_image_rows);
-    if (n_img && (!r->image_embeds || !r->grids || r->n_images < 1))
+    if (r->image_row0 < 0 || r->image_row0 > n_img)
+        return vlm_err(VLM_ERR_INVALID, "image rows from %d of %d", r->image_row0, n_img);
+    if (n_img && (!r->grids || r->n_images < 1 || (r->image_row0 < n_img && !r->image_embeds)))
         return vlm_err(VLM_ERR_INVALID, "the prompt has %d image tokens but no image features or grids", n_img);
     int64_t grid_rows = 0;
     for (int k = 0; k < r->n_images; k++) grid_rows += vlm_grid_tokens(&r->grids[k], cfg->vision.merge_size);
@@ -52,13 +52,11 @@ static vlm_status positions_init(vlm_seq *s) {
     int L = r->n_ids, D = cfg->text.hidden;
     s->pos = vlm_alloc(3 * (size_t)L * sizeof *s->pos, "prompt positions");
     s->img_pos = vlm_alloc(((size_t)r->n_image_rows + 1) * sizeof *s->img_pos, "image token positions");
-    s->img_local = vlm_alloc((size_t)s->chunk * sizeof *s->img_local, "image token positions");
+    s->img_rows = vlm_alloc((size_t)L * sizeof *s->img_rows, "image token rows");
     s->out = vlm_alloc(((size_t)r->max_new_tokens + 1) * sizeof *s->out, "generated ids");
-    if (vlm_text_model_backend(s->m)->kind != VLM_DEVICE_CPU)
-        s->logits_h = vlm_alloc((size_t)cfg->text.vocab * sizeof(float), "host logits");
+    s->blocks = vlm_calloc((size_t)s->n_blocks, sizeof *s->blocks, "a block table");
     if (r->dump) s->dump_buf = vlm_alloc(3 * (size_t)L * D * sizeof(float), "dumped activations");
-    if (!s->pos || !s->img_pos || !s->img_local || !s->out || (vlm_text_model_backend(s->m)->kind != VLM_DEVICE_CPU && !s->logits_h) ||
-        (r->dump && !s->dump_buf))
+    if (!s->pos || !s->img_pos || !s->img_rows || !s->out || !s->blocks || (r->dump && !s->dump_buf))
         return VLM_ERR_NOMEM;
     if (r->embeds) {
         memcpy(s->pos, r->positions, 3 * (size_t)L * sizeof *s->pos);
@@ -73,51 +71,94 @@ static vlm_status positions_init(vlm_seq *s) {
     return vlm_rope_index(r->ids, L, r->grids, r->n_image_rows ? r->n_images : 0, cfg, s->pos, &s->rope_delta);
 }
 
-vlm_status vlm_seq_start(vlm_seq *s, vlm_text_model *m, const vlm_gen_request *r) {
+vlm_status vlm_seq_start(vlm_seq *s, vlm_text_model *m, const vlm_gen_request *r, int block_tokens) {
     memset(s, 0, sizeof *s);
     s->m = m;
     s->r = *r;
+    s->logits_row = -1;
     VLM_TRY(check_request(m, r));
-    int L = r->n_ids, chunk = r->prefill_chunk > 0 ? r->prefill_chunk : DEFAULT_PREFILL_CHUNK;
-    s->chunk = L < chunk ? L : chunk;
+    if (block_tokens < 1) return vlm_err(VLM_ERR_INVALID, "KV blocks of %d positions", block_tokens);
     /* the last chosen token is never run: the cache needs L + max_new - 1 positions */
-    int capacity = L + (r->max_new_tokens > 1 ? r->max_new_tokens - 1 : 0);
-    vlm_status st = vlm_text_state_create(m, capacity, s->chunk, &s->st); /* checks the memory first */
-    if (st == VLM_OK) st = positions_init(s);
+    int capacity = r->n_ids + (r->max_new_tokens > 1 ? r->max_new_tokens - 1 : 0);
+    s->block_tokens = block_tokens;
+    s->n_blocks = (capacity + block_tokens - 1) / block_tokens;
+    vlm_status st = positions_init(s);
     if (st == VLM_OK) st = vlm_sampler_create(vlm_text_model_config(m)->text.vocab, &r->sampling, &s->smp);
-    if (st == VLM_OK && r->ids) vlm_sampler_accept(s->smp, r->ids, L);
+    if (st == VLM_OK && r->ids) vlm_sampler_accept(s->smp, r->ids, r->n_ids);
     if (st != VLM_OK) vlm_seq_free(s);
     return st;
 }
 
 void vlm_seq_free(vlm_seq *s) {
-    if (s->m) vlm_text_state_free(s->m, &s->st);
     vlm_sampler_free(s->smp);
     vlm_free(s->pos);
     vlm_free(s->img_pos);
-    vlm_free(s->img_local);
-    vlm_free(s->logits_h);
+    vlm_free(s->img_rows);
     vlm_free(s->dump_buf);
     vlm_free(s->out);
+    vlm_free(s->blocks);
     memset(s, 0, sizeof *s);
 }
 
-/* Puts the embeddings of prompt rows [c0, c0 + n) into the pass's input rows. */
-static void embed_rows(vlm_seq *s, int c0, int n) {
+vlm_status vlm_seq_skip(vlm_seq *s, int n) {
+    if (n <= 0) return VLM_OK;
+    if (n >= s->r.n_ids || s->n_past)
+        return vlm_err(VLM_ERR_INVALID, "a cached prefix of %d positions for a prompt of %d (%d already run)", n,
+                       s->r.n_ids, s->n_past);
+    int k = 0;
+    while (k < s->r.n_image_rows && s->img_pos[k] < n) k++;
+    if (k < s->r.image_row0)
+        return vlm_err(VLM_ERR_INVALID, "image rows from %d are given, the prompt needs them from %d", s->r.image_row0,
+                       k);
+    s->n_past = n;
+    return VLM_OK;
+}
+
+int vlm_seq_next_rows(const vlm_seq *s, int budget) {
+    if (s->prefilled) return 1;
+    int left = s->r.n_ids - s->n_past;
+    return left < budget ? left : budget;
+}
+
+/* The inputs of prompt rows [c0, c0 + n) at pass row row0, and their positions. */
+static void fill_prompt(vlm_seq *s, vlm_text_batch *b, int row0, int c0, int n, int32_t *pos, int stride) {
     const vlm_gen_request *r = &s->r;
     size_t D = (size_t)vlm_text_model_config(s->m)->text.hidden;
+    int L = r->n_ids;
+    for (int a = 0; a < 3; a++) memcpy(pos + (size_t)a * stride + row0, s->pos + (size_t)a * L + c0, n * sizeof *pos);
     if (r->embeds) {
-        vlm_text_set_rows(s->m, &s->st, r->embeds + c0 * D, n);
+        vlm_text_set_rows(s->m, b, row0, r->embeds + c0 * D, n);
         return;
     }
-    vlm_text_embed(s->m, &s->st, r->ids + c0, n);
+    vlm_text_embed(s->m, b, row0, r->ids + c0, n);
     int k0 = 0, cnt = 0; /* image tokens are sorted: those of this chunk are consecutive */
     while (k0 < r->n_image_rows && s->img_pos[k0] < c0) k0++;
     while (k0 + cnt < r->n_image_rows && s->img_pos[k0 + cnt] < c0 + n) {
-        s->img_local[cnt] = s->img_pos[k0 + cnt] - c0;
+        s->img_rows[cnt] = row0 + s->img_pos[k0 + cnt] - c0;
         cnt++;
     }
-    vlm_text_scatter_image_rows(s->m, &s->st, s->img_local, r->image_embeds + k0 * D, cnt);
+    if (cnt) vlm_text_scatter_image_rows(s->m, b, s->img_rows, r->image_embeds + (k0 - r->image_row0) * D, cnt);
+}
+
+/* Sequence i's inputs at pass row row0 and its part of the pass. */
+static void fill(vlm_seq *s, vlm_text_batch *b, int row0, int n, int32_t *pos, int stride, vlm_text_seq *ts) {
+    *ts = (vlm_text_seq){.n = n, .n_past = s->n_past, .blocks = s->blocks};
+    s->pass_rows = n;
+    if (s->prefilled) { /* the last chosen token, at the next position of all three axes */
+        int32_t tok = s->out[s->n_out - 1], p = s->n_past + s->rope_delta;
+        vlm_text_embed(s->m, b, row0, &tok, 1);
+        for (int a = 0; a < 3; a++) pos[(size_t)a * stride + row0] = p;
+        ts->want_logits = 1;
+        return;
+    }
+    int c0 = s->n_past, L = s->r.n_ids;
+    fill_prompt(s, b, row0, c0, n, pos, stride);
+    ts->want_logits = c0 + n == L;
+    if (s->dump_buf) {
+        size_t D = (size_t)vlm_text_model_config(s->m)->text.hidden, LD = (size_t)L * D;
+        s->taps = (vlm_text_taps){s->dump_buf + c0 * D, s->dump_buf + LD + c0 * D, s->dump_buf + 2 * LD + c0 * D};
+        ts->taps = &s->taps;
+    }
 }
 
 static vlm_status dump_prompt(vlm_seq *s, const float *logits) {
@@ -137,41 +178,45 @@ static vlm_status dump_prompt(vlm_seq *s, const float *logits) {
     return vlm_seq_dump_ids(s);
 }
 
-vlm_status vlm_seq_prefill(vlm_seq *s) {
-    int L = s->r.n_ids, c0 = s->n_prefilled;
-    if (s->prefilled) return VLM_OK;
-    int n = L - c0 < s->chunk ? L - c0 : s->chunk;
-    size_t D = (size_t)vlm_text_model_config(s->m)->text.hidden, LD = (size_t)L * D;
-    embed_rows(s, c0, n);
-    vlm_text_taps taps = {0};
-    if (s->dump_buf)
-        taps = (vlm_text_taps){s->dump_buf + c0 * D, s->dump_buf + LD + c0 * D, s->dump_buf + 2 * LD + c0 * D};
-    VLM_TRY(vlm_text_forward(s->m, &s->st, n, s->pos + c0, L, c0 + n == L, &taps));
-    s->n_prefilled += n;
-    if (s->n_prefilled < L) return VLM_OK;
+/* After the pass: the rows are in the cache; a finished prompt is dumped before sampling changes
+ * its logits. */
+static vlm_status after(vlm_seq *s, const vlm_text_batch *b, int logits_row) {
+    s->n_past += s->pass_rows;
+    s->pass_rows = 0;
+    s->logits_row = logits_row;
+    if (s->prefilled || s->n_past < s->r.n_ids) return VLM_OK;
     s->prefilled = 1;
     if (!s->r.dump) return VLM_OK;
-    float *logits;
-    VLM_TRY(vlm_seq_logits(s, &logits));
-    return dump_prompt(s, logits); /* before sampling changes the logits */
+    return dump_prompt(s, vlm_text_logits(s->m, b, logits_row));
 }
 
-vlm_status vlm_seq_logits(vlm_seq *s, float **logits) {
-    if (!s->logits_h) { /* CPU: device memory is host memory */
-        *logits = s->st.logits;
-        return VLM_OK;
+vlm_status vlm_seqs_forward(vlm_text_model *m, vlm_text_batch *b, vlm_kv_pool *pool, vlm_seq *const *seqs,
+                            const int *rows, int n, vlm_text_seq *ts, int32_t *pos) {
+    int R = 0;
+    for (int i = 0; i < n; i++) R += rows[i];
+    if (R < 1 || R > b->max_rows)
+        return vlm_err(VLM_ERR_INVALID, "a pass of %d rows (the buffers hold %d)", R, b->max_rows);
+    for (int i = 0, row0 = 0; i < n; row0 += rows[i], i++) fill(seqs[i], b, row0, rows[i], pos, R, &ts[i]);
+    vlm_status st = vlm_text_forward(m, b, pool, ts, n, pos, R);
+    for (int i = 0, nl = 0; i < n; i++) {
+        if (st != VLM_OK) {
+            seqs[i]->pass_rows = 0;
+            continue;
+        }
+        vlm_status s2 = after(seqs[i], b, ts[i].want_logits ? nl : -1);
+        if (s2 != VLM_OK) st = s2;
+        nl += ts[i].want_logits;
     }
-    *logits = s->logits_h;
-    size_t bytes = (size_t)vlm_text_model_config(s->m)->text.vocab * sizeof(float);
-    return vlm_to_host(vlm_text_model_backend(s->m), s->logits_h, s->st.logits, bytes);
+    return st;
 }
 
-vlm_status vlm_seq_sample(vlm_seq *s, int32_t *id) {
+vlm_status vlm_seq_sample(vlm_seq *s, const vlm_text_batch *b, int32_t *id) {
     if (s->n_out >= s->r.max_new_tokens)
         return vlm_err(VLM_ERR_INVALID, "the sequence already has its %d tokens", s->r.max_new_tokens);
-    float *logits;
-    VLM_TRY(vlm_seq_logits(s, &logits));
+    if (s->logits_row < 0) return vlm_err(VLM_ERR_INVALID, "the sequence has no logits to sample from");
+    float *logits = vlm_text_logits(s->m, b, s->logits_row);
     int32_t tok = vlm_sampler_sample(s->smp, logits);
+    s->logits_row = -1;
     s->out[s->n_out++] = tok;
     vlm_sampler_accept(s->smp, &tok, 1);
     *id = tok;
@@ -182,12 +227,6 @@ int vlm_seq_is_stop(const vlm_seq *s, int32_t id) {
     for (int i = 0; i < s->r.n_stop; i++)
         if (s->r.stop_ids[i] == id) return 1;
     return 0;
-}
-
-vlm_status vlm_seq_decode(vlm_seq *s) {
-    int32_t tok = s->out[s->n_out - 1], p = s->st.n_past + s->rope_delta, pos[3] = {p, p, p};
-    vlm_text_embed(s->m, &s->st, &tok, 1);
-    return vlm_text_forward(s->m, &s->st, 1, pos, 1, 1, NULL);
 }
 
 vlm_status vlm_seq_dump_ids(vlm_seq *s) {

@@ -38,6 +38,9 @@ typedef struct {
     int n_image_rows;
     const vlm_grid_thw *grids;
     int n_images;
+    /* Image rows before this one are never embedded: their positions are already in the cache (a
+     * shared prefix; vlm_seq_skip), and image_embeds holds the rows from this one on. */
+    int image_row0;
     /* Test hook: the whole prompt's embeddings [n_ids, hidden] (device) and positions (host,
      * three rows t, h, w of n_ids each), used instead of embedding ids and the rope index. ids
      * may still be given (repetition penalty, dump); otherwise the penalty sees generated ids only. */

@@ -16,7 +16,8 @@
 
 size_t vlm_attn_scratch_floats(int rows, int head_dim) {
     size_t R = (size_t)rows, Rp = R + 16, hd = (size_t)head_dim, hdp = hd + 16;
-    return hd * Rp + hd * VLM_ATT_BK + Rp * VLM_ATT_BK + R * hdp + VLM_ATT_BK * hdp + 2 * R + 64;
+    /* Q, packed K^T, S, O, packed V, m and l; then the staging rows of paged keys */
+    return hd * Rp + hd * VLM_ATT_BK + Rp * VLM_ATT_BK + R * hdp + VLM_ATT_BK * hdp + 2 * R + 64 + VLM_ATT_BK * hd;
 }
 
 /* Without scratch memory: one query row at a time (stack buffers only). */
@@ -37,7 +38,7 @@ static void attention_row(const vlm_attn_task *t, int ii, int g) {
         int nb = hi - j0 < FALLBACK_KB ? hi - j0 : FALLBACK_KB;
         float bmx = -INFINITY;
         for (int j = 0; j < nb; j++) {
-            const float *kr = t->k + (size_t)(j0 + j) * p->kv_stride + (size_t)t->kh * hd;
+            const float *kr = t->k + vlm_attn_kv_row(p, j0 + j) * p->kv_stride + (size_t)t->kh * hd;
             float s = 0;
             for (int d = 0; d < hd; d++) s += qr[d] * kr[d];
             scores[j] = s * p->scale;
@@ -48,7 +49,7 @@ static void attention_row(const vlm_attn_task *t, int ii, int g) {
         for (int d = 0; d < hd; d++) acc[d] *= corr;
         for (int j = 0; j < nb; j++) {
             float e = expf(scores[j] - nmx);
-            const float *vr = t->v + (size_t)(j0 + j) * p->kv_stride + (size_t)t->kh * hd;
+            const float *vr = t->v + vlm_attn_kv_row(p, j0 + j) * p->kv_stride + (size_t)t->kh * hd;
             sum += e;
             for (int d = 0; d < hd; d++) acc[d] += e * vr[d];
         }

@@ -132,6 +132,7 @@ void ATTN_TASK_FN(const vlm_attn_task *t, float *scratch) {
     const int Rp = (R + RT_S - 1) / RT_S * RT_S, hdp = (hd + VL - 1) / VL * VL;
     float *qp = scratch, *kt = qp + (size_t)hd * Rp, *s = kt + (size_t)hd * BK, *o = s + (size_t)Rp * BK;
     float *vb = o + (size_t)R * hdp, *m = vb + (size_t)BK * hdp, *l = m + R;
+    float *kstage = l + R + 64; /* paged keys gathered into consecutive rows before packing */
     const size_t kvs = (size_t)p->kv_stride;
     const float *kh_k = t->k + (size_t)t->kh * hd, *kh_v = t->v + (size_t)t->kh * hd;
 
@@ -151,9 +152,15 @@ void ATTN_TASK_FN(const vlm_attn_task *t, float *scratch) {
 
     for (int j0 = t->lo; j0 < t->hi; j0 += BK) {
         int nb = t->hi - j0 < BK ? t->hi - j0 : BK, nbp = (nb + 2 * VL - 1) / (2 * VL) * (2 * VL);
-        PACK_KT(kt, BK, kh_k + (size_t)j0 * kvs, kvs, nb, nbp, hd);
+        if (p->kv_blocks) {
+            for (int j = 0; j < nb; j++)
+                memcpy(kstage + (size_t)j * hd, kh_k + vlm_attn_kv_row(p, j0 + j) * kvs, sizeof(float) * (size_t)hd);
+            PACK_KT(kt, BK, kstage, (size_t)hd, nb, nbp, hd);
+        } else {
+            PACK_KT(kt, BK, kh_k + (size_t)j0 * kvs, kvs, nb, nbp, hd);
+        }
         for (int j = 0; j < nb; j++) { /* V rows contiguous and zero-padded: no cache-set conflicts */
-            memcpy(vb + (size_t)j * hdp, kh_v + (size_t)(j0 + j) * kvs, sizeof(float) * (size_t)hd);
+            memcpy(vb + (size_t)j * hdp, kh_v + vlm_attn_kv_row(p, j0 + j) * kvs, sizeof(float) * (size_t)hd);
             for (int d = hd; d < hdp; d++) vb[(size_t)j * hdp + d] = 0.0f;
         }
         for (int r0 = 0; r0 < R; r0 += RT_S)

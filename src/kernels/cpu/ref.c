@@ -92,7 +92,7 @@ void vlm_ref_attention_row(float *out, const float *q, const float *k, const flo
         float *o = out + (size_t)i * p->out_stride + (size_t)h * hd;
         float mx = -INFINITY;
         for (int j = lo; j < hi; j++) {
-            const float *kr = k + (size_t)j * p->kv_stride + (size_t)kh * hd;
+            const float *kr = k + vlm_attn_kv_row(p, j) * p->kv_stride + (size_t)kh * hd;
             float s = 0;
             for (int d = 0; d < hd; d++) s += qr[d] * kr[d];
             scores[j - lo] = s * p->scale;
@@ -105,7 +105,7 @@ void vlm_ref_attention_row(float *out, const float *q, const float *k, const flo
         }
         for (int d = 0; d < hd; d++) o[d] = 0;
         for (int j = lo; j < hi; j++) {
-            const float *vr = v + (size_t)j * p->kv_stride + (size_t)kh * hd;
+            const float *vr = v + vlm_attn_kv_row(p, j) * p->kv_stride + (size_t)kh * hd;
             float w = (float)(scores[j - lo] / sum);
             for (int d = 0; d < hd; d++) o[d] += w * vr[d];
         }

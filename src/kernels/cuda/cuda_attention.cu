@@ -21,7 +21,14 @@ struct attn_args {
     int n_q, n_kv, q_pos0, causal, has_ranges;
     int n_heads, group, q_stride, kv_stride, out_stride;
     float scale;
+    int block_size; /* paged keys and values: rows through the block table `blocks` (0: row j) */
 };
+
+/* The row of k and v that holds key j (vlm_attn_kv_row on the device). */
+__device__ __forceinline__ size_t kv_row(const attn_args &a, const int *blocks, int j) {
+    if (!a.block_size) return (size_t)j;
+    return (size_t)blocks[j / a.block_size] * (size_t)a.block_size + (size_t)(j % a.block_size);
+}
 
 __device__ __forceinline__ void key_range(const attn_args &a, const int *ranges, int i, int *lo, int *hi) {
     if (a.causal) {
@@ -37,8 +44,8 @@ __device__ __forceinline__ void key_range(const attn_args &a, const int *ranges,
 }
 
 template <int HD>
-__global__ void k_attn_tiled(float *out, const float *q, const float *k, const float *v, attn_args a,
-                             const int *ranges) {
+__global__ void k_attn_tiled(float *out, const float *q, const float *k, const float *v, attn_args a, const int *ranges,
+                             const int *blocks) {
     __shared__ float qs[QB][HD + 1];
     __shared__ float ks[TK][HD];
     __shared__ float vs[TK][HD];
@@ -66,8 +73,9 @@ __global__ void k_attn_tiled(float *out, const float *q, const float *k, const f
         int nt = min(TK, bhi - j0);
         for (int e = threadIdx.x; e < nt * HD; e += QB) {
             int j = e / HD, d = e % HD;
-            ks[j][d] = k[(size_t)(j0 + j) * a.kv_stride + (size_t)kh * HD + d];
-            vs[j][d] = v[(size_t)(j0 + j) * a.kv_stride + (size_t)kh * HD + d];
+            size_t row = kv_row(a, blocks, j0 + j);
+            ks[j][d] = k[row * a.kv_stride + (size_t)kh * HD + d];
+            vs[j][d] = v[row * a.kv_stride + (size_t)kh * HD + d];
         }
         __syncthreads();
         float s[TK];
@@ -130,7 +138,7 @@ __device__ float block_reduce(float v, int is_max) {
 }
 
 __global__ void k_attn_few(float *out, const float *q, const float *k, const float *v, attn_args a, const int *ranges,
-                           float *scores, int hd) {
+                           const int *blocks, float *scores, int hd) {
     int h = blockIdx.x, i = blockIdx.y, kh = h / a.group;
     int lo, hi;
     key_range(a, ranges, i, &lo, &hi);
@@ -138,7 +146,7 @@ __global__ void k_attn_few(float *out, const float *q, const float *k, const flo
     float *sc = scores + ((size_t)i * a.n_heads + h) * (size_t)a.n_kv;
     float mx = -INFINITY;
     for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) {
-        const float *kr = k + (size_t)j * a.kv_stride + (size_t)kh * hd;
+        const float *kr = k + kv_row(a, blocks, j) * a.kv_stride + (size_t)kh * hd;
         float dot = 0;
         for (int d = 0; d < hd; d++) dot += qr[d] * kr[d];
         sc[j] = dot * a.scale;
@@ -154,21 +162,31 @@ __global__ void k_attn_few(float *out, const float *q, const float *k, const flo
     float inv = sum > 0 ? 1.0f / sum : 0.0f;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float o = 0;
-        for (int j = lo; j < hi; j++) o += sc[j] * v[(size_t)j * a.kv_stride + (size_t)kh * hd + d];
+        for (int j = lo; j < hi; j++) o += sc[j] * v[kv_row(a, blocks, j) * a.kv_stride + (size_t)kh * hd + d];
         out[(size_t)i * a.out_stride + (size_t)h * hd + d] = o * inv;
     }
 }
 
 #define TILED_CASE(HD)                                                                                                 \
-    case HD: k_attn_tiled<HD><<<grid, QB, 0, c->stream>>>(out, q, k, v, a, d_ranges); break;
+    case HD: k_attn_tiled<HD><<<grid, QB, 0, c->stream>>>(out, q, k, v, a, d_ranges, d_blocks); break;
 
 void cuda_attention(vlm_backend *be, float *out, const float *q, const float *k, const float *v,
                     const vlm_attn_params *p) {
     cuda_impl *c = impl_of(be);
     if (p->n_q <= 0) return;
     attn_args a = {p->n_q,      p->n_kv,      p->q_pos0,     p->causal, 0, p->n_heads, p->n_heads / p->n_kv_heads,
-                   p->q_stride, p->kv_stride, p->out_stride, p->scale};
-    int *d_ranges = NULL;
+                   p->q_stride, p->kv_stride, p->out_stride, p->scale,  0};
+    int *d_ranges = NULL, *d_blocks = NULL;
+    if (p->kv_blocks && p->n_kv > 0) { /* the block table, copied to the device */
+        int n_blocks = (p->n_kv + p->kv_block_size - 1) / p->kv_block_size;
+        size_t bytes = (size_t)n_blocks * sizeof(int);
+        d_blocks = (int *)cuda_scratch(be, (void **)&c->blocks, &c->blocks_cap, bytes, "attention block table");
+        if (!d_blocks) return;
+        cuda_note(be, cudaMemcpyAsync(d_blocks, p->kv_blocks, bytes, cudaMemcpyHostToDevice, c->stream),
+                  "attention block table");
+        cudaStreamSynchronize(c->stream); /* the host table may change after this call */
+        a.block_size = p->kv_block_size;
+    }
     if (!p->causal && p->segments) { /* per-row key ranges, computed on the host */
         a.has_ranges = 1;
         size_t bytes = (size_t)p->n_q * 2 * sizeof(int);
@@ -200,7 +218,7 @@ void cuda_attention(vlm_backend *be, float *out, const float *q, const float *k,
         float *sc = (float *)cuda_scratch(be, (void **)&c->scores, &c->scores_cap, need, "attention scores");
         if (!sc) return;
         dim3 grid((unsigned)p->n_heads, (unsigned)p->n_q);
-        k_attn_few<<<grid, FEW_THREADS, 0, c->stream>>>(out, q, k, v, a, d_ranges, sc, hd);
+        k_attn_few<<<grid, FEW_THREADS, 0, c->stream>>>(out, q, k, v, a, d_ranges, d_blocks, sc, hd);
     }
     CUDA_LAUNCH_CHECK(be, "attention");
 }

@@ -152,6 +152,7 @@ static void cu_destroy(vlm_backend *be) {
     cu_free(be, c->act16);
     cu_free(be, c->wtmp);
     cu_free(be, c->ranges);
+    cu_free(be, c->blocks);
     cu_free(be, c->idx);
     cu_free(be, c->scores);
     cublasDestroy(c->cublas);

@@ -24,6 +24,7 @@ struct cuda_impl {
     void *act16;  size_t act16_cap;   /* activations converted to bf16/f16 for cuBLAS */
     void *wtmp;   size_t wtmp_cap;    /* dequantized or widened weights */
     int *ranges;  size_t ranges_cap;  /* per-row attention key ranges */
+    int *blocks;  size_t blocks_cap;  /* block table of paged attention */
     int32_t *idx; size_t idx_cap;     /* ids / row indices copied from the host */
     float *scores; size_t scores_cap; /* attention scores of the small-query kernel */
 };
