@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int ready;
     if (!ready) {
         cJSON *c = cJSON_Parse(k_config);
-        if (!c || vlm_config_parse(c, NULL, NULL, "fuzz config", &cfg) != VLM_OK) __builtin_trap();
+        if (!c || vlm_config_parse(c, "fuzz config", &cfg) != VLM_OK) __builtin_trap();
         cJSON_Delete(c);
         vlm_set_threads(1);
         ready = 1;
