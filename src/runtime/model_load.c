@@ -7,9 +7,9 @@
 #include "base/log.h"
 #include "base/timer.h"
 #include "io/hf_cache.h"
-#include "model/quantize.h"
-#include "runtime/fingerprint.h"
+#include "runtime/artifact.h"
 #include "runtime/pipeline.h"
+#include "runtime/quantize.h"
 #include "runtime/split.h"
 
 static vlm_status pick_device(vlm_device want, vlm_device *got) {

@@ -1,4 +1,4 @@
-/* Fuzz target: binding a quantized checkpoint (model/quantize.h, vlm_quant_bind) and running the
+/* Fuzz target: binding a quantized checkpoint (model/weights.h, vlm_quant_bind) and running the
  * quantized kernels on whatever bytes bind. Any input must bind or fail with a message; what binds
  * must multiply and embed without reading out of bounds. Seed: corpus/fuzz_quant_bind/ (made by
  * make_quant_seed.py: a one-layer model, hidden 64, vocab 32). */
