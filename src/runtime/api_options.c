@@ -32,4 +32,9 @@ int vlm_mode_parse(const char *name, vlm_mode *out) {
 
 const char *vlm_mode_name(vlm_mode m) { return (unsigned)m < 3 ? k_modes[m] : "?"; }
 
+const char *vlm_stop_reason_name(vlm_stop_reason r) {
+    static const char *const names[] = {"eos", "max_tokens", "callback", "stop_string", "cancelled"};
+    return (unsigned)r < sizeof names / sizeof *names ? names[r] : "?";
+}
+
 int vlm_cuda_usable(char *reason, size_t cap) { return vlm_cuda_available(reason, cap); }

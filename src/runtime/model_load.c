@@ -174,6 +174,7 @@ vlm_status vlm_load(const vlm_load_options *o, vlm_model **out) {
     if ((unsigned)o->mode > VLM_MODE_RUN_ONNX) return vlm_err(VLM_ERR_INVALID, "unknown mode %d", (int)o->mode);
     vlm_model *m = calloc(1, sizeof *m);
     if (!m) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&m->lock, NULL);
     m->opt = *o;
     snprintf(m->model_id, sizeof m->model_id, "%s", o->model_id);
     snprintf(m->output_dir, sizeof m->output_dir, "%s",
@@ -212,6 +213,7 @@ void vlm_model_free(vlm_model *m) {
     close_component(&m->vis);
     close_component(&m->lang);
     vlm_backend_destroy(m->be);
+    pthread_mutex_destroy(&m->lock);
     free(m);
 }
 
