@@ -70,8 +70,7 @@ static vlm_status encode_images(vlm_model *m, vlm_job *j) {
     if (s == VLM_OK) s = make_pixels(m, j, &pixels, &rows);
     if (s == VLM_OK && j->dump) {
         int64_t shape[2] = {rows, rows ? 1176 : 0}, gshape[2] = {j->n_images, 3};
-        shape[1] = 3 * m->preproc.temporal_patch_size * m->preproc.patch_size *
-            m->preproc.patch_size;
+        shape[1] = 3 * m->preproc.temporal_patch_size * m->preproc.patch_size * m->preproc.patch_size;
         s = vlm_dump_f32_host(j->dump, "pixel_values", pixels, 2, shape);
         if (s == VLM_OK) s = vlm_dump_i64(j->dump, "image_grid_thw", g64, 2, gshape);
     }

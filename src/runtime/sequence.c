@@ -57,8 +57,8 @@ static vlm_status positions_init(vlm_seq *s) {
     if (vlm_text_model_backend(s->m)->kind != VLM_DEVICE_CPU)
         s->logits_h = vlm_alloc((size_t)cfg->text.vocab * sizeof(float), "host logits");
     if (r->dump) s->dump_buf = vlm_alloc(3 * (size_t)L * D * sizeof(float), "dumped activations");
-    if (!s->pos || !s->img_pos || !s->img_local || !s->out || (vlm_text_model_backend(s->m)->kind != VLM_DEVICE_CPU && !s->logits_h) ||
-        (r->dump && !s->dump_buf))
+    if (!s->pos || !s->img_pos || !s->img_local || !s->out ||
+        (vlm_text_model_backend(s->m)->kind != VLM_DEVICE_CPU && !s->logits_h) || (r->dump && !s->dump_buf))
         return VLM_ERR_NOMEM;
     if (r->embeds) {
         memcpy(s->pos, r->positions, 3 * (size_t)L * sizeof *s->pos);
