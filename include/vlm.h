@@ -31,6 +31,15 @@ typedef enum { VLM_DEV_AUTO = 0, VLM_DEV_CPU = 1, VLM_DEV_CUDA = 2 } vlm_device;
 int vlm_mode_parse(const char *name, vlm_mode *out);
 const char *vlm_mode_name(vlm_mode m);
 
+/* Parses "auto" | "cpu" | "cuda" (0 on success) and names a device. */
+int vlm_device_parse(const char *name, vlm_device *out);
+const char *vlm_device_name(vlm_device d);
+/* The device a load with `want` runs on: auto is cuda when a usable GPU is present, else cpu;
+ * cuda without a usable GPU is VLM_ERR_UNAVAILABLE with the reason. vlm_load resolves its
+ * options.device with this; callers that must know before loading (vlm bench names its results by
+ * device) call it too. */
+vlm_status vlm_device_resolve(vlm_device want, vlm_device *got);
+
 /* Progress of long work (loading, splitting, exporting, quantizing): stage name and a fraction in
  * [0, 1] (negative when unknown). */
 typedef void (*vlm_progress_fn)(void *user, const char *stage, double fraction);

@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
     uint64_t rss0 = vlm_rss_bytes();
     t0 = vlm_now();
     vlm_ort_vision *v = NULL;
-    if (vlm_ort_vision_open(out, threads, VLM_DEVICE_CPU, &v) != VLM_OK) {
+    if (vlm_ort_vision_open(out, threads, VLM_DEV_CPU, &v) != VLM_OK) {
         fprintf(stderr, "perf_onnx_vision: %s\n", vlm_last_error());
         return 1;
     }

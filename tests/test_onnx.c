@@ -102,7 +102,7 @@ static void test_fixture_cases(void) {
     for (int i = 0; i < N_CASES; i++) {
         const char *dir = export_dir(k_cases[i].model);
         vlm_ort_vision *sess = NULL;
-        CHECK_OK(vlm_ort_vision_open(dir, 2, VLM_DEVICE_CPU, &sess));
+        CHECK_OK(vlm_ort_vision_open(dir, 2, VLM_DEV_CPU, &sess));
         if (!sess) continue;
         check_case(sess, k_cases[i].name, "bf16 weights, 2 threads");
         vlm_ort_vision_close(sess);
@@ -120,7 +120,7 @@ static void test_two_frames(void) {
         vlm_safetensors *st = NULL;
         vlm_ort_vision *sess = NULL;
         CHECK_OK(vlm_st_open(test_fixture(rel), &st));
-        CHECK_OK(vlm_ort_vision_open(export_dir(cases[c][1]), 2, VLM_DEVICE_CPU, &sess));
+        CHECK_OK(vlm_ort_vision_open(export_dir(cases[c][1]), 2, VLM_DEV_CPU, &sess));
         const vlm_st_entry *pv = st ? vlm_st_find(st, "pixel_values") : NULL;
         const vlm_st_entry *grid = st ? vlm_st_find(st, "image_grid_thw") : NULL;
         const vlm_st_entry *emb = st ? vlm_st_find(st, "image_embeds") : NULL;
@@ -167,7 +167,7 @@ static void test_export_variants(void) {
             snprintf(data, sizeof data, "%s/%s", dir, VLM_ONNX_DATA_FILE);
             CHECK(vlm_is_file(data) == v[i].has_data);
             vlm_ort_vision *sess = NULL;
-            CHECK_OK(vlm_ort_vision_open(dir, 1, VLM_DEVICE_CPU, &sess));
+            CHECK_OK(vlm_ort_vision_open(dir, 1, VLM_DEV_CPU, &sess));
             if (sess) check_case(sess, cases[m], v[i].label);
             vlm_ort_vision_close(sess);
         }
@@ -214,7 +214,7 @@ static int copy_prefix(const char *src, const char *dst, size_t keep) {
 static void test_broken_files(void) {
     if (!have_export() || !have_ort()) return;
     vlm_ort_vision *sess = NULL;
-    CHECK_ERR(vlm_ort_vision_open(test_tmp("nowhere/vision.onnx"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_NOT_FOUND,
+    CHECK_ERR(vlm_ort_vision_open(test_tmp("nowhere/vision.onnx"), 1, VLM_DEV_CPU, &sess), VLM_ERR_NOT_FOUND,
               "nowhere/vision.onnx not found");
     CHECK(!sess);
 
@@ -227,20 +227,19 @@ static void test_broken_files(void) {
 
     CHECK_OK(vlm_mkdirs(test_tmp("corrupt")));
     CHECK_OK(vlm_write_file(test_tmp("corrupt/vision.onnx"), "this is not a protobuf\xff\xff\xff", 25));
-    CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT,
+    CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt"), 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT,
               "corrupt/vision.onnx: ONNX Runtime cannot load it");
     fprintf(stderr, "  corrupt: %s\n", vlm_last_error());
 
     CHECK_OK(vlm_mkdirs(test_tmp("truncated")));
     CHECK(copy_prefix(src, test_tmp("truncated/vision.onnx"), (size_t)size / 2) == 0);
-    CHECK_ERR(vlm_ort_vision_open(test_tmp("truncated"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT,
+    CHECK_ERR(vlm_ort_vision_open(test_tmp("truncated"), 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT,
               "truncated/vision.onnx: ONNX Runtime cannot load it");
     fprintf(stderr, "  truncated: %s\n", vlm_last_error());
     CHECK(!sess);
 
     CHECK_OK(vlm_write_file(test_tmp("corrupt/empty.onnx"), "", 0));
-    CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt/empty.onnx"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT,
-              "empty.onnx");
+    CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt/empty.onnx"), 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT, "empty.onnx");
 
     /* an external data file cut short */
     vlm_onnx_export_options o = {.weights = VLM_ONNX_WEIGHTS_STORED, .external = VLM_ONNX_EXTERNAL_ALWAYS};
@@ -251,7 +250,7 @@ static void test_broken_files(void) {
     snprintf(tmp, sizeof tmp, "%s.cut", data);
     CHECK_OK(vlm_file_stat(data, &size, &mt));
     CHECK(copy_prefix(data, tmp, (size_t)size / 2) == 0 && rename(tmp, data) == 0);
-    CHECK_ERR(vlm_ort_vision_open(ext, 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT, "truncated-data/vision.onnx");
+    CHECK_ERR(vlm_ort_vision_open(ext, 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT, "truncated-data/vision.onnx");
     CHECK(strstr(vlm_last_error(), "out of bounds") != NULL); /* ONNX Runtime's own words, passed through */
     fprintf(stderr, "  truncated data file: %s\n", vlm_last_error());
     CHECK(!sess);
@@ -267,7 +266,7 @@ static void test_broken_files(void) {
             "onnx.save(h.make_model(g, opset_imports=[h.make_opsetid(\"\", 17)], ir_version=8), sys.argv[1])' '%s'",
             test_tmp("corrupt/identity.onnx"));
         CHECK(system(cmd) == 0);
-        CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt/identity.onnx"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT,
+        CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt/identity.onnx"), 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT,
                   "not a vision tower exported by vlm export-onnx");
         CHECK(!sess);
     }
@@ -277,7 +276,7 @@ static void test_broken_files(void) {
 static void test_bad_requests(void) {
     if (!have_export() || !have_ort()) return;
     vlm_ort_vision *sess = NULL;
-    CHECK_OK(vlm_ort_vision_open(export_dir("tiny-qwen2_5-vl"), 1, VLM_DEVICE_CPU, &sess));
+    CHECK_OK(vlm_ort_vision_open(export_dir("tiny-qwen2_5-vl"), 1, VLM_DEV_CPU, &sess));
     if (!sess) return;
     float pixels[16 * 1176] = {0}, out[4 * 64];
     CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, (const int64_t[]){1, 4, 3}, 1, out, 4), VLM_ERR_INVALID,
@@ -296,7 +295,7 @@ static void test_bad_requests(void) {
     vlm_ort_vision_close(sess);
 
     vlm_ort_vision *cuda = NULL;
-    vlm_status s = vlm_ort_vision_open(export_dir("tiny-qwen2_5-vl"), 1, VLM_DEVICE_CUDA, &cuda);
+    vlm_status s = vlm_ort_vision_open(export_dir("tiny-qwen2_5-vl"), 1, VLM_DEV_CUDA, &cuda);
     if (s != VLM_OK) {
         CHECK_ERR(s, VLM_ERR_UNAVAILABLE, "no CUDA execution provider");
         fprintf(stderr, "  --device cuda: %s\n", vlm_last_error());

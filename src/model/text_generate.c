@@ -80,10 +80,10 @@ static vlm_status scratch_init(vlm_text_model *m, const vlm_gen_request *r, int 
     s->pos = vlm_alloc(3 * (size_t)L * sizeof *s->pos, "prompt positions");
     s->img_pos = vlm_alloc(((size_t)r->n_image_rows + 1) * sizeof *s->img_pos, "image token positions");
     s->img_local = vlm_alloc((size_t)rows * sizeof *s->img_local, "image token positions");
-    if (m->be->kind != VLM_DEVICE_CPU)
+    if (!vlm_backend_host_memory(m->be))
         s->logits_h = vlm_alloc((size_t)m->cfg.text.vocab * sizeof(float), "host logits");
     if (r->dump) s->dump_buf = vlm_alloc(3 * (size_t)L * D * sizeof(float), "dumped activations");
-    if (!s->pos || !s->img_pos || !s->img_local || (m->be->kind != VLM_DEVICE_CPU && !s->logits_h) ||
+    if (!s->pos || !s->img_pos || !s->img_local || (!vlm_backend_host_memory(m->be) && !s->logits_h) ||
         (r->dump && !s->dump_buf))
         return VLM_ERR_NOMEM;
     if (r->embeds) {

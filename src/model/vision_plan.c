@@ -21,7 +21,8 @@ size_t vlm_vision_scratch_floats(const vlm_vision_config *v, int is25, size_t N,
 }
 
 uint64_t vlm_vision_device_bytes(const vlm_vision_config *v, int is25, size_t N, int include_pixels) {
-    size_t floats = 2 * N * (size_t)v->width + vlm_vision_scratch_floats(v, is25, N, include_pixels) + N * (size_t)v->head_dim;
+    size_t floats =
+        2 * N * (size_t)v->width + vlm_vision_scratch_floats(v, is25, N, include_pixels) + N * (size_t)v->head_dim;
     return (uint64_t)floats * sizeof(float);
 }
 

@@ -58,7 +58,7 @@ int vlm_ort_available(char *reason, size_t cap) {
     return 0;
 }
 
-vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device_kind device, vlm_ort_vision **out) {
+vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device device, vlm_ort_vision **out) {
     (void)threads, (void)device;
     *out = NULL;
     return vlm_err(VLM_ERR_UNAVAILABLE, "opening %s: %s", path, NO_ORT);

@@ -91,10 +91,10 @@ int vlm_ort_available(char *reason, size_t cap);
 typedef struct vlm_ort_vision vlm_ort_vision;
 
 /* Opens out_dir/vision.onnx (or a path ending in .onnx) with intra-op threads = threads (0 = every
- * core). device: VLM_DEVICE_CPU; VLM_DEVICE_CUDA is refused with the reason when the ONNX Runtime
+ * core). device: VLM_DEV_CPU; VLM_DEV_CUDA is refused with the reason when the ONNX Runtime
  * library has no CUDA execution provider (the npm onnxruntime-node build has none). A missing,
  * corrupt or truncated file is an error naming it, with ONNX Runtime's own message. */
-vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device_kind device, vlm_ort_vision **out);
+vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device device, vlm_ort_vision **out);
 void vlm_ort_vision_close(vlm_ort_vision *v);
 /* Width of one output row (the text hidden size). */
 int vlm_ort_vision_out_hidden(const vlm_ort_vision *v);

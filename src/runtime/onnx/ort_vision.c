@@ -146,7 +146,7 @@ static vlm_status read_metadata(vlm_ort_vision *v) {
     return s;
 }
 
-static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device_kind device) {
+static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device device) {
     const OrtApi *api = v->api;
     /* ORT's own error lines would repeat what the returned error says */
     OrtLoggingLevel level = vlm_log_get_level() >= VLM_LOG_DEBUG ? ORT_LOGGING_LEVEL_WARNING : ORT_LOGGING_LEVEL_FATAL;
@@ -162,7 +162,7 @@ static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device_kind d
     const char *profile = getenv("VLM_ORT_PROFILE");
     if (!st && profile && *profile) st = api->EnableProfiling(so, profile);
     vlm_status s = st ? ort_err(api, st, VLM_ERR_RUNTIME, "ONNX Runtime session options") : VLM_OK;
-    if (s == VLM_OK && device == VLM_DEVICE_CUDA) s = use_cuda(v, so);
+    if (s == VLM_OK && device == VLM_DEV_CUDA) s = use_cuda(v, so);
     if (s == VLM_OK) {
         st = api->CreateSession(v->env, v->path, so, &v->session);
         if (st)
@@ -175,7 +175,7 @@ static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device_kind d
     return s;
 }
 
-vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device_kind device, vlm_ort_vision **out) {
+vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device device, vlm_ort_vision **out) {
     *out = NULL;
     char reason[256];
     const OrtApi *api = get_api(reason, sizeof reason);
