@@ -75,8 +75,11 @@ static int check_case(vlm_ort_vision *sess, const char *case_name, const char *l
         int64_t rows = emb->shape[0], hidden = emb->shape[1];
         CHECK(vlm_ort_vision_out_hidden(sess) == hidden);
         float *out = calloc((size_t)(rows * hidden), sizeof(float));
-        s = vlm_ort_vision_run(sess, pv->data, pv->shape[0], (int)pv->shape[1], grid->data, (int)grid->shape[0], out,
-                               rows);
+        vlm_grid_thw grids[8];
+        const int64_t *g = grid->data;
+        for (int i = 0; i < grid->shape[0] && i < 8; i++)
+            grids[i] = (vlm_grid_thw){(int)g[3 * i], (int)g[3 * i + 1], (int)g[3 * i + 2]};
+        s = vlm_ort_vision_run(sess, pv->data, pv->shape[0], (int)pv->shape[1], grids, (int)grid->shape[0], out, rows);
         CHECK_OK(s);
         char what[128];
         snprintf(what, sizeof what, "%s image_embeds (%s)", case_name, label);
@@ -130,8 +133,8 @@ static void test_two_frames(void) {
             memcpy(pix, pv->data, n * sizeof(float));
             memcpy(pix + n, pv->data, n * sizeof(float));
             const int64_t *g = grid->data;
-            int64_t g2[3] = {2, g[1], g[2]};
-            CHECK_OK(vlm_ort_vision_run(sess, pix, 2 * pv->shape[0], 1176, g2, 1, out, 2 * emb->shape[0]));
+            vlm_grid_thw g2 = {2, (int)g[1], (int)g[2]};
+            CHECK_OK(vlm_ort_vision_run(sess, pix, 2 * pv->shape[0], 1176, &g2, 1, out, 2 * emb->shape[0]));
             CHECK(test_close("frame 0", out, emb->data, m, 1e-4f, 1e-5f));
             CHECK(test_close("frame 1", out + m, emb->data, m, 1e-4f, 1e-5f));
             free(pix);
@@ -279,16 +282,16 @@ static void test_bad_requests(void) {
     CHECK_OK(vlm_ort_vision_open(export_dir("tiny-qwen2_5-vl"), 1, VLM_DEV_CPU, &sess));
     if (!sess) return;
     float pixels[16 * 1176] = {0}, out[4 * 64];
-    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, (const int64_t[]){1, 4, 3}, 1, out, 4), VLM_ERR_INVALID,
+    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, &(vlm_grid_thw){1, 4, 3}, 1, out, 4), VLM_ERR_INVALID,
               "multiples of 2");
-    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, (const int64_t[]){1, 4, 2}, 1, out, 4), VLM_ERR_INVALID,
+    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, &(vlm_grid_thw){1, 4, 2}, 1, out, 4), VLM_ERR_INVALID,
               "cover 8 patches but pixel_values has 16 rows");
-    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1000, (const int64_t[]){1, 4, 4}, 1, out, 4), VLM_ERR_INVALID,
+    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1000, &(vlm_grid_thw){1, 4, 4}, 1, out, 4), VLM_ERR_INVALID,
               "expects 1176");
-    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, (const int64_t[]){1, 4, 4}, 1, out, 3), VLM_ERR_INVALID,
+    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, &(vlm_grid_thw){1, 4, 4}, 1, out, 3), VLM_ERR_INVALID,
               "needs 4 rows");
     /* a zero image is still a valid image */
-    CHECK_OK(vlm_ort_vision_run(sess, pixels, 16, 1176, (const int64_t[]){1, 4, 4}, 1, out, 4));
+    CHECK_OK(vlm_ort_vision_run(sess, pixels, 16, 1176, &(vlm_grid_thw){1, 4, 4}, 1, out, 4));
     int finite = 1;
     for (int i = 0; i < 4 * 64; i++) finite &= out[i] == out[i];
     CHECK(finite);

@@ -278,7 +278,7 @@ static vlm_status dump_layout(vlm_dump *d, const vlm_vision_layout *l) {
 
 /* What the backend has available (a device backend's buffers also hold a copy of pixel_values).
  * What this model already holds counts as available. */
-static vlm_status check_available(vlm_vision_model *m, const vlm_model_config *cfg, const int (*grids)[3],
+static vlm_status check_available(vlm_vision_model *m, const vlm_model_config *cfg, const vlm_grid_thw *grids,
                                   int n_images) {
     uint64_t avail = vlm_backend_available_memory(m->be);
     if (!avail) return VLM_OK; /* unknown here: the allocation decides */
@@ -326,7 +326,7 @@ static vlm_status run(vlm_vision_model *m, const float *pixels, const vlm_vision
     return VLM_OK;
 }
 
-vlm_status vlm_vision_encode(vlm_vision_model *m, const float *pixels, int64_t n_rows, const int (*grids)[3],
+vlm_status vlm_vision_encode(vlm_vision_model *m, const float *pixels, int64_t n_rows, const vlm_grid_thw *grids,
                              int n_images, float *out, int out_on_host, vlm_dump *dump) {
     vlm_model_config cfg = {.family = m->family, .vision = m->v};
     int N;

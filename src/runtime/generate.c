@@ -19,7 +19,8 @@
 typedef struct {
     float *pixels;
     int64_t n_rows;
-    int (*grids)[3];
+    int patch_dim; /* values per row of pixels */
+    vlm_grid_thw *grids;
     int n_images;
     int *tokens; /* merged tokens per image */
     int64_t n_tokens;
@@ -49,13 +50,13 @@ static vlm_status preprocess_images(vlm_model *m, const char *const *paths, int 
             vlm_err_ctx(s, "image %s", paths[i]);
             break;
         }
-        for (int k = 0; k < 3; k++) b->grids[i][k] = (int)pv[i].grid_thw[k];
-        s = vlm_chat_vision_tokens(b->grids[i][0], b->grids[i][1], b->grids[i][2], pc->merge_size, &b->tokens[i]);
+        b->grids[i] = pv[i].grid;
+        s = vlm_chat_vision_tokens(b->grids[i].t, b->grids[i].h, b->grids[i].w, pc->merge_size, &b->tokens[i]);
         b->n_rows += pv[i].n_patches;
         b->n_tokens += b->tokens[i];
     }
     if (s == VLM_OK) {
-        int dim = pv[0].patch_dim;
+        int dim = b->patch_dim = pv[0].patch_dim;
         b->pixels = vlm_alloc((size_t)b->n_rows * dim * sizeof(float), "pixel_values");
         if (!b->pixels) s = VLM_ERR_NOMEM;
         int64_t row = 0;
@@ -74,20 +75,13 @@ static vlm_status preprocess_images(vlm_model *m, const char *const *paths, int 
 /* Runs the vision component: native on the model's backend, or ONNX Runtime on the host (the
  * features are then copied to the backend). out: [n_tokens, hidden] on the device. */
 static vlm_status encode_images(vlm_model *m, const image_batch *b, float *out, vlm_dump *dump) {
-    if (m->vision)
-        return vlm_vision_encode(m->vision, b->pixels, b->n_rows, (const int(*)[3])b->grids, b->n_images, out, 0, dump);
+    if (m->vision) return vlm_vision_encode(m->vision, b->pixels, b->n_rows, b->grids, b->n_images, out, 0, dump);
     if (!m->onnx) return vlm_err(VLM_ERR_UNSUPPORTED, "this model has no vision encoder, so it cannot take images");
     int hidden = m->lang.cfg.text.hidden;
     float *host = vlm_alloc((size_t)b->n_tokens * hidden * sizeof(float), "image features");
     if (!host) return VLM_ERR_NOMEM;
-    int64_t grids[64][3];
-    vlm_status s = VLM_OK;
-    if (b->n_images > 64) s = vlm_err(VLM_ERR_INVALID, "at most 64 images per request in run_onnx");
-    for (int i = 0; s == VLM_OK && i < b->n_images; i++)
-        for (int k = 0; k < 3; k++) grids[i][k] = b->grids[i][k];
-    if (s == VLM_OK)
-        s = vlm_ort_vision_run(m->onnx, b->pixels, b->n_rows, (int)(b->n_rows ? 1176 : 0), &grids[0][0], b->n_images,
-                               host, b->n_tokens);
+    vlm_status s =
+        vlm_ort_vision_run(m->onnx, b->pixels, b->n_rows, b->patch_dim, b->grids, b->n_images, host, b->n_tokens);
     if (s == VLM_OK) s = vlm_to_device(m->be, out, host, (size_t)b->n_tokens * hidden * sizeof(float));
     if (s == VLM_OK && dump) {
         int64_t shape[2] = {b->n_tokens, hidden};
@@ -211,13 +205,9 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     if (s == VLM_OK) s = preprocess_images(m, image_paths(r, paths_buf, n_images), n_images, &b);
     double t_pre = vlm_now();
     if (s == VLM_OK && b.n_images) {
-        int64_t shape[2] = {b.n_rows, 1176};
+        int64_t shape[2] = {b.n_rows, b.patch_dim};
         s = vlm_dump_f32_host(dump, "pixel_values", b.pixels, 2, shape);
-        int64_t gshape[2] = {b.n_images, 3};
-        int64_t g64[64 * 3];
-        for (int i = 0; i < b.n_images && i < 64; i++)
-            for (int k = 0; k < 3; k++) g64[i * 3 + k] = b.grids[i][k];
-        if (s == VLM_OK && b.n_images <= 64) s = vlm_dump_i64(dump, "image_grid_thw", g64, 2, gshape);
+        if (s == VLM_OK) s = vlm_dump_grids(dump, "image_grid_thw", b.grids, b.n_images);
         int hidden = m->lang.cfg.text.hidden;
         if (s == VLM_OK &&
             !(embeds = vlm_dev_alloc(m->be, (size_t)b.n_tokens * hidden * sizeof(float), "image embeddings")))
@@ -227,13 +217,6 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     }
     double t_vis = vlm_now();
     if (s == VLM_OK) s = build_prompt(m, r, &b, &ids);
-    vlm_grid_thw *grids = NULL;
-    if (s == VLM_OK && b.n_images) {
-        grids = calloc((size_t)b.n_images, sizeof *grids);
-        if (!grids) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
-        for (int i = 0; grids && i < b.n_images; i++)
-            grids[i] = (vlm_grid_thw){b.grids[i][0], b.grids[i][1], b.grids[i][2]};
-    }
     vlm_gen_request gr;
     vlm_gen_request_init(&gr);
     if (s == VLM_OK) s = vlm_sampler_params_resolve(&m->gen, &r->sampling, &gr.sampling);
@@ -244,7 +227,7 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
         gr.n_ids = (int)ids.n;
         gr.image_embeds = embeds;
         gr.n_image_rows = (int)b.n_tokens;
-        gr.grids = grids;
+        gr.grids = b.grids;
         gr.n_images = b.n_images;
         gr.stop_ids = r->sampling.ignore_eos ? NULL : m->gen.eos_ids;
         gr.n_stop = r->sampling.ignore_eos ? 0 : m->gen.n_eos;
@@ -300,7 +283,6 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     }
     vlm_gen_result_free(&g);
     vlm_detok_free(&sc.detok);
-    free(grids);
     vlm_dev_free(m->be, embeds);
     vlm_ids_free(&ids);
     image_batch_free(&b);
