@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "args.h"
-#include "base/cpu.h"
 #include "commands.h"
 #include "io/file.h"
 #include "io/json.h"

@@ -1,6 +1,8 @@
 /* vlm — public C API: load a Qwen2-VL / Qwen2.5-VL checkpoint in one of three modes, run requests
  * (images + text) with streaming output, read per-stage timings and memory, free.
- * The `vlm` command-line tool is built on this API only.
+ * The `vlm` command-line tool's model commands (run, bench: cli/) are built on this API only; its
+ * developer tools (split, export-onnx, quantize, info, tokenize, preprocess, make-synthetic:
+ * cli/dev/) work on checkpoints and artifacts piece by piece with the internal modules.
  *
  *   vlm_load_options o;  vlm_load_options_init(&o);  o.model_id = "Qwen/Qwen2.5-VL-3B-Instruct";
  *   vlm_model *m;  if (vlm_load(&o, &m) != VLM_OK) puts(vlm_last_error());
