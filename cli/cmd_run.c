@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "args.h"
-#include "base/cpu.h"
 #include "commands.h"
 #include "io/file.h"
 #include "io/json.h"
@@ -113,10 +112,8 @@ int cmd_run(int argc, char **argv) {
     if (text && file) return vlm_usage_error("run", "give --text or --file, not both");
     if (vlm_mode_parse(mode, &o.mode) != 0)
         return vlm_usage_error("run", "unknown --mode '%s' (expected original, split_native or run_onnx)", mode);
-    if (!strcmp(device, "auto")) o.device = VLM_DEV_AUTO;
-    else if (!strcmp(device, "cpu")) o.device = VLM_DEV_CPU;
-    else if (!strcmp(device, "cuda")) o.device = VLM_DEV_CUDA;
-    else return vlm_usage_error("run", "unknown --device '%s' (expected auto, cuda or cpu)", device);
+    if (vlm_device_parse(device, &o.device) != 0)
+        return vlm_usage_error("run", "unknown --device '%s' (expected auto, cuda or cpu)", device);
     if (r.sampling.max_tokens < 1) return vlm_usage_error("run", "--max-tokens must be at least 1");
     if (o.threads < 0) return vlm_usage_error("run", "--threads must be positive");
     if (o.min_pixels < 0 || o.max_pixels < 0)

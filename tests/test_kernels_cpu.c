@@ -267,6 +267,58 @@ static void test_attention_threads(void) {
     vlm_set_threads(0);
 }
 
+/* Paged keys and values: the same keys scattered over a pool in shuffled blocks and read through a
+ * block table give exactly the contiguous result, on every path (tiled, decode split, fallback). */
+static void check_paged(const char *what, vlm_attn_params p, int bs) {
+    int n_blocks = (p.n_kv + bs - 1) / bs, pool_blocks = 2 * n_blocks + 3;
+    size_t row = (size_t)p.kv_stride, nq = (size_t)p.n_q;
+    float *q = rand_floats(nq * p.q_stride, 2.0f), *k = rand_floats((size_t)p.n_kv * row, 1.0f);
+    float *v = rand_floats((size_t)p.n_kv * row, 1.0f);
+    float *kp = rand_floats((size_t)pool_blocks * bs * row, 9.0f),
+          *vp = rand_floats((size_t)pool_blocks * bs * row, 9.0f);
+    int32_t *table = malloc(sizeof *table * (size_t)n_blocks);
+    uint64_t st = 12345;
+    for (int b = 0; b < n_blocks; b++) { /* distinct pool blocks, shuffled: 2b + 1 + (0 or 1) */
+        table[b] = n_blocks - 1 - b + (test_rand(&st) > 0 ? n_blocks + 3 : 0);
+    }
+    for (int j = 0; j < p.n_kv; j++) {
+        size_t dst = ((size_t)table[j / bs] * bs + j % bs) * row;
+        memcpy(kp + dst, k + (size_t)j * row, row * sizeof(float));
+        memcpy(vp + dst, v + (size_t)j * row, row * sizeof(float));
+    }
+    float *want = calloc(nq * p.out_stride, sizeof(float)), *got = calloc(nq * p.out_stride, sizeof(float));
+    vlm_attn_params pp = p;
+    pp.kv_blocks = table;
+    pp.kv_block_size = bs;
+    FOR_EACH_PATH({
+        vlm_cpu_attention(want, q, k, v, &p);
+        vlm_cpu_attention(got, q, kp, vp, &pp);
+        CHECK_MSG(!memcmp(got, want, sizeof(float) * nq * p.out_stride), "%s %s (blocks of %d): paged != contiguous",
+                  what, path, bs);
+    });
+    vlm_ref_attention(want, q, k, v, &p);
+    vlm_ref_attention(got, q, kp, vp, &pp);
+    CHECK_MSG(!memcmp(got, want, sizeof(float) * nq * p.out_stride), "%s reference (blocks of %d)", what, bs);
+    free(q), free(k), free(v), free(kp), free(vp), free(table), free(want), free(got);
+}
+
+static void test_attention_paged(void) {
+    static const int sizes[] = {16, 5, 128};
+    for (int threads = 1; threads <= 3; threads += 2) {
+        vlm_set_threads(threads);
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            check_paged("prefill chunk", attn_params(37, 237, 16, 2, 128, 1, 200), sizes[i]);
+            check_paged("decode", attn_params(1, 1000, 16, 2, 128, 1, 999), sizes[i]);
+            check_paged("decode split", attn_params(1, 3000, 3, 1, 64, 1, 2999), sizes[i]);
+            check_paged("small", attn_params(3, 20, 4, 2, 16, 1, 17), sizes[i]);
+        }
+    }
+    vlm_cpu_kernels_test_no_scratch(1);
+    check_paged("fallback", attn_params(5, 300, 4, 2, 64, 1, 295), 16);
+    vlm_cpu_kernels_test_no_scratch(0);
+    vlm_set_threads(0);
+}
+
 /* Without scratch memory every kernel falls back to a path that needs none: same results. */
 static void test_no_scratch_fallbacks(void) {
     vlm_cpu_kernels_test_no_scratch(1);
@@ -416,6 +468,7 @@ int main(void) {
     RUN(test_attention_vision);
     RUN(test_attention_causal);
     RUN(test_attention_threads);
+    RUN(test_attention_paged);
     RUN(test_no_scratch_fallbacks);
     RUN(test_norms);
     RUN(test_rope);

@@ -157,8 +157,8 @@ vlm_status vlm_kv_pool_create(vlm_text_model *m, int n_blocks, int block_tokens,
     if (n_blocks < 1 || block_tokens < 1 || (int64_t)n_blocks * block_tokens > INT32_MAX)
         return vlm_err(VLM_ERR_INVALID, "KV cache: bad pool size (%d blocks of %d positions)", n_blocks, block_tokens);
     uint64_t bytes = (uint64_t)n_blocks * vlm_kv_block_bytes(&m->cfg, block_tokens);
-    if (m->be->kind == VLM_DEVICE_CPU) {
-        uint64_t avail = vlm_available_memory_bytes();
+    {
+        uint64_t avail = vlm_backend_available_memory(m->be);
         if (avail && bytes > avail)
             return vlm_err(VLM_ERR_NOMEM,
                            "the KV cache for %lld positions (%.2f GB) exceeds the available memory (%.2f GB); "
@@ -207,8 +207,9 @@ vlm_status vlm_text_batch_create(vlm_text_model *m, int max_rows, int max_seqs, 
     b->cos_h = vlm_alloc(R * half * sizeof(float) * 2, "rotary tables");
     b->slots = vlm_alloc(R * sizeof *b->slots, "KV cache slots of a pass");
     b->last_rows = vlm_alloc(S * sizeof *b->last_rows, "rows with logits");
-    if (m->be->kind != VLM_DEVICE_CPU) b->logits_h = vlm_alloc(S * t->vocab * sizeof(float), "host logits");
-    if (!b->act_block || !b->cos_h || !b->slots || !b->last_rows || (m->be->kind != VLM_DEVICE_CPU && !b->logits_h)) {
+    int host = vlm_backend_host_memory(m->be);
+    if (!host) b->logits_h = vlm_alloc(S * t->vocab * sizeof(float), "host logits");
+    if (!b->act_block || !b->cos_h || !b->slots || !b->last_rows || (!host && !b->logits_h)) {
         vlm_text_batch_free(m, b);
         return VLM_ERR_NOMEM;
     }

@@ -39,17 +39,14 @@ static vlm_status check_options(const vlm_engine_options *o) {
 static int default_blocks(vlm_engine *e, uint64_t per_block, uint64_t reserved, char *why, size_t cap) {
     vlm_model *m = e->m;
     uint64_t avail, budget;
-    if (m->be->kind == VLM_DEVICE_CPU) {
+    avail = vlm_backend_available_memory(m->be);
+    if (vlm_backend_host_memory(m->be)) {
         /* mapped weights not yet read count as available: count them out */
         uint64_t weights = m->lang.bytes + (m->vision ? m->vis.bytes : 0), rss = vlm_rss_bytes();
         uint64_t pending = weights > rss ? weights - rss : 0;
-        avail = vlm_available_memory_bytes();
         budget = avail > pending + reserved ? (avail - pending - reserved) / 2 : 0;
         snprintf(why, cap, "half of the %.1f GB available beside the weights", avail / 1e9);
     } else {
-        uint64_t used = 0, total = 0;
-        vlm_gpu_memory(&used, &total);
-        avail = total > used ? total - used : 0;
         budget = avail > reserved ? (avail - reserved) / 2 : 0;
         snprintf(why, cap, "half of the %.1f GB of device memory free", avail / 1e9);
     }

@@ -166,7 +166,7 @@ static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_im
     vlm_status s = vlm_sha256_bytes(data, n, out->hash);
     if (s == VLM_OK) s = vlm_image_decode_memory(data, n, has_path ? in->path : "image bytes", 0, &img, &info);
     free(file);
-    const vlm_preproc_config *pc = &m->vis.cfg.preproc;
+    const vlm_preproc_config *pc = &m->preproc;
     long long lo = pick_limit(in->min_pixels, r->min_pixels, m->opt.min_pixels);
     long long hi = pick_limit(in->max_pixels, r->max_pixels, m->opt.max_pixels);
     if (s == VLM_OK) s = vlm_preprocess_resize(&img, pc, lo, hi, &out->resized);
@@ -187,13 +187,12 @@ static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_im
  * CPU; a device's allocation decides there): else the request fails at once, suggesting a
  * max_pixels that fits, instead of after waiting in the queue. */
 static vlm_status check_vision_memory(vlm_model *m, const vlm_job *j) {
-    uint64_t avail = vlm_available_memory_bytes();
-    if (!m->vision || m->be->kind != VLM_DEVICE_CPU || !avail) return VLM_OK;
-    int(*grids)[3] = vlm_calloc((size_t)j->n_images, sizeof *grids, "image grids");
+    uint64_t avail = vlm_backend_available_memory(m->be);
+    if (!m->vision || !vlm_backend_host_memory(m->be) || !avail) return VLM_OK;
+    vlm_grid_thw *grids = vlm_calloc((size_t)j->n_images, sizeof *grids, "image grids");
     if (!grids) return VLM_ERR_NOMEM;
-    for (int i = 0; i < j->n_images; i++)
-        grids[i][0] = j->images[i].grid.t, grids[i][1] = j->images[i].grid.h, grids[i][2] = j->images[i].grid.w;
-    vlm_status s = vlm_vision_check_memory(&m->vis.cfg, (const int(*)[3])grids, j->n_images, avail, 0);
+    for (int i = 0; i < j->n_images; i++) grids[i] = j->images[i].grid;
+    vlm_status s = vlm_vision_check_memory(&m->vis.cfg, grids, j->n_images, avail, 0);
     vlm_free(grids);
     return s;
 }
@@ -274,7 +273,7 @@ static vlm_status check_limits(vlm_model *m, const vlm_request *r, vlm_job *j) {
                        "(max_position_embeddings); shorten the prompt or lower max_tokens",
                        j->n_ids, j->max_tokens, t->max_positions);
     if (!r->sampling.ignore_eos) {
-        const vlm_generation_config *gc = &m->lang.cfg.gen;
+        const vlm_generation_config *gc = &m->gen;
         for (int i = 0; i < gc->n_eos && i < VLM_MAX_EOS; i++) j->stop_ids[j->n_stop_ids++] = gc->eos_ids[i];
     }
     return VLM_OK;
@@ -287,7 +286,7 @@ static vlm_status prepare(vlm_model *m, const vlm_request *r, vlm_job *j) {
         return vlm_err(VLM_ERR_INVALID, "min_pixels %lld / max_pixels %lld must be >= 0 (0: the model's)",
                        r->min_pixels, r->max_pixels);
     j->max_tokens = r->sampling.max_tokens;
-    VLM_TRY(vlm_sampler_params_resolve(&m->lang.cfg.gen, &r->sampling, &j->sampling));
+    VLM_TRY(vlm_sampler_params_resolve(&m->gen, &r->sampling, &j->sampling));
     VLM_TRY(vlm_stop_init(&j->stop, r->stop, r->n_stop));
     if (r->dump_path && !(j->dump_path = vlm_strdup(r->dump_path))) return VLM_ERR_NOMEM;
     conversation c;

@@ -11,10 +11,10 @@
 
 /* pixel_values of images [k0, k1), concatenated in prompt order (host). */
 static vlm_status make_pixels(const vlm_model *m, const vlm_job *j, int k0, int k1, float **pixels, int64_t *rows) {
-    const vlm_preproc_config *pc = &m->vis.cfg.preproc;
+    const vlm_preproc_config *pc = &m->preproc;
     int64_t n = 0;
-    for (int i = k0; i < k1; i++) n += (int64_t)j->images[i].grid.t * j->images[i].grid.h * j->images[i].grid.w;
-    size_t dim = 3 * (size_t)pc->temporal_patch_size * pc->patch_size * pc->patch_size;
+    for (int i = k0; i < k1; i++) n += vlm_grid_patches(&j->images[i].grid);
+    size_t dim = (size_t)vlm_preproc_patch_dim(pc);
     *rows = n;
     *pixels = vlm_alloc((size_t)n * dim * sizeof(float), "pixel_values");
     if (!*pixels) return VLM_ERR_NOMEM;
@@ -33,31 +33,23 @@ static vlm_status make_pixels(const vlm_model *m, const vlm_job *j, int k0, int 
  * the host (the features are then copied to the backend). out: [their tokens, hidden] (device). */
 static vlm_status encode_range(vlm_model *m, vlm_job *j, int k0, int k1, float *out) {
     int n = k1 - k0, hidden = m->lang.cfg.text.hidden, tokens = 0;
-    const vlm_preproc_config *pc = &m->vis.cfg.preproc;
-    int dim = 3 * pc->temporal_patch_size * pc->patch_size * pc->patch_size;
+    int dim = vlm_preproc_patch_dim(&m->preproc);
+    const vlm_grid_thw *grids = j->grids + k0;
     for (int i = k0; i < k1; i++) tokens += j->images[i].tokens;
     float *pixels = NULL;
     int64_t rows = 0;
-    int(*grids)[3] = vlm_calloc((size_t)n, sizeof *grids, "image grids");
-    int64_t *g64 = vlm_calloc((size_t)n * 3, sizeof *g64, "image grids");
-    vlm_status s = grids && g64 ? VLM_OK : VLM_ERR_NOMEM;
-    for (int i = 0; s == VLM_OK && i < n; i++) {
-        vlm_grid_thw g = j->images[k0 + i].grid;
-        grids[i][0] = g.t, grids[i][1] = g.h, grids[i][2] = g.w;
-        for (int k = 0; k < 3; k++) g64[i * 3 + k] = grids[i][k];
-    }
-    if (s == VLM_OK) s = make_pixels(m, j, k0, k1, &pixels, &rows);
+    vlm_status s = make_pixels(m, j, k0, k1, &pixels, &rows);
     if (s == VLM_OK && j->dump) {
-        int64_t shape[2] = {rows, dim}, gshape[2] = {n, 3};
+        int64_t shape[2] = {rows, dim};
         s = vlm_dump_f32_host(j->dump, "pixel_values", pixels, 2, shape);
-        if (s == VLM_OK) s = vlm_dump_i64(j->dump, "image_grid_thw", g64, 2, gshape);
+        if (s == VLM_OK) s = vlm_dump_grids(j->dump, "image_grid_thw", grids, n);
     }
     if (s == VLM_OK && m->vision) {
-        s = vlm_vision_encode(m->vision, pixels, rows, (const int(*)[3])grids, n, out, 0, j->dump);
+        s = vlm_vision_encode(m->vision, pixels, rows, grids, n, out, 0, j->dump);
     } else if (s == VLM_OK) {
         size_t bytes = (size_t)tokens * hidden * sizeof(float);
         float *host = vlm_alloc(bytes, "image features");
-        s = host ? vlm_ort_vision_run(m->onnx, pixels, rows, rows ? dim : 0, g64, n, host, tokens) : VLM_ERR_NOMEM;
+        s = host ? vlm_ort_vision_run(m->onnx, pixels, rows, rows ? dim : 0, grids, n, host, tokens) : VLM_ERR_NOMEM;
         if (s == VLM_OK) s = vlm_to_device(m->be, out, host, bytes);
         if (s == VLM_OK && j->dump) {
             int64_t shape[2] = {tokens, hidden};
@@ -67,8 +59,6 @@ static vlm_status encode_range(vlm_model *m, vlm_job *j, int k0, int k1, float *
     }
     if (s == VLM_OK) s = vlm_sync(m->be);
     vlm_free(pixels);
-    vlm_free(grids);
-    vlm_free(g64);
     return s;
 }
 
@@ -171,14 +161,14 @@ vlm_status vlm_job_start(vlm_engine *e, vlm_job *j, int *encoded) {
     int were_free, shared = shared_blocks(e, j, &were_free), cached = shared * B, image_row0 = 0;
     while (j->first_image < j->n_images && j->image_start[j->first_image] + j->images[j->first_image].tokens <= cached)
         image_row0 += j->images[j->first_image++].tokens;
+    j->grids = vlm_calloc((size_t)j->n_images + 1, sizeof *j->grids, "image grids");
+    if (!j->grids) return VLM_ERR_NOMEM;
+    for (int i = 0; i < j->n_images; i++) j->grids[i] = j->images[i].grid;
     VLM_TRY(image_embeddings(e, j, encoded));
     j->token_times = vlm_calloc((size_t)j->max_tokens, sizeof *j->token_times, "token times");
     if (!j->token_times) return VLM_ERR_NOMEM;
     VLM_TRY(vlm_detok_init(&j->detok, m->tok, 1));
     j->detok_ready = 1;
-    j->grids = vlm_calloc((size_t)j->n_images + 1, sizeof *j->grids, "image grids");
-    if (!j->grids) return VLM_ERR_NOMEM;
-    for (int i = 0; i < j->n_images; i++) j->grids[i] = j->images[i].grid;
     vlm_gen_request gr;
     vlm_gen_request_init(&gr);
     gr.ids = j->ids;

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "image/grid.h"
 #include "kernels/backend.h"
-#include "model/rope_index.h"
 
 typedef struct vlm_image_entry vlm_image_entry;
 
