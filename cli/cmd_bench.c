@@ -1,20 +1,23 @@
 /* vlm bench: measure and compare the execution modes (../shared/BENCHMARK_SPEC.md). Parses and
  * checks the options, then calls src/bench: the runner, the console report, the output files. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
 #include "base/log.h"
 #include "bench/bench.h"
+#include "bench/concurrency.h"
 #include "commands.h"
 
 static const char k_synopsis[] =
     "--image PATH [--image PATH ...] [--text STR] [--modes M ...] [--runs N] [--max-tokens N] [--no-warmup]\n"
     "       [--ignore-eos] [--model-id ID] [--device auto|cuda|cpu] [--quantize] [--output-dir DIR] [--output FILE]\n"
-    "       [--csv] [--compare-devices | --compare-quantization] [--threads N] [--plot FILE.svg|FILE.html]";
+    "       [--csv] [--compare-devices | --compare-quantization] [--threads N] [--plot FILE.svg|FILE.html]\n"
+    "       [--concurrency N[,N...]]";
 
 typedef struct {
-    vlm_arg_list images, modes;
+    vlm_arg_list images, modes, concurrency;
     const char *text, *model_id, *device, *output_dir, *output, *plot;
     int runs, max_tokens, no_warmup, ignore_eos, quantize, csv, compare_devices, compare_quant, threads;
     int device_seen;
@@ -71,6 +74,51 @@ static int check_args(const bench_args *a, vlm_bench_config *c) {
     return 0;
 }
 
+/* "1,4,16" or "1 4 16" into levels >= 1. */
+static int parse_concurrency(const vlm_arg_list *l, int *out, int cap, int *n) {
+    *n = 0;
+    for (int i = 0; i < l->n; i++) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", l->v[i]);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            char *end;
+            long v = strtol(t, &end, 10);
+            if (*end || v < 1 || v > 4096)
+                return vlm_usage_error("bench", "--concurrency: '%s' is not a whole number from 1 to 4096", t);
+            if (*n == cap) return vlm_usage_error("bench", "--concurrency: at most %d levels", cap);
+            out[(*n)++] = (int)v;
+        }
+    }
+    return 0;
+}
+
+/* vlm bench --concurrency: N requests at once to an in-process engine (src/bench/bench_concurrency.c). */
+static int run_concurrency(const bench_args *a, const vlm_bench_config *c) {
+    int levels[32], n_levels, r;
+    if ((r = parse_concurrency(&a->concurrency, levels, 32, &n_levels))) return r;
+    if (a->compare_devices || a->compare_quant)
+        return vlm_usage_error("bench",
+                               "--concurrency cannot be combined with --compare-devices / --compare-quantization");
+    if (a->modes.n > 1) return vlm_usage_error("bench", "--concurrency measures one mode: give at most one in --modes");
+    vlm_loadtest_results res;
+    vlm_status s = vlm_bench_concurrency(c, levels, n_levels, &res);
+    if (s != VLM_OK) return vlm_cli_fail(s);
+    vlm_loadtest_print(stdout, &res);
+    fflush(stdout);
+    if (a->output && (s = vlm_loadtest_write_json(&res, a->output)) == VLM_OK) {
+        VLM_LOG_I("bench: wrote %s", a->output);
+        if (a->csv) {
+            char path[VLM_PATH_MAX];
+            vlm_bench_csv_path(a->output, path, sizeof path);
+            if ((s = vlm_loadtest_write_csv(&res, path)) == VLM_OK) VLM_LOG_I("bench: wrote %s", path);
+        }
+    }
+    if (s == VLM_OK && a->plot && (s = vlm_loadtest_write_plot(&res, a->plot)) == VLM_OK)
+        VLM_LOG_I("bench: wrote %s", a->plot);
+    vlm_loadtest_free(&res);
+    return s == VLM_OK ? 0 : vlm_cli_fail(s);
+}
+
 static int run_single(const bench_args *a, const vlm_bench_config *c) {
     vlm_bench_results r;
     vlm_status s = vlm_bench_measure(c, 0, &r);
@@ -125,6 +173,8 @@ int cmd_bench(int argc, char **argv) {
          "run non-quantized and 4-bit; write benchmark_{non_quantized,quantized}_TIMESTAMP.json here"},
         {"--threads", ARG_INT, &a.threads, "N", "CPU threads (default: every core)"},
         {"--plot", ARG_STR, &a.plot, "FILE", "chart of stage times and throughput (.svg or .html)"},
+        {"--concurrency", ARG_LIST, &a.concurrency, "N",
+         "N requests at once to an in-process engine, e.g. 1,4,16 (one level each; --runs per level)"},
         {0},
     };
     int r = vlm_args_parse("bench", k_synopsis, spec, argc, argv);
@@ -149,7 +199,9 @@ int cmd_bench(int argc, char **argv) {
     if ((s = vlm_bench_collect_images(a.images.v, a.images.n, &images, &n_images)) != VLM_OK) return vlm_cli_fail(s);
     c.images = (const char *const *)images;
     c.n_images = n_images;
-    if (a.compare_devices || a.compare_quant) {
+    if (a.concurrency.n) {
+        r = run_concurrency(&a, &c);
+    } else if (a.compare_devices || a.compare_quant) {
         int any = 0;
         s = vlm_bench_compare(&c, a.compare_devices ? VLM_BENCH_COMPARE_DEVICES : VLM_BENCH_COMPARE_QUANTIZATION, ".",
                               a.csv, stdout, &any);

@@ -238,7 +238,9 @@ typedef struct {
     int kv_blocks_total, kv_blocks_used; /* the KV pool (shared blocks counted once) */
     int kv_block_tokens;
     uint64_t kv_pool_bytes;
-    uint64_t prompt_tokens, generation_tokens, cached_tokens; /* totals since creation */
+    /* totals since creation, counted as the work is done: prompt tokens run through the model,
+     * tokens generated, prompt tokens whose KV came from the prefix cache instead */
+    uint64_t prompt_tokens, generation_tokens, cached_tokens;
     uint64_t requests_finished, requests_failed, requests_cancelled;
     uint64_t image_cache_hits, image_cache_misses;
 } vlm_engine_stats;

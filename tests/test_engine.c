@@ -126,7 +126,7 @@ static void on_done(void *user, vlm_request_id id, vlm_status status, const char
         memcpy(o->generated, res->generated_ids, (size_t)o->n_generated * sizeof(int32_t));
         snprintf(o->text, sizeof o->text, "%s", res->text);
         o->n_images = res->n_images < 4 ? res->n_images : 4;
-        memcpy(o->images, res->images, (size_t)o->n_images * sizeof *o->images);
+        if (o->n_images) memcpy(o->images, res->images, (size_t)o->n_images * sizeof *o->images);
         o->timings = res->timings;
         o->times_ok = 1;
         for (int i = 0; i < res->n_generated; i++)
@@ -210,7 +210,10 @@ static void concurrent_cases(const char *const *names, int n, int max_running) {
         CHECK_MSG(
             same_ids(sampled[i].generated, sampled[i].n_generated, alone_s[i].generated_ids, alone_s[i].n_generated),
             "%s: sampled ids differ from the same request alone", c->name);
-        CHECK(greedy[i].times_ok && greedy[i].timings.time_to_first_token_s > 0);
+        const vlm_timings *t = &greedy[i].timings;
+        CHECK(greedy[i].times_ok && t->time_to_first_token_s > 0 && t->prefill_s > 0 && t->decode_s >= 0);
+        CHECK(t->total_s >= t->time_to_first_token_s && t->time_to_first_token_s >= t->preprocess_s + t->vision_s);
+        CHECK(t->prompt_tokens == c->n_input && t->generated_tokens == c->n_generated && t->queue_s >= 0);
         CHECK(greedy[i].n_images == c->n_images);
     }
     vlm_engine_stats st;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/memory.h"
+#include "base/timer.h"
 #include "runtime/engine.h"
 
 void vlm_engine_complete(vlm_engine *e, vlm_job *j, vlm_status status, const char *error) {
@@ -28,8 +29,6 @@ void vlm_engine_complete(vlm_engine *e, vlm_job *j, vlm_status status, const cha
     vlm_job_release(e, j);
     pthread_mutex_lock(&e->lock);
     vlm_engine_stats *st = &e->stats;
-    st->prompt_tokens += (uint64_t)(j->started ? j->n_ids : 0);
-    st->generation_tokens += (uint64_t)(have ? res.n_generated : 0);
     st->cached_tokens += (uint64_t)j->n_shared * B;
     st->image_cache_hits += (uint64_t)j->image_hits;
     st->image_cache_misses += (uint64_t)j->image_misses;
@@ -122,8 +121,15 @@ static int plan_pass(vlm_engine *e) {
     return n;
 }
 
-/* Runs the pass and takes each sequence's next token. A failed pass fails its requests. */
+/* Runs the pass and takes each sequence's next token. A failed pass fails its requests. The token
+ * counters move as the work is done (a server's metrics read them live). */
 static void run_pass(vlm_engine *e, int n) {
+    uint64_t prompt_rows = 0, tokens = 0;
+    double now = vlm_now();
+    for (int i = 0; i < n; i++) {
+        prompt_rows += e->seqs[i]->prefilled ? 0 : (uint64_t)e->rows[i];
+        if (!e->in_pass[i]->t_prefill) e->in_pass[i]->t_prefill = now; /* its first prompt rows run now */
+    }
     vlm_status s = vlm_seqs_forward(e->m->text, &e->batch, &e->pool, e->seqs, e->rows, n, e->ts, e->pos);
     char msg[1024] = "";
     if (s != VLM_OK) snprintf(msg, sizeof msg, "%s", vlm_last_error());
@@ -132,7 +138,7 @@ static void run_pass(vlm_engine *e, int n) {
         vlm_status js = s;
         if (js == VLM_OK) {
             vlm_job_publish(e, j);
-            if (j->seq.logits_row >= 0) js = vlm_job_next_token(e, j);
+            if (j->seq.logits_row >= 0) js = vlm_job_next_token(e, j), tokens++;
             if (js != VLM_OK) snprintf(msg, sizeof msg, "%s", vlm_last_error());
         }
         if (js != VLM_OK) {
@@ -141,6 +147,10 @@ static void run_pass(vlm_engine *e, int n) {
             snprintf(j->error, sizeof j->error, "%s", msg);
         }
     }
+    pthread_mutex_lock(&e->lock);
+    e->stats.prompt_tokens += s == VLM_OK ? prompt_rows : 0;
+    e->stats.generation_tokens += tokens;
+    pthread_mutex_unlock(&e->lock);
 }
 
 vlm_status vlm_engine_step(vlm_engine *e, int *active) {
