@@ -522,6 +522,34 @@ static void test_image_bytes_and_parts(void) {
     vlm_model_free(m);
 }
 
+/* An image seen before is neither decoded nor resized at submit; when the request runs and its
+ * embeddings are cached nowhere (no image cache here), it is decoded then: same answer. */
+static void test_seen_image_decoded_late(void) {
+    fixture_case c;
+    if (!load_case("q25_photo", &c)) return;
+    vlm_model *m = load_model(c.model);
+    if (!m) return;
+    vlm_engine_options o;
+    vlm_engine_options_init(&o);
+    o.image_cache_mb = 0;
+    vlm_engine *e = NULL;
+    CHECK_OK(vlm_engine_create(m, &o, &e));
+    if (!e) return vlm_model_free(m);
+    outcome a = {0}, b = {0};
+    vlm_request r;
+    case_request(&c, &r);
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &a, NULL));
+    run_until_idle(e);
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &b, NULL));
+    run_until_idle(e);
+    CHECK(same_ids(a.generated, a.n_generated, c.generated_ids, c.n_generated));
+    CHECK(same_ids(b.generated, b.n_generated, c.generated_ids, c.n_generated));
+    CHECK(b.n_images == 1 && !memcmp(&a.images[0], &b.images[0], sizeof a.images[0]));
+    CHECK(b.timings.cached_tokens > 0 && b.timings.vision_s > 0); /* the image ran through the encoder again */
+    vlm_engine_free(e);
+    vlm_model_free(m);
+}
+
 /* ---- bad requests fail at submit, naming the cause ---- */
 
 static void test_errors_at_submit(void) {
@@ -739,24 +767,33 @@ static void test_prefix_and_image_reuse(void) {
      * system prompt and the image with the ones before */
     CHECK_OK(vlm_engine_create(m, NULL, &e));
     if (!e) return vlm_model_free(m);
-    double ratio[3];
     for (int i = 0; i < 4; i++) {
         demo_request(&r, msgs, &img, image, questions[i]);
         run_one(e, &r, &reuse[i]);
         CHECK_MSG(same_ids(reuse[i].generated, reuse[i].n_generated, plain[i].generated, plain[i].n_generated),
                   "question %d: other ids with reuse", i);
-        if (i) ratio[i - 1] = plain[i].timings.time_to_first_token_s / reuse[i].timings.time_to_first_token_s;
     }
-    /* the median of three ratios, each measured on this machine in this run */
-    double lo = ratio[0] < ratio[1] ? ratio[0] : ratio[1], hi = ratio[0] < ratio[1] ? ratio[1] : ratio[0];
-    double med = ratio[2] < lo ? lo : ratio[2] > hi ? hi : ratio[2];
+    /* each side's best of three (the machine is shared: other work only ever adds time), measured
+     * here in this run */
+    double best_plain = 1e30, best_reuse = 1e30;
+    for (int i = 1; i < 4; i++) {
+        if (plain[i].timings.time_to_first_token_s < best_plain) best_plain = plain[i].timings.time_to_first_token_s;
+        if (reuse[i].timings.time_to_first_token_s < best_reuse) best_reuse = reuse[i].timings.time_to_first_token_s;
+    }
+    double ratio = best_plain / best_reuse;
     int cached = reuse[1].timings.cached_tokens, prompt = reuse[1].timings.prompt_tokens;
     fprintf(stderr,
-            "  reuse: TTFT %.1f ms without, %.1f ms with (median of 3 ratios %.1fx); %d of %d prompt tokens "
-            "cached\n",
-            plain[1].timings.time_to_first_token_s * 1e3, reuse[1].timings.time_to_first_token_s * 1e3, med, cached,
-            prompt);
-    CHECK_MSG(med >= 5, "TTFT only %.1fx lower with prefix and image reuse", med);
+            "  reuse: TTFT %.1f ms without, %.1f ms with (best of 3 each): %.1fx; %d of %d prompt tokens cached\n",
+            best_plain * 1e3, best_reuse * 1e3, ratio, cached, prompt);
+    for (int i = 0; i < 4; i++) {
+        const vlm_timings *a = &plain[i].timings, *b = &reuse[i].timings;
+        fprintf(stderr,
+                "  question %d: without reuse: preprocess %.1f, queue %.1f, vision %.1f, prefill %.1f ms; with: "
+                "%.1f, %.1f, %.1f, %.1f ms\n",
+                i, a->preprocess_s * 1e3, a->queue_s * 1e3, a->vision_s * 1e3, a->prefill_s * 1e3,
+                b->preprocess_s * 1e3, b->queue_s * 1e3, b->vision_s * 1e3, b->prefill_s * 1e3);
+    }
+    CHECK_MSG(ratio >= 5, "TTFT only %.1fx lower with prefix and image reuse", ratio);
     CHECK(reuse[0].timings.cached_tokens == 0);
     CHECK_MSG(cached > prompt - 2 * 16 && cached < prompt, "%d of %d prompt tokens came from the cache", cached,
               prompt);
@@ -793,6 +830,7 @@ int main(void) {
     RUN(test_stop_strings);
     RUN(test_image_bytes_and_parts);
     RUN(test_errors_at_submit);
+    RUN(test_seen_image_decoded_late);
     RUN(test_staggered_with_cancels);
     RUN(test_pool_admission);
     RUN(test_prefix_and_image_reuse);

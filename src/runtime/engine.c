@@ -84,6 +84,7 @@ static vlm_status engine_memory(vlm_engine *e, int n_blocks) {
     VLM_TRY(vlm_kv_pool_create(m->text, n_blocks, o->kv_block_tokens, &e->pool));
     VLM_TRY(vlm_kvc_init(&e->kvc, n_blocks));
     vlm_image_cache_init(&e->images, m->be, (uint64_t)o->image_cache_mb * 1048576);
+    VLM_TRY(vlm_image_sizes_init(&e->sizes, 1024));
     size_t R = (size_t)e->batch.max_rows, S = (size_t)o->max_running;
     e->ts = vlm_calloc(S, sizeof *e->ts, "the engine's pass");
     e->seqs = vlm_calloc(S, sizeof *e->seqs, "the engine's pass");
@@ -100,6 +101,7 @@ static vlm_status engine_memory(vlm_engine *e, int n_blocks) {
 
 static void engine_release(vlm_engine *e) {
     vlm_image_cache_free(&e->images);
+    if (e->sizes.e) vlm_image_sizes_free(&e->sizes);
     vlm_kvc_free(&e->kvc);
     vlm_kv_pool_free(e->m->text, &e->pool);
     vlm_text_batch_free(e->m->text, &e->batch);
@@ -213,7 +215,7 @@ vlm_status vlm_engine_submit(vlm_engine *e, const vlm_request *r, vlm_done_fn on
     if (id) *id = 0;
     if (!e || !r) return vlm_err(VLM_ERR_INVALID, "vlm_engine_submit: no engine or no request");
     vlm_job *j;
-    VLM_TRY(vlm_job_prepare(e->m, r, &j));
+    VLM_TRY(vlm_job_prepare(e->m, r, &e->sizes, &j));
     return vlm_engine_enqueue(e, j, on_done, done_user, id);
 }
 

@@ -31,12 +31,16 @@
 #include "text/stop_strings.h"
 
 /* One image of a request, as submit leaves it: resized to what the model sees, 8-bit (an eighth of
- * its pixel_values, which are made when the request runs). */
+ * its pixel_values, which are made when the request runs); or, for an image the engine has seen
+ * before, only its sizes and its encoded bytes (decoded when the request runs, if it must be). */
 typedef struct {
-    vlm_image resized;
-    vlm_grid_thw grid;              /* patches (t, h, w) */
-    int tokens;                     /* merged tokens: its <|image_pad|> count in the prompt */
-    uint8_t hash[VLM_SHA256_BYTES]; /* of the encoded bytes: the image's identity */
+    vlm_image resized; /* empty for an image seen before */
+    char *encoded;     /* its bytes while `resized` is empty */
+    size_t n_encoded;
+    long long min_pixels, max_pixels; /* its pixel limits, resolved */
+    vlm_grid_thw grid;                /* patches (t, h, w) */
+    int tokens;                       /* merged tokens: its <|image_pad|> count in the prompt */
+    uint8_t hash[VLM_SHA256_BYTES];   /* of the encoded bytes: the image's identity */
     vlm_image_summary summary;
 } vlm_job_image;
 
@@ -105,8 +109,9 @@ struct vlm_engine {
     int *rows;         /* [max_running] */
     int32_t *pos;      /* [3, batch rows] */
     vlm_image_cache images;
-    pthread_mutex_t lock; /* the queue, the running list's membership, ids, counters */
-    sem_t wake;           /* posted by submit, cancel and stop: what vlm_engine_run sleeps on */
+    vlm_image_sizes sizes; /* any thread (its own lock) */
+    pthread_mutex_t lock;  /* the queue, the running list's membership, ids, counters */
+    sem_t wake;            /* posted by submit, cancel and stop: what vlm_engine_run sleeps on */
     atomic_int stop_requested;
     vlm_job *wait_head, *wait_tail;
     int n_waiting;
@@ -123,7 +128,10 @@ vlm_status vlm_engine_create_sized(vlm_model *m, const vlm_engine_options *o, in
 vlm_status vlm_engine_enqueue(vlm_engine *e, vlm_job *j, vlm_done_fn on_done, void *done_user, vlm_request_id *id);
 
 /* engine_request.c: everything about a request that can be done and checked before it runs. */
-vlm_status vlm_job_prepare(vlm_model *m, const vlm_request *r, vlm_job **out);
+/* sizes (may be NULL): images seen before skip decoding and resizing. */
+vlm_status vlm_job_prepare(vlm_model *m, const vlm_request *r, vlm_image_sizes *sizes, vlm_job **out);
+/* The 8-bit resized image of image i (decoded and resized now when submit skipped it). */
+vlm_status vlm_job_image_pixels(vlm_model *m, vlm_job *j, int i);
 /* Its KV blocks and, for the prefix cache, the identities of its full prompt blocks. */
 vlm_status vlm_job_plan_blocks(vlm_job *j, int block_tokens, int hash_blocks);
 void vlm_job_free(vlm_model *m, vlm_job *j);

@@ -146,30 +146,13 @@ static long long pick_limit(long long image, long long request, long long model)
     return image ? image : request ? request : model;
 }
 
-static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_image_input *in, vlm_job_image *out) {
-    int has_path = in->path != NULL, has_bytes = in->bytes != NULL || in->n_bytes > 0;
-    if (has_path == has_bytes)
-        return vlm_err(VLM_ERR_INVALID, "give either a path or encoded bytes, not %s", has_path ? "both" : "neither");
-    if (has_bytes && (!in->bytes || !in->n_bytes)) return vlm_err(VLM_ERR_INVALID, "empty image bytes");
-    if (in->min_pixels < 0 || in->max_pixels < 0)
-        return vlm_err(VLM_ERR_INVALID, "min_pixels %lld / max_pixels %lld must be >= 0 (0: the request's)",
-                       in->min_pixels, in->max_pixels);
-    char *file = NULL;
-    size_t n = in->n_bytes;
-    const void *data = in->bytes;
-    if (has_path) {
-        VLM_TRY(vlm_read_file(in->path, MAX_IMAGE_FILE_BYTES, &file, &n));
-        data = file;
-    }
+/* Decodes and resizes encoded image bytes as the model sees them; fills the image's size fields. */
+static vlm_status decode_resize(vlm_model *m, const void *data, size_t n, const char *name, vlm_job_image *out) {
     vlm_image img = {0};
     vlm_image_info info;
-    vlm_status s = vlm_sha256_bytes(data, n, out->hash);
-    if (s == VLM_OK) s = vlm_image_decode_memory(data, n, has_path ? in->path : "image bytes", 0, &img, &info);
-    free(file);
     const vlm_preproc_config *pc = &m->preproc;
-    long long lo = pick_limit(in->min_pixels, r->min_pixels, m->opt.min_pixels);
-    long long hi = pick_limit(in->max_pixels, r->max_pixels, m->opt.max_pixels);
-    if (s == VLM_OK) s = vlm_preprocess_resize(&img, pc, lo, hi, &out->resized);
+    vlm_status s = vlm_image_decode_memory(data, n, name, 0, &img, &info);
+    if (s == VLM_OK) s = vlm_preprocess_resize(&img, pc, out->min_pixels, out->max_pixels, &out->resized);
     if (s == VLM_OK) {
         out->grid = (vlm_grid_thw){1, out->resized.height / pc->patch_size, out->resized.width / pc->patch_size};
         s = vlm_chat_vision_tokens(out->grid.t, out->grid.h, out->grid.w, pc->merge_size, &out->tokens);
@@ -181,6 +164,68 @@ static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_im
     }
     vlm_image_free(&img);
     return s;
+}
+
+static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_image_input *in, vlm_image_sizes *sizes,
+                                vlm_job_image *out) {
+    int has_path = in->path != NULL, has_bytes = in->bytes != NULL || in->n_bytes > 0;
+    if (has_path == has_bytes)
+        return vlm_err(VLM_ERR_INVALID, "give either a path or encoded bytes, not %s", has_path ? "both" : "neither");
+    if (has_bytes && (!in->bytes || !in->n_bytes)) return vlm_err(VLM_ERR_INVALID, "empty image bytes");
+    if (in->min_pixels < 0 || in->max_pixels < 0)
+        return vlm_err(VLM_ERR_INVALID, "min_pixels %lld / max_pixels %lld must be >= 0 (0: the request's)",
+                       in->min_pixels, in->max_pixels);
+    out->min_pixels = pick_limit(in->min_pixels, r->min_pixels, m->opt.min_pixels);
+    out->max_pixels = pick_limit(in->max_pixels, r->max_pixels, m->opt.max_pixels);
+    char *file = NULL;
+    size_t n = in->n_bytes;
+    const void *data = in->bytes;
+    if (has_path) {
+        VLM_TRY(vlm_read_file(in->path, MAX_IMAGE_FILE_BYTES, &file, &n));
+        data = file;
+    }
+    vlm_status s = vlm_sha256_bytes(data, n, out->hash);
+    vlm_image_size seen;
+    if (s == VLM_OK && sizes && vlm_image_sizes_find(sizes, out->hash, out->min_pixels, out->max_pixels, &seen)) {
+        /* seen before: its sizes are known; keep the bytes in case it must be encoded again */
+        out->grid = seen.grid;
+        out->summary = seen.summary;
+        out->tokens = seen.summary.tokens;
+        out->n_encoded = n;
+        if (file) {
+            out->encoded = file;
+            file = NULL;
+        } else if ((out->encoded = vlm_alloc(n, "image bytes"))) {
+            memcpy(out->encoded, data, n);
+        } else {
+            s = VLM_ERR_NOMEM;
+        }
+    } else if (s == VLM_OK) {
+        s = decode_resize(m, data, n, has_path ? in->path : "image bytes", out);
+        if (s == VLM_OK && sizes) {
+            vlm_image_size add = {.min_pixels = out->min_pixels,
+                                  .max_pixels = out->max_pixels,
+                                  .summary = out->summary,
+                                  .grid = out->grid};
+            memcpy(add.hash, out->hash, 32);
+            vlm_image_sizes_add(sizes, &add);
+        }
+    }
+    free(file);
+    return s;
+}
+
+vlm_status vlm_job_image_pixels(vlm_model *m, vlm_job *j, int i) {
+    vlm_job_image *im = &j->images[i];
+    if (im->resized.rgb) return VLM_OK;
+    if (!im->encoded) return vlm_err(VLM_ERR_RUNTIME, "image %d has neither pixels nor bytes", i);
+    vlm_image_summary want = im->summary;
+    VLM_TRY(decode_resize(m, im->encoded, im->n_encoded, "image bytes", im));
+    if (memcmp(&want, &im->summary, sizeof want))
+        return vlm_err(VLM_ERR_RUNTIME, "image %d decodes to another size than when it was first seen", i);
+    vlm_free(im->encoded);
+    im->encoded = NULL;
+    return VLM_OK;
 }
 
 /* The native encoder's activations for these images must fit in the memory available now (on the
@@ -197,7 +242,8 @@ static vlm_status check_vision_memory(vlm_model *m, const vlm_job *j) {
     return s;
 }
 
-static vlm_status prepare_images(vlm_model *m, const vlm_request *r, const conversation *c, vlm_job *j) {
+static vlm_status prepare_images(vlm_model *m, const vlm_request *r, const conversation *c, vlm_image_sizes *sizes,
+                                 vlm_job *j) {
     if (!c->n_images) return VLM_OK;
     if (!m->vision && !m->onnx)
         return vlm_err(VLM_ERR_UNSUPPORTED, "this model has no vision encoder, so it cannot take images");
@@ -205,7 +251,7 @@ static vlm_status prepare_images(vlm_model *m, const vlm_request *r, const conve
     if (!j->images) return VLM_ERR_NOMEM;
     j->n_images = c->n_images;
     for (int i = 0; i < c->n_images; i++) {
-        vlm_status s = prepare_image(m, r, c->inputs[i], &j->images[i]);
+        vlm_status s = prepare_image(m, r, c->inputs[i], sizes, &j->images[i]);
         if (s != VLM_OK) {
             const char *p = c->inputs[i]->path;
             return p ? vlm_err_ctx(s, "image %d (%s)", i, p) : vlm_err_ctx(s, "image %d (bytes)", i);
@@ -279,7 +325,7 @@ static vlm_status check_limits(vlm_model *m, const vlm_request *r, vlm_job *j) {
     return VLM_OK;
 }
 
-static vlm_status prepare(vlm_model *m, const vlm_request *r, vlm_job *j) {
+static vlm_status prepare(vlm_model *m, const vlm_request *r, vlm_image_sizes *sizes, vlm_job *j) {
     if (r->sampling.max_tokens < 1)
         return vlm_err(VLM_ERR_INVALID, "max_tokens %d must be at least 1", r->sampling.max_tokens);
     if (r->min_pixels < 0 || r->max_pixels < 0)
@@ -291,21 +337,21 @@ static vlm_status prepare(vlm_model *m, const vlm_request *r, vlm_job *j) {
     if (r->dump_path && !(j->dump_path = vlm_strdup(r->dump_path))) return VLM_ERR_NOMEM;
     conversation c;
     vlm_status s = collect(r, &c);
-    if (s == VLM_OK) s = prepare_images(m, r, &c, j);
+    if (s == VLM_OK) s = prepare_images(m, r, &c, sizes, j);
     if (s == VLM_OK) s = build_prompt(m, &c, j);
     conversation_free(&c);
     if (s == VLM_OK) s = check_limits(m, r, j);
     return s;
 }
 
-vlm_status vlm_job_prepare(vlm_model *m, const vlm_request *r, vlm_job **out) {
+vlm_status vlm_job_prepare(vlm_model *m, const vlm_request *r, vlm_image_sizes *sizes, vlm_job **out) {
     *out = NULL;
     vlm_job *j = vlm_calloc(1, sizeof *j, "a request");
     if (!j) return VLM_ERR_NOMEM;
     j->t_submit = vlm_now();
     j->on_text = r->on_text;
     j->user = r->user;
-    vlm_status s = prepare(m, r, j);
+    vlm_status s = prepare(m, r, sizes, j);
     if (s != VLM_OK) {
         vlm_job_free(m, j);
         return s;
@@ -318,7 +364,10 @@ vlm_status vlm_job_prepare(vlm_model *m, const vlm_request *r, vlm_job **out) {
 void vlm_job_free(vlm_model *m, vlm_job *j) {
     (void)m;
     if (!j) return;
-    for (int i = 0; j->images && i < j->n_images; i++) vlm_image_free(&j->images[i].resized);
+    for (int i = 0; j->images && i < j->n_images; i++) {
+        vlm_image_free(&j->images[i].resized);
+        vlm_free(j->images[i].encoded);
+    }
     vlm_free(j->images);
     vlm_free(j->image_start);
     vlm_free(j->block_hash);

@@ -10,7 +10,7 @@
 #include "runtime/engine.h"
 
 /* pixel_values of images [k0, k1), concatenated in prompt order (host). */
-static vlm_status make_pixels(const vlm_model *m, const vlm_job *j, int k0, int k1, float **pixels, int64_t *rows) {
+static vlm_status make_pixels(vlm_model *m, vlm_job *j, int k0, int k1, float **pixels, int64_t *rows) {
     const vlm_preproc_config *pc = &m->preproc;
     int64_t n = 0;
     for (int i = k0; i < k1; i++) n += vlm_grid_patches(&j->images[i].grid);
@@ -21,6 +21,7 @@ static vlm_status make_pixels(const vlm_model *m, const vlm_job *j, int k0, int 
     int64_t row = 0;
     for (int i = k0; i < k1; i++) {
         vlm_pixel_values pv;
+        VLM_TRY(vlm_job_image_pixels(m, j, i));
         VLM_TRY(vlm_image_patchify(&j->images[i].resized, pc, &pv));
         memcpy(*pixels + row * dim, pv.data, (size_t)pv.n_patches * dim * sizeof(float));
         row += pv.n_patches;

@@ -36,7 +36,7 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     pthread_mutex_unlock(&m->lock);
     if (busy) return vlm_err(VLM_ERR_BUSY, "this model has an engine (vlm_engine_create): submit the request to it");
     vlm_job *j;
-    VLM_TRY(vlm_job_prepare(m, r, &j));
+    VLM_TRY(vlm_job_prepare(m, r, NULL, &j));
     /* a private engine for this request alone: a KV cache of exactly its positions, passes of up to
      * 512 prompt rows, no sharing, no caches */
     vlm_engine_options o;

@@ -84,3 +84,54 @@ void vlm_image_cache_put(vlm_image_cache *c, const uint8_t hash[32], vlm_grid_th
     c->used += bytes;
     c->n++;
 }
+
+/* ---- the image-size memo ---- */
+
+vlm_status vlm_image_sizes_init(vlm_image_sizes *s, int cap) {
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->lock, NULL);
+    s->e = vlm_calloc((size_t)cap, sizeof *s->e, "the image-size memo");
+    if (!s->e) return VLM_ERR_NOMEM;
+    s->cap = cap;
+    return VLM_OK;
+}
+
+void vlm_image_sizes_free(vlm_image_sizes *s) {
+    vlm_free(s->e);
+    pthread_mutex_destroy(&s->lock);
+    memset(s, 0, sizeof *s);
+}
+
+static int same_key(const vlm_image_size *e, const uint8_t hash[32], long long lo, long long hi) {
+    return e->min_pixels == lo && e->max_pixels == hi && !memcmp(e->hash, hash, 32);
+}
+
+int vlm_image_sizes_find(vlm_image_sizes *s, const uint8_t hash[32], long long min_pixels, long long max_pixels,
+                         vlm_image_size *out) {
+    int found = 0;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->n && !found; i++)
+        if (same_key(&s->e[i], hash, min_pixels, max_pixels)) {
+            s->e[i].stamp = ++s->clock;
+            *out = s->e[i];
+            found = 1;
+        }
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+void vlm_image_sizes_add(vlm_image_sizes *s, const vlm_image_size *in) {
+    pthread_mutex_lock(&s->lock);
+    int at = -1;
+    for (int i = 0; i < s->n && at < 0; i++)
+        if (same_key(&s->e[i], in->hash, in->min_pixels, in->max_pixels)) at = i;
+    if (at < 0 && s->n < s->cap) at = s->n++;
+    if (at < 0) { /* full: the least recently used goes */
+        at = 0;
+        for (int i = 1; i < s->n; i++)
+            if (s->e[i].stamp < s->e[at].stamp) at = i;
+    }
+    s->e[at] = *in;
+    s->e[at].stamp = ++s->clock;
+    pthread_mutex_unlock(&s->lock);
+}

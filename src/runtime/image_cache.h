@@ -6,11 +6,13 @@
 #ifndef VLM_RUNTIME_IMAGE_CACHE_H
 #define VLM_RUNTIME_IMAGE_CACHE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "image/grid.h"
 #include "kernels/backend.h"
+#include "vlm.h"
 
 typedef struct vlm_image_entry vlm_image_entry;
 
@@ -30,5 +32,31 @@ const float *vlm_image_cache_get(vlm_image_cache *c, const uint8_t hash[32], vlm
  * entries as needed. Failing to make room or memory is not an error: the image is just not kept. */
 void vlm_image_cache_put(vlm_image_cache *c, const uint8_t hash[32], vlm_grid_thw grid, const float *embeds, int rows,
                          int dim);
+
+/* What preprocessing decided for an image seen before, by its content hash and pixel limits: its
+ * size, its resized size and grid. With it, submit skips decoding and resizing an image it has
+ * seen (the bytes are kept and decoded when the request runs, only if its embeddings are then
+ * in neither the prefix cache nor the image cache). Thread-safe: submit runs on many threads. */
+typedef struct {
+    uint8_t hash[32];
+    long long min_pixels, max_pixels;
+    vlm_image_summary summary;
+    vlm_grid_thw grid;
+    uint64_t stamp; /* last use, for replacing the least recently used entry */
+} vlm_image_size;
+
+typedef struct {
+    pthread_mutex_t lock;
+    vlm_image_size *e;
+    int n, cap;
+    uint64_t clock;
+} vlm_image_sizes;
+
+vlm_status vlm_image_sizes_init(vlm_image_sizes *s, int cap);
+void vlm_image_sizes_free(vlm_image_sizes *s);
+/* 1 and *out when this image with these limits was seen. */
+int vlm_image_sizes_find(vlm_image_sizes *s, const uint8_t hash[32], long long min_pixels, long long max_pixels,
+                         vlm_image_size *out);
+void vlm_image_sizes_add(vlm_image_sizes *s, const vlm_image_size *in);
 
 #endif
