@@ -12,6 +12,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "model/text_model.h"
+#include "runtime/sequence.h"
 #include "runtime/text_generate.h"
 #include "text/chat.h"
 #include "text/generation_config.h"
@@ -481,6 +482,97 @@ static void test_sharded_checkpoint(void) {
     free_case(&c);
 }
 
+/* Batch invariance: sequence A's logits when it runs alone (one-row decode passes: matrix-vector
+ * products) and when it runs among 11 other sequences of other lengths (12-row decode passes and a
+ * shared prefill pass: matrix-matrix products), over its prompt and 8 decode steps. Reports whether
+ * they are bitwise equal and the largest difference, which must stay within the fixtures' logits
+ * tolerance (1e-3); the ids must be equal. */
+enum { INV_SEQS = 12, INV_STEPS = 8 };
+
+/* Runs n_seqs sequences together (prompt passes then one-row-each decode passes, greedy) and keeps
+ * sequence 0's logits of every pass ([INV_STEPS + 1][vocab]) and ids. */
+static void run_together(vlm_text_model *m, const int32_t *const *prompts, const int *lens, int n_seqs, float *logits,
+                         int32_t *ids) {
+    int vocab = vlm_text_model_config(m)->text.vocab, bt = 16, rows = 0, next = 0;
+    for (int i = 0; i < n_seqs; i++) rows += lens[i];
+    vlm_kv_pool pool;
+    vlm_text_batch b;
+    CHECK_OK(vlm_kv_pool_create(m, 64 * INV_SEQS, bt, &pool));
+    CHECK_OK(vlm_text_batch_create(m, rows, INV_SEQS, &b));
+    vlm_seq seqs[INV_SEQS];
+    vlm_seq *ptr[INV_SEQS];
+    vlm_text_seq ts[INV_SEQS];
+    int r[INV_SEQS];
+    int32_t *pos = malloc(sizeof *pos * 3 * (size_t)rows);
+    for (int i = 0; i < n_seqs; i++) {
+        vlm_gen_request g;
+        vlm_gen_request_init(&g);
+        g.ids = prompts[i];
+        g.n_ids = lens[i];
+        g.max_new_tokens = INV_STEPS + 1;
+        CHECK_OK(vlm_seq_start(&seqs[i], m, &g, bt));
+        for (int k = 0; k < seqs[i].n_blocks; k++) seqs[i].blocks[k] = next++;
+        ptr[i] = &seqs[i];
+        r[i] = lens[i];
+    }
+    for (int step = 0; step <= INV_STEPS; step++) {
+        CHECK_OK(vlm_seqs_forward(m, &b, &pool, ptr, r, n_seqs, ts, pos));
+        memcpy(logits + (size_t)step * vocab, vlm_text_logits(m, &b, 0), sizeof(float) * (size_t)vocab);
+        for (int i = 0; i < n_seqs; i++) {
+            int32_t id = -1;
+            CHECK_OK(vlm_seq_sample(&seqs[i], &b, &id));
+            if (i == 0) ids[step] = id;
+            r[i] = 1;
+        }
+    }
+    for (int i = 0; i < n_seqs; i++) vlm_seq_free(&seqs[i]);
+    free(pos);
+    vlm_text_batch_free(m, &b);
+    vlm_kv_pool_free(m, &pool);
+}
+
+static void test_batch_invariance(void) {
+    static const char *cases[] = {"q25_text_only", "q2vl_text_only"};
+    for (int ci = 0; ci < 2; ci++) {
+        fixture_case c;
+        if (!load_case(cases[ci], &c)) continue;
+        vlm_text_model *m = NULL;
+        CHECK_OK(vlm_text_model_open(g_be, model_dir(c.name), &m));
+        if (!m) {
+            free_case(&c);
+            continue;
+        }
+        int vocab = vlm_text_model_config(m)->text.vocab;
+        /* the others: the prompt cut to other lengths, some tokens changed */
+        int32_t *others[INV_SEQS] = {0};
+        const int32_t *prompts[INV_SEQS] = {c.ids};
+        int lens[INV_SEQS] = {c.L};
+        for (int i = 1; i < INV_SEQS; i++) {
+            lens[i] = 3 + (i * 7) % c.L;
+            others[i] = malloc(sizeof(int32_t) * (size_t)lens[i]);
+            for (int k = 0; k < lens[i]; k++) others[i][k] = k % 3 ? c.ids[(k + i) % c.L] : 1000 + 10 * i + k;
+            prompts[i] = others[i];
+        }
+        size_t n = (size_t)(INV_STEPS + 1) * vocab;
+        float *alone = malloc(sizeof(float) * n), *batched = malloc(sizeof(float) * n);
+        int32_t ids_alone[INV_STEPS + 1], ids_batched[INV_STEPS + 1];
+        run_together(m, prompts, lens, 1, alone, ids_alone);
+        run_together(m, prompts, lens, INV_SEQS, batched, ids_batched);
+        float worst = test_max_abs_diff(alone, batched, n);
+        int bitwise = !memcmp(alone, batched, sizeof(float) * n);
+        fprintf(stderr,
+                "  %s: logits alone vs in a batch of %d (prompt pass + %d decode passes): %s, largest difference "
+                "%.3g (tolerance 1e-3)\n",
+                c.name, INV_SEQS, INV_STEPS, bitwise ? "bitwise equal" : "not bitwise equal", (double)worst);
+        CHECK(worst <= 1e-3f);
+        CHECK(!memcmp(ids_alone, ids_batched, sizeof ids_alone) && !memcmp(ids_alone, c.gen, sizeof ids_alone));
+        free(alone), free(batched);
+        for (int i = 1; i < INV_SEQS; i++) free(others[i]);
+        vlm_text_model_free(m);
+        free_case(&c);
+    }
+}
+
 /* The real-size synthetic 3B (two shards, 7.2 GB): out of CTest's time budget on this machine,
  * run with VLM_TEST_3B=/work/models/q25-3b. */
 static void test_3b_checkpoint(void) {
@@ -520,6 +612,7 @@ int main(void) {
     RUN(test_context_limits);
     RUN(test_bad_requests);
     RUN(test_sharded_checkpoint);
+    RUN(test_batch_invariance);
     RUN(test_3b_checkpoint);
     CHECK_MSG(g_be->bytes_in_use == 0, "%zu backend bytes still allocated", g_be->bytes_in_use);
     vlm_backend_destroy(g_be);
