@@ -15,7 +15,6 @@
 # Usage: scripts/gpu_bundle.sh   (after scripts/setup.sh; rerun after any source change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 BUILD=build-gpu
 STAGE=$BUILD/bundle
 FIX=tests/fixtures

@@ -210,7 +210,7 @@ def parity(a):
         cpu_dump = None
         for r in runs:
             if time.time() > deadline:
-                case["runs"][r["label"]] = {"ok": False, "error": "not run: parity budget spent"}
+                case["runs"][r["label"]] = {"ok": False, "stages": {}, "error": "not run: parity budget spent"}
                 case["ok"] = report["ok"] = False
                 continue
             base = os.path.join(work, "%s.%s" % (name, r["label"]))
@@ -351,7 +351,7 @@ def summary(work, out, do_print):
                                                          "ids_equal_cpu": r.get("generated_ids_equal_cpu"),
                                                          "ids_equal_fixture": r.get("generated_ids_equal_fixture"),
                                                          "first_divergence": r.get("first_divergence"),
-                                                         "failed_stages": {k: v["detail"] for k, v in r["stages"].items()
+                                                         "failed_stages": {k: v["detail"] for k, v in r.get("stages", {}).items()
                                                                            if not v["ok"]}}
                                                    for lbl, r in c["runs"].items()} for n, c in p["cases"].items()}}
     bench = {}
@@ -372,6 +372,11 @@ def summary(work, out, do_print):
     if comp:
         s["compare_devices"] = comp
         s["compare_devices_table"] = comparison_text(os.path.join(work, "logs", "compare.log"))
+    smoke = load(os.path.join(work, "smoke_3b.json"))
+    if smoke:
+        smoke.pop("input_ids", None)
+        smoke["measured_in_this_call"] = fresh(os.path.join(work, "smoke_3b.json"), meta)
+        s["smoke_3b"] = smoke
     hf = load(os.path.join(work, "hf.json"))
     if hf:
         hf["measured_in_this_call"] = fresh(os.path.join(work, "hf.json"), meta)
@@ -425,21 +430,33 @@ def print_table(s):
     print("-" * 78)
     for st in s["steps"]:
         print("  %-16s %-8s %6.1fs  %s" % (st["step"], st["status"], st["seconds"], st["note"][:44]))
+    def earlier(x):
+        return "" if (x or {}).get("measured_in_this_call", True) else "  (from an earlier call)"
+
     if s.get("parity"):
-        print("parity: %s" % ("every case ok" if s["parity"]["ok"] else "FAILURES (see gpu_check.json parity)"))
+        print("parity: %s%s" % ("every case ok" if s["parity"]["ok"] else "FAILURES (see gpu_check.json parity)",
+                                earlier(s["parity"])))
+    sm = s.get("smoke_3b")
+    if sm:
+        t, k = sm.get("timings", {}), sm.get("tokens", {})
+        print("smoke (vlm run, 448, 32 tokens): vision %s s, TTFT %s s, decode %s tok/s, GPU peak %s MB%s" % (
+            fmt(t.get("vision")), fmt(t.get("time_to_first_token")), fmt(k.get("decode_per_s"), 1),
+            fmt((sm.get("memory", {}).get("gpu_peak") or 0) / 2**20, 0), earlier(sm)))
     b = s.get("bench", {})
     if b:
         print("%-10s %9s %9s %9s %10s %10s" % ("bench", "vision s", "TTFT s", "decode/s", "prefill/s", "GPU peak MB"))
         for k, v in b.items():
-            print("%-10s %9s %9s %9s %10s %10s" % (k, fmt(v.get("vision_inference_time")), fmt(v.get("time_to_first_token")),
-                                                   fmt(v.get("decode_tokens_per_sec"), 1),
-                                                   fmt(v.get("prefill_tokens_per_sec"), 0), fmt(v.get("gpu_peak_memory"), 0)))
+            print("%-10s %9s %9s %9s %10s %10s%s" % (k, fmt(v.get("vision_inference_time")),
+                                                     fmt(v.get("time_to_first_token")),
+                                                     fmt(v.get("decode_tokens_per_sec"), 1),
+                                                     fmt(v.get("prefill_tokens_per_sec"), 0),
+                                                     fmt(v.get("gpu_peak_memory"), 0), earlier(v)))
     if s.get("compare_devices_table"):
         print(s["compare_devices_table"])
     hf = (s.get("hf") or {}).get("results")
     if hf:
-        print("HF (bf16, sdpa): vision 1080 %s s, TTFT 448 %s s, decode %s tok/s" % (
-            fmt(hf.get("vision_1080_s")), fmt(hf.get("ttft_448_s")), fmt(hf.get("decode_tok_s"), 1)))
+        print("HF (bf16, sdpa): vision 1080 %s s, TTFT 448 %s s, decode %s tok/s%s" % (
+            fmt(hf.get("vision_1080_s")), fmt(hf.get("ttft_448_s")), fmt(hf.get("decode_tok_s"), 1), earlier(s["hf"])))
     for k, v in (s.get("headline") or {}).items():
         if isinstance(v, dict):
             print("  %-22s %s" % (k, ", ".join("%s=%s" % (a, fmt(x)) for a, x in v.items())))

@@ -14,6 +14,7 @@
 #              as shipped (bf16 tensor-core GEMM, rtol 1e-2, ids reported)
 #   text_model tests/test_text_model (its cuda parity part) with the f32 GEMM
 #   synthetic  vlm make-synthetic --config qwen2.5-vl-3b (real sizes, random bf16 weights)
+#   smoke_3b   one `vlm run --device cuda` on it (448x448, 32 tokens): first timings, kept if a bench times out
 #   bench_448_bf16, bench_1080_bf16   vlm bench --device cuda (448x448: 128 tokens; 1920x1080: 32)
 #   hf         perf/hf_anchor.py: Hugging Face's Qwen2.5-VL, bf16 + SDPA, same checkpoint and images
 #   bench_448_q4, bench_1080_q4       the same with --quantize (4-bit language model)
@@ -28,7 +29,7 @@
 # the build-there fallback. Other knobs: VLM_GPU_CHECK_STEPS="op_tests parity ..." (a subset, e.g.
 # for a rerun), VLM_GPU_CHECK_WORK (default /tmp/vlm-gpu-check), VLM_GPU_CHECK_BUDGET (seconds).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 DRY=${VLM_GPU_CHECK_DRY:-0}
 : "${OUT:?set OUT to the folder for the results (the device tool sets it)}"
@@ -66,7 +67,7 @@ if [[ ${1:-} == --step ]]; then
     lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Flags)' | cut -c1-300
     free -g
     df -h /tmp "$ROOT" | cat
-    cat /etc/os-release | head -2
+    head -2 /etc/os-release
     ldd --version | head -1
     (command -v nvcc || ls /usr/local/cuda/bin/nvcc) && nvcc --version 2>/dev/null | tail -2
     cmake --version | head -1
@@ -179,6 +180,11 @@ PY
     rm -rf "$MODEL"
     vlm make-synthetic --config "$SYN_CONFIG" --out "$MODEL" && touch "$MODEL/.complete" && du -sh "$MODEL"
     ;;
+  smoke_3b)
+    # one plain run first: its timings survive even if a bench below runs out of time
+    vlm run --model-id "$MODEL" --image "$B/images/photo_448x448.jpg" --text "Describe this image." --greedy \
+      --max-tokens 32 --ignore-eos --device "$DEV" --json "$WORK/smoke_3b.json"
+    ;;
   bench_*)
     key=${name#bench_}
     img=$B/images/photo_448x448.jpg tok=$TOK448
@@ -218,6 +224,14 @@ LOG=$OUT/gpu_check.log
 START=$(date +%s)
 DEADLINE=$((START + BUDGET))
 rm -f "$WORK/steps.jsonl"
+# results of the steps about to run go; those of other steps (an earlier call on a warm machine)
+# stay, marked "from an earlier call" in the summary
+for s in env parity smoke_3b hf bench_448_bf16 bench_1080_bf16 bench_448_q4 bench_1080_q4 compare; do
+  if [[ $STEPS == all || " $STEPS " == *" $s "* ]]; then
+    rm -rf "$WORK/$s.json" "$WORK/logs/$s.log"
+    [[ $s == compare ]] && rm -rf "$WORK/compare"
+  fi
+done
 $PY - "$WORK/meta.json" "$DRY" "$BUDGET" "$STEPS" <<'PY'
 import json, sys, time
 json.dump({"dry_run": sys.argv[2] == "1", "budget_s": int(sys.argv[3]), "steps_asked": sys.argv[4],
@@ -269,6 +283,7 @@ else
   step parity 180
   step text_model 120
   step synthetic 180
+  step smoke_3b 60
   step bench_448_bf16 120
   step bench_1080_bf16 120
   step hf 240
