@@ -222,8 +222,8 @@ vlm_status vlm_text_generate(vlm_text_model *m, const vlm_gen_request *r, vlm_ge
     if (status != VLM_OK) return vlm_err_ctx(status, "generating with the language model");
     out->kv_cache_bytes = st.kv_bytes;
     out->activation_bytes = st.act_bytes;
-    out->ids = malloc(((size_t)r->max_new_tokens + 1) * sizeof *out->ids);
-    status = out->ids ? scratch_init(m, r, rows, &s) : vlm_err(VLM_ERR_NOMEM, "out of memory");
+    out->ids = vlm_alloc(((size_t)r->max_new_tokens + 1) * sizeof *out->ids, "the generated ids");
+    status = out->ids ? scratch_init(m, r, rows, &s) : VLM_ERR_NOMEM;
     if (status == VLM_OK) status = vlm_sampler_create(m->cfg.text.vocab, &r->sampling, &smp);
     if (status == VLM_OK) {
         if (r->ids) vlm_sampler_accept(smp, r->ids, L);

@@ -37,10 +37,10 @@ static vlm_status preprocess_images(vlm_model *m, const char *const *paths, int 
     memset(b, 0, sizeof *b);
     if (!n) return VLM_OK;
     const vlm_preproc_config *pc = &m->preproc;
-    b->grids = calloc((size_t)n, sizeof *b->grids);
-    b->tokens = calloc((size_t)n, sizeof *b->tokens);
-    vlm_pixel_values *pv = calloc((size_t)n, sizeof *pv);
-    vlm_status s = (!b->grids || !b->tokens || !pv) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
+    b->grids = vlm_calloc((size_t)n, sizeof *b->grids, "the image grids");
+    b->tokens = b->grids ? vlm_calloc((size_t)n, sizeof *b->tokens, "the image token counts") : NULL;
+    vlm_pixel_values *pv = b->tokens ? vlm_calloc((size_t)n, sizeof *pv, "the images' pixel values") : NULL;
+    vlm_status s = (!b->grids || !b->tokens || !pv) ? VLM_ERR_NOMEM : VLM_OK;
     for (int i = 0; s == VLM_OK && i < n; i++) {
         vlm_image img = {0};
         s = vlm_image_decode_file(paths[i], 0, &img, NULL);
@@ -97,12 +97,11 @@ static vlm_status build_prompt(vlm_model *m, const vlm_request *r, const image_b
     if (r->messages && r->n_messages > 0) {
         int n_parts = 0, img = 0;
         for (int i = 0; i < r->n_messages; i++) n_parts += r->messages[i].n_images + 1;
-        vlm_chat_part *parts = calloc((size_t)n_parts, sizeof *parts);
-        vlm_chat_message *msgs = calloc((size_t)r->n_messages, sizeof *msgs);
+        vlm_chat_part *parts = vlm_calloc((size_t)n_parts, sizeof *parts, "the parts of the conversation");
+        vlm_chat_message *msgs = parts ? vlm_calloc((size_t)r->n_messages, sizeof *msgs, "the conversation") : NULL;
         if (!parts || !msgs) {
-            free(parts);
-            free(msgs);
-            return vlm_err(VLM_ERR_NOMEM, "out of memory");
+            vlm_free(parts);
+            return VLM_ERR_NOMEM;
         }
         int k = 0;
         for (int i = 0; i < r->n_messages; i++) {
@@ -124,8 +123,8 @@ static vlm_status build_prompt(vlm_model *m, const vlm_request *r, const image_b
     if (!r->system)
         return vlm_chat_build_prompt(m->tok, r->text ? r->text : "", len, b->tokens, b->n_images, ids, NULL);
     vlm_chat_part sys = {.type = VLM_CHAT_TEXT, .text = r->system, .len = strlen(r->system)};
-    vlm_chat_part *user = calloc((size_t)b->n_images + 1, sizeof *user);
-    if (!user) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vlm_chat_part *user = vlm_calloc((size_t)b->n_images + 1, sizeof *user, "the parts of the user turn");
+    if (!user) return VLM_ERR_NOMEM;
     for (int i = 0; i < b->n_images; i++) user[i].type = VLM_CHAT_IMAGE;
     user[b->n_images] = (vlm_chat_part){.type = VLM_CHAT_TEXT, .text = r->text ? r->text : "", .len = len};
     vlm_chat_message msgs[2] = {{.role = "system", .parts = &sys, .n_parts = 1},
@@ -193,14 +192,14 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     m->be->bytes_peak = m->be->bytes_in_use;
 
     int n_images = count_images(r);
-    const char **paths_buf = calloc((size_t)n_images + 1, sizeof *paths_buf);
+    const char **paths_buf = vlm_calloc((size_t)n_images + 1, sizeof *paths_buf, "the image paths");
     image_batch b = {0};
     vlm_ids ids = {0};
     vlm_dump *dump = NULL;
     float *embeds = NULL;
     stream_ctx sc = {.r = r};
     vlm_gen_result g = {0};
-    vlm_status s = paths_buf ? VLM_OK : vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vlm_status s = paths_buf ? VLM_OK : VLM_ERR_NOMEM;
     if (s == VLM_OK && r->dump_path) s = vlm_dump_create(&dump);
     if (s == VLM_OK) s = preprocess_images(m, image_paths(r, paths_buf, n_images), n_images, &b);
     double t_pre = vlm_now();
@@ -247,15 +246,16 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     if (s == VLM_OK) { /* the whole answer, special tokens skipped, as transformers' decode */
         vlm_strbuf text = {0};
         s = vlm_tok_decode(m->tok, g.ids, g.n_ids, 1, &text);
-        out->text = text.data ? text.data : calloc(1, 1);
-        if (s == VLM_OK && !out->text) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
+        out->text = text.data ? text.data : vlm_calloc(1, 1, "the answer");
+        if (s == VLM_OK && !out->text) s = VLM_ERR_NOMEM;
     }
     if (s == VLM_OK && dump) s = vlm_dump_write(dump, r->dump_path);
     double t_end = vlm_now();
     if (s == VLM_OK) {
-        out->input_ids = malloc((ids.n ? ids.n : 1) * sizeof(int32_t));
-        out->generated_ids = malloc((g.n_ids ? (size_t)g.n_ids : 1) * sizeof(int32_t));
-        if (!out->input_ids || !out->generated_ids) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
+        out->input_ids = vlm_alloc((ids.n ? ids.n : 1) * sizeof(int32_t), "the result's prompt ids");
+        out->generated_ids =
+            out->input_ids ? vlm_alloc((g.n_ids ? (size_t)g.n_ids : 1) * sizeof(int32_t), "the result's ids") : NULL;
+        if (!out->input_ids || !out->generated_ids) s = VLM_ERR_NOMEM;
     }
     if (s == VLM_OK) {
         memcpy(out->input_ids, ids.v, ids.n * sizeof(int32_t));
