@@ -62,7 +62,8 @@ static vlm_status write_json(const char *path, const vlm_result *r, const vlm_mo
                   vlm_mode_name(info->mode));
     vlm_sb_json_string(&b, info->device_name, strlen(info->device_name));
     vlm_sb_printf(&b, ", \"quantized\": %s}\n}\n", info->quantized ? "true" : "false");
-    vlm_status s = b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory") : vlm_write_file(path, b.data, b.len);
+    vlm_status s =
+        b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory writing %s", path) : vlm_write_file(path, b.data, b.len);
     vlm_sb_free(&b);
     return s;
 }

@@ -1,4 +1,5 @@
 #include "io/file.h"
+#include "base/memory.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,10 +25,10 @@ vlm_status vlm_read_file(const char *path, size_t max_bytes, char **data, size_t
         fclose(f);
         return vlm_err(VLM_ERR_FORMAT, "%s is too large (%zu bytes, limit %zu)", path, size, max_bytes);
     }
-    char *buf = malloc(size + 1);
+    char *buf = vlm_alloc(size + 1, "a file's contents");
     if (!buf) {
         fclose(f);
-        return vlm_err(VLM_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, size);
+        return vlm_err_ctx(VLM_ERR_NOMEM, "reading %s", path);
     }
     size_t got = fread(buf, 1, size, f);
     int err = ferror(f);

@@ -5,6 +5,7 @@
 
 #include "base/cpu.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "base/timer.h"
 #include "io/hf_cache.h"
 #include "runtime/artifact.h"
@@ -160,8 +161,8 @@ vlm_status vlm_load(const vlm_load_options *o, vlm_model **out) {
     double t0 = vlm_now();
     if (!o->model_id || !*o->model_id) return vlm_err(VLM_ERR_INVALID, "no model id given");
     if ((unsigned)o->mode > VLM_MODE_RUN_ONNX) return vlm_err(VLM_ERR_INVALID, "unknown mode %d", (int)o->mode);
-    vlm_model *m = calloc(1, sizeof *m);
-    if (!m) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vlm_model *m = vlm_calloc(1, sizeof *m, "the model");
+    if (!m) return vlm_err_ctx(VLM_ERR_NOMEM, "loading %s", o->model_id);
     pthread_mutex_init(&m->lock, NULL);
     m->opt = *o;
     snprintf(m->model_id, sizeof m->model_id, "%s", o->model_id);
@@ -202,7 +203,7 @@ void vlm_model_free(vlm_model *m) {
     close_component(&m->lang);
     vlm_backend_destroy(m->be);
     pthread_mutex_destroy(&m->lock);
-    free(m);
+    vlm_free(m);
 }
 
 void vlm_model_get_info(const vlm_model *m, vlm_model_info *info) {
