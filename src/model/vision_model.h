@@ -2,7 +2,7 @@
  * fullatt_block_indexes) and Qwen2-VL (LayerNorm, QuickGELU, full attention everywhere), written
  * once against the backend interface:
  *
- *   pixel_values [N, 1176] --patch embed (the Conv3d as one matmul)--> [N, W]
+ *   pixel_values [N, C*T*P*P] --patch embed (the Conv3d as one matmul)--> [N, W]
  *   (2.5: rows permuted to window order, 4 patches per merged token)
  *   blocks: x += proj(attn(rope(qkv(norm1(x))))), x += mlp(norm2(x))
  *           attention segments = windows, or one segment per image for full-attention blocks
@@ -20,6 +20,7 @@
 #include "kernels/backend.h"
 #include "model/config.h"
 #include "model/dump.h"
+#include "model/vision_plan.h"
 #include "model/weights.h"
 
 typedef struct vlm_vision_model vlm_vision_model;
@@ -32,7 +33,7 @@ void vlm_vision_free(vlm_vision_model *m);
 
 /* Encodes n_images images.
  * pixels: host [n_rows, C*T*P*P] f32 (the image processor's pixel_values, images concatenated);
- * grids: [n_images][3] = (t, h, w) in patches; n_rows must equal sum t*h*w.
+ * grids: n_images grids (t, h, w) in patches; n_rows must equal sum t*h*w.
  * out: [sum(t*h*w) / merge^2, out_hidden] f32, in device memory of the backend, or in host memory
  * when out_on_host (the same thing on the CPU backend).
  * dump (may be NULL): vision_patch_embed, vision_rotary_pos_emb, vision_window_index and
@@ -41,30 +42,9 @@ void vlm_vision_free(vlm_vision_model *m);
  * Fails before computing anything when the activations would not fit in available memory (CPU),
  * naming the bytes needed and a --max-pixels that fits. Activation buffers are kept for the next
  * call and reused when large enough (vlm_vision_trim releases them). */
-vlm_status vlm_vision_encode(vlm_vision_model *m, const float *pixels, int64_t n_rows, const int (*grids)[3],
+vlm_status vlm_vision_encode(vlm_vision_model *m, const float *pixels, int64_t n_rows, const vlm_grid_thw *grids,
                              int n_images, float *out, int out_on_host, vlm_dump *dump);
 /* Releases the activation buffers kept between calls. */
 void vlm_vision_trim(vlm_vision_model *m);
-
-/* Rows of the output for these grids (merged tokens); -1 with an error for invalid grids. */
-int64_t vlm_vision_output_rows(const vlm_model_config *cfg, const int (*grids)[3], int n_images);
-
-/* Memory one encode call of these grids needs for activations, in bytes (device buffers plus the
- * host-side tables, for the CPU backend; pass include_pixels = 1 for a device backend, which
- * holds a copy of pixel_values). 0 for invalid grids. */
-uint64_t vlm_vision_activation_bytes(const vlm_model_config *cfg, const int (*grids)[3], int n_images,
-                                     int include_pixels);
-/* The largest --max-pixels (a multiple of 28 x 28) with which n_images images of at most that
- * many pixels each fit in `available` bytes of activation memory; 0 when none does. */
-int64_t vlm_vision_max_pixels_fitting(const vlm_model_config *cfg, int n_images, uint64_t available,
-                                      int include_pixels);
-/* VLM_OK when the activations of these grids fit in `available` bytes; otherwise VLM_ERR_NOMEM
- * with a message naming the bytes needed, the bytes available and a --max-pixels that fits. */
-vlm_status vlm_vision_check_memory(const vlm_model_config *cfg, const int (*grids)[3], int n_images, uint64_t available,
-                                   int include_pixels);
-
-/* Floating-point operations of one encode call: every matmul (2*M*N*K) and the attention
- * products QK^T and PV (4 * len^2 * head_dim * heads per segment). Element-wise ops not counted. */
-double vlm_vision_flops(const vlm_model_config *cfg, const int (*grids)[3], int n_images);
 
 #endif
