@@ -10,25 +10,33 @@
 static _Atomic uint64_t g_count;   /* allocations since the last vlm_alloc_fail_at */
 static _Atomic uint64_t g_fail_at; /* 0: off */
 static _Atomic int g_failed, g_env_read;
+static const char *_Atomic g_failed_what;
 
 void vlm_alloc_fail_at(uint64_t n) {
     atomic_store(&g_env_read, 1); /* an explicit setting wins over VLM_FAIL_ALLOC */
     atomic_store(&g_count, 0);
     atomic_store(&g_failed, 0);
+    atomic_store(&g_failed_what, NULL);
     atomic_store(&g_fail_at, n);
 }
 
 uint64_t vlm_alloc_count(void) { return atomic_load(&g_count); }
 int vlm_alloc_failed(void) { return atomic_load(&g_failed); }
 
+const char *vlm_alloc_failure_what(void) {
+    const char *w = atomic_load(&g_failed_what);
+    return w ? w : "";
+}
+
 /* The one point every allocation passes: counts it, and says whether it is the one to fail. */
-static int alloc_point(void) {
+static int alloc_point(const char *what) {
     if (!atomic_load(&g_env_read) && !atomic_exchange(&g_env_read, 1)) {
         const char *e = getenv("VLM_FAIL_ALLOC");
         if (e && *e) atomic_store(&g_fail_at, strtoull(e, NULL, 10));
     }
     uint64_t k = atomic_fetch_add(&g_count, 1) + 1;
     if (k != atomic_load(&g_fail_at)) return 0;
+    atomic_store(&g_failed_what, what);
     atomic_store(&g_failed, 1);
     return 1;
 }
@@ -41,7 +49,7 @@ static void *nomem(size_t bytes, const char *what) {
 void *vlm_alloc_aligned(size_t bytes, size_t align, const char *what) {
     void *p = NULL;
     size_t rounded = (bytes + align - 1) / align * align;
-    if (alloc_point() || rounded < bytes || posix_memalign(&p, align, rounded ? rounded : align) != 0)
+    if (alloc_point(what) || rounded < bytes || posix_memalign(&p, align, rounded ? rounded : align) != 0)
         return nomem(bytes, what);
     return p;
 }
@@ -59,7 +67,7 @@ void *vlm_calloc(size_t count, size_t size, const char *what) {
 }
 
 void *vlm_realloc(void *p, size_t bytes, const char *what) {
-    void *q = alloc_point() ? NULL : realloc(p, bytes ? bytes : 1);
+    void *q = alloc_point(what) ? NULL : realloc(p, bytes ? bytes : 1);
     return q ? q : nomem(bytes, what);
 }
 
@@ -67,7 +75,7 @@ void vlm_free(void *p) { free(p); }
 
 char *vlm_strdup(const char *s, const char *what) {
     size_t n = strlen(s) + 1;
-    char *d = alloc_point() ? NULL : malloc(n);
+    char *d = alloc_point(what) ? NULL : malloc(n);
     if (!d) return nomem(n, what);
     memcpy(d, s, n);
     return d;

@@ -31,6 +31,8 @@ void vlm_free(void *p);
 void vlm_alloc_fail_at(uint64_t n);
 uint64_t vlm_alloc_count(void);
 int vlm_alloc_failed(void);
+/* What the injected failure was for (the allocation's `what`), "" before it happened. */
+const char *vlm_alloc_failure_what(void);
 
 /* Resident set size of this process, now and its peak (VmHWM), in bytes; 0 when unknown. */
 uint64_t vlm_rss_bytes(void);

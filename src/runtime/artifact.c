@@ -176,7 +176,9 @@ int vlm_manifest_is_fresh(const char *artifact_dir, const char *kind, const char
         snprintf(why, cap, "%s does not exist", artifact_dir);
         return 0;
     }
-    if (vlm_manifest_read(artifact_dir, &m) != VLM_OK) {
+    vlm_status s = vlm_manifest_read(artifact_dir, &m);
+    if (s == VLM_ERR_NOMEM) return -1; /* cannot tell: not a reason to rebuild */
+    if (s != VLM_OK) {
         snprintf(why, cap, "%s has no readable manifest (%s)", artifact_dir, vlm_last_error());
         return 0;
     }
@@ -188,11 +190,15 @@ int vlm_manifest_is_fresh(const char *artifact_dir, const char *kind, const char
         snprintf(why, cap, "%s was made from %s, not %s", artifact_dir, m.source, source_dir);
         return 0;
     }
-    if (vlm_fingerprint_dir(source_dir, fp) != VLM_OK || strcmp(fp, m.fingerprint) != 0) {
+    s = vlm_fingerprint_dir(source_dir, fp);
+    if (s == VLM_ERR_NOMEM) return -1;
+    if (s != VLM_OK || strcmp(fp, m.fingerprint) != 0) {
         snprintf(why, cap, "the checkpoint %s changed since %s was made", source_dir, artifact_dir);
         return 0;
     }
-    if (vlm_fingerprint_dir(artifact_dir, fp) != VLM_OK || strcmp(fp, m.artifact) != 0) {
+    s = vlm_fingerprint_dir(artifact_dir, fp);
+    if (s == VLM_ERR_NOMEM) return -1;
+    if (s != VLM_OK || strcmp(fp, m.artifact) != 0) {
         snprintf(why, cap, "the files in %s changed since it was made", artifact_dir);
         return 0;
     }

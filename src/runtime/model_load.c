@@ -90,7 +90,9 @@ static vlm_status ensure_quantized(vlm_model *m, int with_vision, char *dir, siz
     char kind[64], why[VLM_PATH_MAX + 256];
     vlm_quant_kind(&qo, kind, sizeof kind);
     VLM_TRY(vlm_path_join(dir, cap, m->output_dir, kind));
-    if (vlm_manifest_is_fresh(dir, kind, m->source_dir, why, sizeof why)) return VLM_OK;
+    int fresh = vlm_manifest_is_fresh(dir, kind, m->source_dir, why, sizeof why);
+    if (fresh < 0) return vlm_err_ctx(VLM_ERR_NOMEM, "checking %s", dir);
+    if (fresh) return VLM_OK;
     VLM_LOG_I("quantizing %s into %s (%s)", m->source_dir, dir, why);
     VLM_TRY(vlm_mkdirs(m->output_dir));
     vlm_quant_stats stats;

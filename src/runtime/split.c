@@ -110,14 +110,17 @@ int vlm_split_is_fresh(const char *model_dir, const char *output_dir, char *why,
             snprintf(why, cap, "output directory path too long");
             return 0;
         }
-        if (!vlm_manifest_is_fresh(dir, parts[i], model_dir, why, cap)) return 0;
+        int fresh = vlm_manifest_is_fresh(dir, parts[i], model_dir, why, cap);
+        if (fresh <= 0) return fresh;
     }
     return 1;
 }
 
 vlm_status vlm_split_ensure(const char *model_dir, const char *output_dir, vlm_progress_fn progress, void *user) {
     char why[VLM_PATH_MAX + 256];
-    if (vlm_split_is_fresh(model_dir, output_dir, why, sizeof why)) return VLM_OK;
+    int fresh = vlm_split_is_fresh(model_dir, output_dir, why, sizeof why);
+    if (fresh < 0) return vlm_err_ctx(VLM_ERR_NOMEM, "checking the split of %s", model_dir);
+    if (fresh) return VLM_OK;
     VLM_LOG_I("splitting %s into %s/{vision,language} (%s)", model_dir, output_dir, why);
     return vlm_split_write(model_dir, output_dir, progress, user);
 }

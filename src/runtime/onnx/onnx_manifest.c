@@ -139,7 +139,12 @@ vlm_status vlm_onnx_export_current(const char *model_dir, const char *out_dir, c
     vlm_checkpoint_fingerprint fp;
     VLM_TRY(vlm_checkpoint_fingerprint_take(model_dir, &fp));
     cJSON *m = NULL;
-    if (vlm_json_load(path, &m) != VLM_OK) {
+    vlm_status s = vlm_json_load(path, &m);
+    if (s == VLM_ERR_NOMEM) { /* cannot tell: not a reason to export again */
+        vlm_checkpoint_fingerprint_free(&fp);
+        return vlm_err_ctx(s, "checking %s", path);
+    }
+    if (s != VLM_OK) {
         snprintf(why, cap, "unreadable manifest: %s", vlm_last_error());
         vlm_err_clear();
     } else if (strcmp(json_str(m, "format"), MANIFEST_FORMAT) ||
