@@ -102,10 +102,18 @@ static vlm_status ensure_quantized(vlm_model *m, int with_vision, char *dir, siz
     vlm_quant_kind(&qo, kind, sizeof kind);
     VLM_TRY(vlm_path_join(dir, cap, m->output_dir, kind));
     if (vlm_manifest_is_fresh(dir, kind, m->source_dir, why, sizeof why)) return VLM_OK;
-    VLM_LOG_I("quantizing %s into %s (%s)", m->source_dir, dir, why);
     VLM_TRY(vlm_mkdirs(m->output_dir));
-    vlm_quant_stats stats;
-    return vlm_quantize_checkpoint(m->source_dir, dir, &qo, &stats);
+    /* look again under the lock: another process may be writing it now */
+    vlm_dir_lock lock;
+    VLM_TRY(vlm_writer_lock(m->output_dir, &lock));
+    vlm_status s = VLM_OK;
+    if (!vlm_manifest_is_fresh(dir, kind, m->source_dir, why, sizeof why)) {
+        VLM_LOG_I("quantizing %s into %s (%s)", m->source_dir, dir, why);
+        vlm_quant_stats stats;
+        s = vlm_quantize_checkpoint(m->source_dir, dir, &qo, &stats);
+    }
+    vlm_writer_unlock(&lock);
+    return s;
 }
 
 static vlm_status prepare_and_load(vlm_model *m) {
