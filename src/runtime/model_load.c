@@ -239,3 +239,23 @@ void vlm_model_get_info(const vlm_model *m, vlm_model_info *info) {
     info->onnx_model_bytes = m->onnx_bytes;
     info->load_s = m->load_s;
 }
+
+static int first_issue(void *user, const vlm_weight_issue *is) {
+    vlm_weight_issue_describe(is, user, 512);
+    return 1; /* the first is enough to name the cause */
+}
+
+void vlm_model_explain_nonfinite(vlm_model *m) {
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", vlm_last_error());
+    if (!m->weights_scanned) {
+        int n = 0;
+        m->bad_weight[0] = '\0';
+        if (m->lang.st) vlm_weights_scan_finite(m->lang.st, first_issue, m->bad_weight, &n);
+        if (!n && m->vis.st && m->vis.st != m->lang.st)
+            vlm_weights_scan_finite(m->vis.st, first_issue, m->bad_weight, &n);
+        m->weights_scanned = 1;
+    }
+    if (m->bad_weight[0]) vlm_err(VLM_ERR_RUNTIME, "%s; the checkpoint's %s", msg, m->bad_weight);
+    else vlm_err(VLM_ERR_RUNTIME, "%s; every weight of the checkpoint is finite, so a value overflowed", msg);
+}
