@@ -60,7 +60,7 @@ static void test_scan_weights(void) {
     enum { QB = 18 }; /* Q4_0: f16 scale + 16 bytes */
     uint8_t q4[2 * 2 * QB] = {0};
     for (int b = 0; b < 4; b++) q4[b * QB] = 0x00, q4[b * QB + 1] = 0x3c; /* scale 1.0 */
-    q4[2 * QB] = 0x00, q4[2 * QB + 1] = 0x7c;                           /* +inf */
+    q4[2 * QB] = 0x00, q4[2 * QB + 1] = 0x7c;                             /* +inf */
     vlm_st_spec specs[] = {
         {.name = "a.f32", .dtype = VLM_DT_F32, .ndim = 2, .shape = {2, 4}},
         {.name = "b.bf16", .dtype = VLM_DT_BF16, .ndim = 2, .shape = {3, 2}},

@@ -127,8 +127,7 @@ vlm_status vlm_writer_lock(const char *dir, vlm_dir_lock *lock) {
     int r = flock(fd, LOCK_EX | LOCK_NB);
     if (r != 0 && errno == EWOULDBLOCK) {
         VLM_LOG_I("waiting for another vlm process writing in %s", dir);
-        while ((r = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
-        }
+        while ((r = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {}
     }
     if (r != 0) {
         int e = errno;

@@ -42,8 +42,7 @@ static void scan_plain(const vlm_st_entry *e, int64_t *first, int64_t *count) {
     }
 }
 
-vlm_status vlm_weights_scan_finite(const vlm_safetensors *st, vlm_weight_issue_fn on_issue, void *user,
-                                   int *n_bad) {
+vlm_status vlm_weights_scan_finite(const vlm_safetensors *st, vlm_weight_issue_fn on_issue, void *user, int *n_bad) {
     *n_bad = 0;
     for (int i = 0; i < st->n_entries; i++) {
         const vlm_st_entry *e = &st->entries[i];

@@ -11,6 +11,7 @@
 #include "runtime/pipeline.h"
 #include "runtime/quantize.h"
 #include "runtime/split.h"
+#include "text/chat_template.h"
 
 static vlm_status pick_device(vlm_device want, vlm_device *got) {
     char why[256];
@@ -55,6 +56,7 @@ static vlm_status load_language(vlm_model *m, const char *dir) {
     vlm_generation_config_default_eos(&m->gen, m->lang.cfg.tokens.eos_ids, m->lang.cfg.tokens.n_eos);
     vlm_status s = vlm_tok_load_dir(dir, &m->tok);
     if (s != VLM_OK) return vlm_err_ctx(s, "tokenizer of %s", dir);
+    vlm_chat_template_check(dir); /* a warning when prompts will differ from the checkpoint's template */
     return VLM_OK;
 }
 
