@@ -150,7 +150,8 @@ enum { N_KNOWN = sizeof k_known / sizeof k_known[0] };
 static vlm_strbuf g_known[N_KNOWN]; /* their normalised texts, made once */
 
 static void init_known(void) {
-    for (int k = 0; k < N_KNOWN; k++) vlm_chat_template_normalize(k_known[k].text, strlen(k_known[k].text), &g_known[k]);
+    for (int k = 0; k < N_KNOWN; k++)
+        vlm_chat_template_normalize(k_known[k].text, strlen(k_known[k].text), &g_known[k]);
 }
 
 const char *vlm_chat_template_known(const char *tmpl, size_t len) {
@@ -189,8 +190,9 @@ static vlm_status template_from_json(const char *path, vlm_strbuf *tmpl) {
     vlm_status s = VLM_OK;
     if (text) vlm_sb_append(tmpl, text, strlen(text));
     else if (!t || cJSON_IsNull(t)) s = VLM_ERR_NOT_FOUND;
-    else s = vlm_err(VLM_ERR_FORMAT, "%s: \"chat_template\" is neither a string nor a list with a \"default\" entry",
-                     path);
+    else
+        s = vlm_err(VLM_ERR_FORMAT, "%s: \"chat_template\" is neither a string nor a list with a \"default\" entry",
+                    path);
     cJSON_Delete(root);
     if (s == VLM_OK && tmpl->failed) s = vlm_err(VLM_ERR_NOMEM, "out of memory reading the chat template of %s", path);
     return s;

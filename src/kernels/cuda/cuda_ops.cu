@@ -218,7 +218,8 @@ vlm_status cuda_find_nonfinite(vlm_backend *be, const float *x, size_t n, int64_
     if (e == cudaSuccess) e = cudaMemcpyAsync(d, &h, sizeof h, cudaMemcpyHostToDevice, c->stream);
     if (e == cudaSuccess && n) {
         unsigned blocks = blocks_for(n, 256);
-        k_first_nonfinite < <<blocks<4096 ? blocks : 4096, 256, 0, c->stream>>>(x, n, d);
+        if (blocks > 4096) blocks = 4096; /* grid-stride loop */
+        k_first_nonfinite<<<blocks, 256, 0, c->stream>>>(x, n, d);
         e = cudaGetLastError();
     }
     if (e == cudaSuccess) e = cudaMemcpyAsync(&h, d, sizeof h, cudaMemcpyDeviceToHost, c->stream);
