@@ -36,7 +36,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 
 fuzz-build:
-	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release -DVLM_FUZZ=ON -DVLM_CUDA=OFF >/dev/null
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Fuzz -DVLM_FUZZ=ON -DVLM_CUDA=OFF >/dev/null
 	cmake --build $(FUZZ_BUILD) --target fuzz_targets -j $(JOBS)
 
 fuzz: fuzz-build
