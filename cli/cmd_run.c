@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include "args.h"
-#include "base/cpu.h"
 #include "commands.h"
 #include "io/file.h"
 #include "io/json.h"
@@ -64,7 +63,8 @@ static vlm_status write_json(const char *path, const vlm_result *r, const vlm_mo
                   vlm_mode_name(info->mode));
     vlm_sb_json_string(&b, info->device_name, strlen(info->device_name));
     vlm_sb_printf(&b, ", \"quantized\": %s}\n}\n", info->quantized ? "true" : "false");
-    vlm_status s = b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory") : vlm_write_file(path, b.data, b.len);
+    vlm_status s =
+        b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory writing %s", path) : vlm_write_file(path, b.data, b.len);
     vlm_sb_free(&b);
     return s;
 }
@@ -114,10 +114,8 @@ int cmd_run(int argc, char **argv) {
     if (text && file) return vlm_usage_error("run", "give --text or --file, not both");
     if (vlm_mode_parse(mode, &o.mode) != 0)
         return vlm_usage_error("run", "unknown --mode '%s' (expected original, split_native or run_onnx)", mode);
-    if (!strcmp(device, "auto")) o.device = VLM_DEV_AUTO;
-    else if (!strcmp(device, "cpu")) o.device = VLM_DEV_CPU;
-    else if (!strcmp(device, "cuda")) o.device = VLM_DEV_CUDA;
-    else return vlm_usage_error("run", "unknown --device '%s' (expected auto, cuda or cpu)", device);
+    if (vlm_device_parse(device, &o.device) != 0)
+        return vlm_usage_error("run", "unknown --device '%s' (expected auto, cuda or cpu)", device);
     if (r.sampling.max_tokens < 1) return vlm_usage_error("run", "--max-tokens must be at least 1");
     if (o.threads < 0) return vlm_usage_error("run", "--threads must be positive");
     if (o.min_pixels < 0 || o.max_pixels < 0)

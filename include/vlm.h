@@ -1,6 +1,8 @@
 /* vlm — public C API: load a Qwen2-VL / Qwen2.5-VL checkpoint in one of three modes, run requests
  * (images + text) with streaming output, read per-stage timings and memory, free.
- * The `vlm` command-line tool is built on this API only.
+ * The `vlm` command-line tool's model commands (run, bench: cli/) are built on this API only; its
+ * developer tools (split, export-onnx, quantize, info, tokenize, preprocess, make-synthetic:
+ * cli/dev/) work on checkpoints and artifacts piece by piece with the internal modules.
  *
  *   vlm_load_options o;  vlm_load_options_init(&o);  o.model_id = "Qwen/Qwen2.5-VL-3B-Instruct";
  *   vlm_model *m;  if (vlm_load(&o, &m) != VLM_OK) puts(vlm_last_error());
@@ -30,6 +32,15 @@ typedef enum { VLM_DEV_AUTO = 0, VLM_DEV_CPU = 1, VLM_DEV_CUDA = 2 } vlm_device;
 /* Parses "original" | "split_native" | "run_onnx" (0 on success) and names a mode. */
 int vlm_mode_parse(const char *name, vlm_mode *out);
 const char *vlm_mode_name(vlm_mode m);
+
+/* Parses "auto" | "cpu" | "cuda" (0 on success) and names a device. */
+int vlm_device_parse(const char *name, vlm_device *out);
+const char *vlm_device_name(vlm_device d);
+/* The device a load with `want` runs on: auto is cuda when a usable GPU is present, else cpu;
+ * cuda without a usable GPU is VLM_ERR_UNAVAILABLE with the reason. vlm_load resolves its
+ * options.device with this; callers that must know before loading (vlm bench names its results by
+ * device) call it too. */
+vlm_status vlm_device_resolve(vlm_device want, vlm_device *got);
 
 /* Progress of long work (loading, splitting, exporting, quantizing): stage name and a fraction in
  * [0, 1] (negative when unknown). */

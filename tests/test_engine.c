@@ -152,8 +152,8 @@ static int same_ids(const int32_t *a, int na, const int32_t *b, int nb) {
 
 /* ---- every fixture case, concurrently, with sampled requests mixed in ---- */
 
-static const char *k_q25[] = {"q25_gray", "q25_photo", "q25_rgba", "q25_text_only", "q25_tiny_image", "q25_two_images",
-                              "q25_wide"};
+static const char *k_q25[] = {"q25_gray",       "q25_photo",      "q25_rgba", "q25_text_only",
+                              "q25_tiny_image", "q25_two_images", "q25_wide"};
 static const char *k_q2vl[] = {"q2vl_photo", "q2vl_rgba", "q2vl_text_only"};
 static const char *k_q2vlc[] = {"q2vlc_photo"};
 
@@ -201,14 +201,13 @@ static void concurrent_cases(const char *const *names, int n, int max_running) {
         const fixture_case *c = &cases[i];
         CHECK_MSG(greedy[i].calls == 1 && greedy[i].status == VLM_OK, "%s: %d calls, %s", c->name, greedy[i].calls,
                   greedy[i].error);
-        CHECK_MSG(same_ids(greedy[i].input_ids, greedy[i].n_input, c->input_ids, c->n_input), "%s: input ids",
-                  c->name);
+        CHECK_MSG(same_ids(greedy[i].input_ids, greedy[i].n_input, c->input_ids, c->n_input), "%s: input ids", c->name);
         CHECK_MSG(same_ids(greedy[i].generated, greedy[i].n_generated, c->generated_ids, c->n_generated),
                   "%s: generated ids differ from the fixture when run with others", c->name);
         CHECK_MSG(!strcmp(greedy[i].text, alone[i].text), "%s: text differs from vlm_generate's", c->name);
-        CHECK_MSG(same_ids(sampled[i].generated, sampled[i].n_generated, alone_s[i].generated_ids,
-                           alone_s[i].n_generated),
-                  "%s: sampled ids differ from the same request alone", c->name);
+        CHECK_MSG(
+            same_ids(sampled[i].generated, sampled[i].n_generated, alone_s[i].generated_ids, alone_s[i].n_generated),
+            "%s: sampled ids differ from the same request alone", c->name);
         CHECK(greedy[i].times_ok && greedy[i].timings.time_to_first_token_s > 0);
         CHECK(greedy[i].n_images == c->n_images);
     }
@@ -416,8 +415,8 @@ static void test_stop_strings(void) {
               "stop '%s': got '%s' (%s), want the first %zu bytes of '%s'", stop, res.text,
               vlm_stop_reason_name(res.stop), want, whole.text);
     CHECK(o.streamed.len == want && (!want || !memcmp(o.streamed.data, res.text, want))); /* nothing of it streamed */
-    CHECK(res.n_generated <= whole.n_generated && same_ids(res.generated_ids, res.n_generated, whole.generated_ids,
-                                                           res.n_generated));
+    CHECK(res.n_generated <= whole.n_generated &&
+          same_ids(res.generated_ids, res.n_generated, whole.generated_ids, res.n_generated));
     vlm_result_free(&res);
     vlm_sb_free(&o.streamed);
     /* a stop string that only the prompt contains ends nothing */
@@ -464,7 +463,10 @@ static void test_image_bytes_and_parts(void) {
 
     /* interleaved parts: text, image, text, image, text in one user turn */
     vlm_image_input second = {.path = c2.images[1]};
-    vlm_content_part parts[5] = {{.text = "First: "}, {.image = &in}, {.text = "then, smaller: "}, {.image = &second},
+    vlm_content_part parts[5] = {{.text = "First: "},
+                                 {.image = &in},
+                                 {.text = "then, smaller: "},
+                                 {.image = &second},
                                  {.text = "What differs?"}};
     vlm_message msg = {.role = "user", .parts = parts, .n_parts = 5};
     vlm_request_init(&r);

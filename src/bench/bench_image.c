@@ -43,12 +43,12 @@ typedef struct {
 static vlm_status list_push(str_list *l, const char *s) {
     if (l->n == l->cap) {
         int cap = l->cap ? l->cap * 2 : 16;
-        char **p = realloc(l->v, (size_t)cap * sizeof *p);
-        if (!p) return vlm_err(VLM_ERR_NOMEM, "out of memory listing images");
+        char **p = vlm_realloc(l->v, (size_t)cap * sizeof *p, "the list of images");
+        if (!p) return VLM_ERR_NOMEM;
         l->v = p;
         l->cap = cap;
     }
-    if (!(l->v[l->n] = vlm_strdup(s))) return VLM_ERR_NOMEM;
+    if (!(l->v[l->n] = vlm_strdup(s, "an image path"))) return VLM_ERR_NOMEM;
     l->n++;
     return VLM_OK;
 }

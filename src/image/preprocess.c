@@ -86,14 +86,12 @@ static vlm_status patchify_alloc(int h, int w, const vlm_preproc_config *cfg, vl
     if (h <= 0 || w <= 0 || h % unit || w % unit)
         return vlm_err(VLM_ERR_INVALID, "patchify: image %dx%d (height x width) is not a multiple of %d on each side",
                        h, w, unit);
-    const int64_t gh = h / P, gw = w / P, dim = 3LL * T * P * P;
+    const int64_t gh = h / P, gw = w / P, dim = vlm_preproc_patch_dim(cfg);
     out->data = vlm_image_buffer_alloc((size_t)(gh * gw) * (size_t)dim * sizeof(float), "pixel_values");
     if (!out->data) return VLM_ERR_NOMEM;
     out->n_patches = gh * gw;
     out->patch_dim = (int)dim;
-    out->grid_thw[0] = 1; /* one image, repeated to temporal_patch_size frames */
-    out->grid_thw[1] = gh;
-    out->grid_thw[2] = gw;
+    out->grid = (vlm_grid_thw){1, (int)gh, (int)gw}; /* one image, repeated to temporal_patch_size frames */
     out->resized_h = h;
     out->resized_w = w;
     return VLM_OK;

@@ -1,4 +1,5 @@
 #include "io/file.h"
+#include "base/memory.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -55,10 +56,10 @@ vlm_status vlm_read_file(const char *path, size_t max_bytes, char **data, size_t
         close(fd);
         return vlm_err(VLM_ERR_FORMAT, "%s is too large (%zu bytes, limit %zu)", path, size, max_bytes);
     }
-    char *buf = malloc(size + 1);
+    char *buf = vlm_alloc(size + 1, "a file's contents");
     if (!buf) {
         close(fd);
-        return vlm_err(VLM_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, size);
+        return vlm_err_ctx(VLM_ERR_NOMEM, "reading %s", path);
     }
     size_t got = 0;
     while (got < size) {

@@ -43,7 +43,7 @@ vlm_status vlm_fingerprint_dir(const char *dir, char out[VLM_FINGERPRINT_LEN]) {
     struct dirent *e;
     while (s == VLM_OK && (e = readdir(d)) != NULL && n < 512)
         if (e->d_name[0] != '.' && relevant(e->d_name)) {
-            names[n] = vlm_strdup(e->d_name);
+            names[n] = vlm_strdup(e->d_name, "a file name to fingerprint");
             if (names[n]) n++;
             else s = vlm_err_ctx(VLM_ERR_NOMEM, "fingerprint of %s", dir);
         }
@@ -140,7 +140,8 @@ vlm_status vlm_manifest_write(const char *artifact_dir, const vlm_manifest *m) {
     vlm_sb_printf(&b,
                   ",\n  \"fingerprint\": \"%s\",\n  \"artifact_fingerprint\": \"%s\",\n  \"vlm_version\": \"%s\"\n}\n",
                   m->fingerprint, m->artifact, m->version);
-    vlm_status s = b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory") : vlm_write_file(path, b.data, b.len);
+    vlm_status s =
+        b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory writing %s", path) : vlm_write_file(path, b.data, b.len);
     vlm_sb_free(&b);
     return s;
 }

@@ -233,8 +233,7 @@ vlm_status vlm_engine_run(vlm_engine *e) {
         int active = 0;
         VLM_TRY(vlm_engine_step(e, &active));
         if (active || atomic_load(&e->stop_requested)) continue;
-        while (sem_wait(&e->wake) != 0 && errno == EINTR) {
-        }
+        while (sem_wait(&e->wake) != 0 && errno == EINTR) {}
     }
     atomic_store(&e->stop_requested, 0);
     return VLM_OK;

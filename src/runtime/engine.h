@@ -27,8 +27,8 @@
  * its pixel_values, which are made when the request runs). */
 typedef struct {
     vlm_image resized;
-    vlm_grid_thw grid; /* patches (t, h, w) */
-    int tokens;        /* merged tokens: its <|image_pad|> count in the prompt */
+    vlm_grid_thw grid;              /* patches (t, h, w) */
+    int tokens;                     /* merged tokens: its <|image_pad|> count in the prompt */
     uint8_t hash[VLM_SHA256_BYTES]; /* of the encoded bytes: the image's identity */
     vlm_image_summary summary;
 } vlm_job_image;

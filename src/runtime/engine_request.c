@@ -51,9 +51,10 @@ static vlm_status add_images(conversation *c, const char *const *paths, int n_pa
                              int n_inputs, const char *where) {
     if (n_paths < 0 || n_inputs < 0) return vlm_err(VLM_ERR_INVALID, "%s: a negative image count", where);
     if (n_paths && n_inputs)
-        return vlm_err(VLM_ERR_INVALID,
-                       "%s: images given both as paths (%d) and as vlm_image_input (%d); give one list, in prompt order",
-                       where, n_paths, n_inputs);
+        return vlm_err(
+            VLM_ERR_INVALID,
+            "%s: images given both as paths (%d) and as vlm_image_input (%d); give one list, in prompt order", where,
+            n_paths, n_inputs);
     if ((n_paths && !paths) || (n_inputs && !inputs))
         return vlm_err(VLM_ERR_INVALID, "%s: an image count without the images", where);
     for (int i = 0; i < n_paths; i++) {
@@ -147,8 +148,8 @@ static long long pick_limit(long long image, long long request, long long model)
 
 static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_image_input *in, vlm_job_image *out) {
     int has_path = in->path != NULL, has_bytes = in->bytes != NULL || in->n_bytes > 0;
-    if (has_path == has_bytes) return vlm_err(VLM_ERR_INVALID, "give either a path or encoded bytes, not %s",
-                                              has_path ? "both" : "neither");
+    if (has_path == has_bytes)
+        return vlm_err(VLM_ERR_INVALID, "give either a path or encoded bytes, not %s", has_path ? "both" : "neither");
     if (has_bytes && (!in->bytes || !in->n_bytes)) return vlm_err(VLM_ERR_INVALID, "empty image bytes");
     if (in->min_pixels < 0 || in->max_pixels < 0)
         return vlm_err(VLM_ERR_INVALID, "min_pixels %lld / max_pixels %lld must be >= 0 (0: the request's)",
@@ -241,7 +242,7 @@ static vlm_status prepare(vlm_model *m, const vlm_request *r, vlm_job *j) {
     j->max_tokens = r->sampling.max_tokens;
     VLM_TRY(vlm_sampler_params_resolve(&m->gen, &r->sampling, &j->sampling));
     VLM_TRY(vlm_stop_init(&j->stop, r->stop, r->n_stop));
-    if (r->dump_path && !(j->dump_path = vlm_strdup(r->dump_path))) return VLM_ERR_NOMEM;
+    if (r->dump_path && !(j->dump_path = vlm_strdup(r->dump_path, "the dump path"))) return VLM_ERR_NOMEM;
     conversation c;
     vlm_status s = collect(r, &c);
     if (s == VLM_OK) s = prepare_images(m, r, &c, j);

@@ -13,8 +13,8 @@
 static vlm_status make_pixels(const vlm_model *m, const vlm_job *j, float **pixels, int64_t *rows) {
     const vlm_preproc_config *pc = &m->preproc;
     int64_t n = 0;
-    for (int i = 0; i < j->n_images; i++) n += (int64_t)j->images[i].grid.t * j->images[i].grid.h * j->images[i].grid.w;
-    size_t dim = 3 * (size_t)pc->temporal_patch_size * pc->patch_size * pc->patch_size;
+    for (int i = 0; i < j->n_images; i++) n += vlm_grid_patches(&j->images[i].grid);
+    size_t dim = (size_t)vlm_preproc_patch_dim(pc);
     *rows = n;
     *pixels = vlm_alloc((size_t)n * dim * sizeof(float), "pixel_values");
     if (!*pixels) return VLM_ERR_NOMEM;
@@ -31,26 +31,21 @@ static vlm_status make_pixels(const vlm_model *m, const vlm_job *j, float **pixe
 
 /* The vision component: native on the model's backend, or ONNX Runtime on the host (the features
  * are then copied to the backend). out: [image tokens, hidden] on the device. */
-static vlm_status encode(vlm_model *m, vlm_job *j, const float *pixels, int64_t rows, const int (*grids)[3],
-                         float *out) {
-    if (m->vision) return vlm_vision_encode(m->vision, pixels, rows, grids, j->n_images, out, 0, j->dump);
+static vlm_status encode(vlm_model *m, vlm_job *j, const float *pixels, int64_t rows, float *out) {
+    if (m->vision) return vlm_vision_encode(m->vision, pixels, rows, j->grids, j->n_images, out, 0, j->dump);
     int hidden = m->lang.cfg.text.hidden;
     size_t bytes = (size_t)j->n_image_tokens * hidden * sizeof(float);
     float *host = vlm_alloc(bytes, "image features");
-    int64_t *g64 = vlm_alloc((size_t)j->n_images * 3 * sizeof *g64, "image grids");
-    vlm_status s = host && g64 ? VLM_OK : VLM_ERR_NOMEM;
-    for (int i = 0; s == VLM_OK && i < j->n_images; i++)
-        for (int k = 0; k < 3; k++) g64[i * 3 + k] = grids[i][k];
-    int dim = 3 * m->preproc.temporal_patch_size * m->preproc.patch_size * m->preproc.patch_size;
+    vlm_status s = host ? VLM_OK : VLM_ERR_NOMEM;
     if (s == VLM_OK)
-        s = vlm_ort_vision_run(m->onnx, pixels, rows, rows ? dim : 0, g64, j->n_images, host, j->n_image_tokens);
+        s = vlm_ort_vision_run(m->onnx, pixels, rows, rows ? vlm_preproc_patch_dim(&m->preproc) : 0, j->grids,
+                               j->n_images, host, j->n_image_tokens);
     if (s == VLM_OK) s = vlm_to_device(m->be, out, host, bytes);
     if (s == VLM_OK && j->dump) {
         int64_t shape[2] = {j->n_image_tokens, hidden};
         s = vlm_dump_f32_host(j->dump, "image_embeds", host, 2, shape);
     }
     vlm_free(host);
-    vlm_free(g64);
     return s;
 }
 
@@ -58,33 +53,23 @@ static vlm_status encode_images(vlm_model *m, vlm_job *j) {
     double t0 = vlm_now();
     float *pixels = NULL;
     int64_t rows = 0;
-    int(*grids)[3] = vlm_calloc((size_t)j->n_images, sizeof *grids, "image grids");
-    int64_t *g64 = vlm_calloc((size_t)j->n_images * 3, sizeof *g64, "image grids");
     j->grids = vlm_calloc((size_t)j->n_images, sizeof *j->grids, "image grids");
-    vlm_status s = grids && g64 && j->grids ? VLM_OK : VLM_ERR_NOMEM;
-    for (int i = 0; s == VLM_OK && i < j->n_images; i++) {
-        j->grids[i] = j->images[i].grid;
-        grids[i][0] = j->grids[i].t, grids[i][1] = j->grids[i].h, grids[i][2] = j->grids[i].w;
-        for (int k = 0; k < 3; k++) g64[i * 3 + k] = grids[i][k];
-    }
+    vlm_status s = j->grids ? VLM_OK : VLM_ERR_NOMEM;
+    for (int i = 0; s == VLM_OK && i < j->n_images; i++) j->grids[i] = j->images[i].grid;
     if (s == VLM_OK) s = make_pixels(m, j, &pixels, &rows);
     if (s == VLM_OK && j->dump) {
-        int64_t shape[2] = {rows, rows ? 1176 : 0}, gshape[2] = {j->n_images, 3};
-        shape[1] = 3 * m->preproc.temporal_patch_size * m->preproc.patch_size *
-            m->preproc.patch_size;
+        int64_t shape[2] = {rows, vlm_preproc_patch_dim(&m->preproc)};
         s = vlm_dump_f32_host(j->dump, "pixel_values", pixels, 2, shape);
-        if (s == VLM_OK) s = vlm_dump_i64(j->dump, "image_grid_thw", g64, 2, gshape);
+        if (s == VLM_OK) s = vlm_dump_grids(j->dump, "image_grid_thw", j->grids, j->n_images);
     }
     size_t bytes = (size_t)j->n_image_tokens * m->lang.cfg.text.hidden * sizeof(float);
     if (s == VLM_OK && !(j->image_embeds = vlm_dev_alloc(m->be, bytes, "image embeddings"))) s = VLM_ERR_NOMEM;
-    if (s == VLM_OK) s = encode(m, j, pixels, rows, (const int(*)[3])grids, j->image_embeds);
+    if (s == VLM_OK) s = encode(m, j, pixels, rows, j->image_embeds);
     if (s == VLM_OK) s = vlm_sync(m->be);
     if (s == VLM_OK)
         s = vlm_check_finite(m->be, j->image_embeds, j->n_image_tokens, m->lang.cfg.text.hidden,
                              "the vision encoder's output (the image embeddings)");
     vlm_free(pixels);
-    vlm_free(grids);
-    vlm_free(g64);
     j->vision_s = vlm_now() - t0;
     return s;
 }

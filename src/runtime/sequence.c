@@ -55,11 +55,11 @@ static vlm_status positions_init(vlm_seq *s) {
     s->img_pos = vlm_alloc(((size_t)r->n_image_rows + 1) * sizeof *s->img_pos, "image token positions");
     s->img_local = vlm_alloc((size_t)s->chunk * sizeof *s->img_local, "image token positions");
     s->out = vlm_alloc(((size_t)r->max_new_tokens + 1) * sizeof *s->out, "generated ids");
-    if (vlm_text_model_backend(s->m)->kind != VLM_DEVICE_CPU)
+    if (!vlm_backend_host_memory(vlm_text_model_backend(s->m)))
         s->logits_h = vlm_alloc((size_t)cfg->text.vocab * sizeof(float), "host logits");
     if (r->dump) s->dump_buf = vlm_alloc(3 * (size_t)L * D * sizeof(float), "dumped activations");
-    if (!s->pos || !s->img_pos || !s->img_local || !s->out || (vlm_text_model_backend(s->m)->kind != VLM_DEVICE_CPU && !s->logits_h) ||
-        (r->dump && !s->dump_buf))
+    if (!s->pos || !s->img_pos || !s->img_local || !s->out ||
+        (!vlm_backend_host_memory(vlm_text_model_backend(s->m)) && !s->logits_h) || (r->dump && !s->dump_buf))
         return VLM_ERR_NOMEM;
     if (r->embeds) {
         memcpy(s->pos, r->positions, 3 * (size_t)L * sizeof *s->pos);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/memory.h"
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
@@ -54,9 +55,9 @@ static vlm_status write_part(const char *model_dir, const char *output_dir, cons
     const char *tmp_dir = tmp.path;
 
     /* the part's tensors, unchanged names and bytes */
-    const vlm_st_entry **picked = calloc((size_t)st->n_entries + 1, sizeof *picked);
-    vlm_st_spec *specs = calloc((size_t)st->n_entries + 1, sizeof *specs);
-    vlm_status s = (!picked || !specs) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
+    const vlm_st_entry **picked = vlm_calloc((size_t)st->n_entries + 1, sizeof *picked, "the tensors of a part");
+    vlm_st_spec *specs = picked ? vlm_calloc((size_t)st->n_entries + 1, sizeof *specs, "the tensors of a part") : NULL;
+    vlm_status s = (!picked || !specs) ? vlm_err_ctx(VLM_ERR_NOMEM, "splitting %s", model_dir) : VLM_OK;
     int n = 0;
     size_t lp = strlen(prefix);
     for (int i = 0; s == VLM_OK && i < st->n_entries; i++) {

@@ -133,10 +133,10 @@ static const vlm_backend_ops k_cpu_ops = {
 };
 
 vlm_status vlm_cpu_backend_create(vlm_backend **out) {
-    vlm_backend *be = calloc(1, sizeof *be);
-    if (!be) return vlm_err(VLM_ERR_NOMEM, "out of memory creating the CPU backend");
+    vlm_backend *be = vlm_calloc(1, sizeof *be, "the CPU backend");
+    if (!be) return VLM_ERR_NOMEM;
     be->ops = &k_cpu_ops;
-    be->kind = VLM_DEVICE_CPU;
+    be->kind = VLM_DEV_CPU;
     be->name = "cpu";
     snprintf(be->device_name, sizeof be->device_name, "%s", vlm_cpu_name());
     *out = be;

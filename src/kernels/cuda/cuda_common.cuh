@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "base/error.h"
+#include "base/memory.h"
 #include "kernels/backend.h"
 }
 
