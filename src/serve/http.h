@@ -15,7 +15,7 @@
 #include <stddef.h>
 
 #include "base/error.h"
-#include "io/json.h"
+#include "base/strbuf.h"
 
 typedef struct vlm_http vlm_http;
 

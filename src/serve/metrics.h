@@ -13,7 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "io/json.h"
+#include "base/strbuf.h"
 #include "vlm.h"
 
 typedef enum {
