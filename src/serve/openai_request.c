@@ -10,8 +10,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "base/base64.h"
 #include "base/memory.h"
-#include "serve/base64.h"
 #include "serve/openai.h"
 
 enum { MAX_STOP = 16 };

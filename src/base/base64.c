@@ -1,4 +1,4 @@
-#include "serve/base64.h"
+#include "base/base64.h"
 
 #include "base/memory.h"
 
@@ -67,4 +67,18 @@ vlm_status vlm_base64_decode(const char *in, size_t n, unsigned char **out, size
     *out = dst;
     *out_n = len;
     return VLM_OK;
+}
+
+void vlm_base64_encode(const void *in, size_t n, vlm_strbuf *out) {
+    static const char k[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = in;
+    char q[4];
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        q[0] = k[v >> 18 & 63];
+        q[1] = k[v >> 12 & 63];
+        q[2] = i + 1 < n ? k[v >> 6 & 63] : '=';
+        q[3] = i + 2 < n ? k[v & 63] : '=';
+        vlm_sb_append(out, q, 4);
+    }
 }

@@ -1,11 +1,11 @@
-/* The base64 decoder of data: URIs: RFC 4648's test vectors, every padding form, whitespace, and
+/* Base64 for data: URIs: RFC 4648's test vectors both ways, every padding form, whitespace, and
  * each way an input can be wrong (a message naming the offset, nothing returned). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base64.h"
 #include "base/memory.h"
 #include "harness.h"
-#include "serve/base64.h"
 
 static void expect(const char *in, const char *want) {
     unsigned char *out = NULL;
@@ -32,6 +32,28 @@ static void test_rfc4648_vectors(void) {
     expect("Zm9vYg==", "foob");
     expect("Zm9vYmE=", "fooba");
     expect("Zm9vYmFy", "foobar");
+}
+
+static void test_encode(void) {
+    const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    const char *enc[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (int i = 0; i < 7; i++) {
+        vlm_strbuf b = {0};
+        vlm_base64_encode(plain[i], strlen(plain[i]), &b);
+        CHECK_MSG(!strcmp(b.data ? b.data : "", enc[i]), "'%s' -> '%s'", plain[i], b.data ? b.data : "");
+        vlm_sb_free(&b);
+    }
+    /* every byte value, both ways */
+    unsigned char all[256];
+    for (int i = 0; i < 256; i++) all[i] = (unsigned char)i;
+    vlm_strbuf b = {0};
+    vlm_base64_encode(all, 256, &b);
+    unsigned char *back = NULL;
+    size_t n = 0;
+    CHECK_OK(vlm_base64_decode(b.data, b.len, &back, &n));
+    CHECK(n == 256 && back && !memcmp(back, all, 256));
+    vlm_free(back);
+    vlm_sb_free(&b);
 }
 
 static void test_lenient_forms(void) {
@@ -76,6 +98,7 @@ static void test_bad_inputs(void) {
 
 int main(void) {
     RUN(test_rfc4648_vectors);
+    RUN(test_encode);
     RUN(test_lenient_forms);
     RUN(test_every_byte_value);
     RUN(test_bad_inputs);
