@@ -11,6 +11,7 @@ PKGS=(
   libcjson-dev                            # JSON (config, tokenizer.json, safetensors headers)
   libpcre2-dev                            # pre-tokenizer regex (JIT, Unicode classes)
   libutf8proc-dev                         # NFC normalization
+  libssl-dev                              # SHA-256 (libcrypto): image identities, KV-block hashes
   libopenblas-dev libopenblas0-openmp     # f32 GEMM panels
   libomp-dev                              # OpenMP for clang builds (gcc brings libgomp)
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev   # ONNX export

@@ -140,7 +140,7 @@ static void check_layout(int P, int M, int T, int gw_blocks, int gh_blocks) {
     vlm_pixel_values pv;
     CHECK_OK(vlm_image_patchify(&img, &c, &pv));
     CHECK(pv.n_patches == gw * gh && pv.patch_dim == dim);
-    CHECK(pv.grid_thw[0] == 1 && pv.grid_thw[1] == gh && pv.grid_thw[2] == gw);
+    CHECK(pv.grid.t == 1 && pv.grid.h == gh && pv.grid.w == gw);
     int bad = 0;
     for (int r = 0; r < gw * gh && pv.data; r++) {
         /* rows: h block, w block, then the MxM group in raster order */

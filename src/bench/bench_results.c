@@ -23,22 +23,6 @@ void vlm_bench_config_init(vlm_bench_config *c) {
     c->device = VLM_DEV_AUTO;
 }
 
-vlm_status vlm_bench_resolve_device(vlm_device requested, vlm_device *out) {
-    char why[256] = "";
-    if (requested == VLM_DEV_CPU) {
-        *out = VLM_DEV_CPU;
-        return VLM_OK;
-    }
-    int usable = vlm_cuda_usable(why, sizeof why);
-    if (requested == VLM_DEV_AUTO) {
-        *out = usable ? VLM_DEV_CUDA : VLM_DEV_CPU;
-        return VLM_OK;
-    }
-    *out = VLM_DEV_CUDA;
-    if (!usable) return vlm_err(VLM_ERR_UNAVAILABLE, "--device cuda: no usable GPU: %s", why);
-    return VLM_OK;
-}
-
 static char *dup_or_null(const char *s, vlm_status *st) {
     if (!s) return NULL;
     char *d = vlm_strdup(s);

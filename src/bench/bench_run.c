@@ -137,7 +137,7 @@ static vlm_status run_mode(const vlm_bench_config *c, int k, vlm_bench_results *
 vlm_status vlm_bench_measure(const vlm_bench_config *c, int skip_unusable_device, vlm_bench_results *out) {
     memset(out, 0, sizeof *out);
     vlm_device device;
-    vlm_status s = vlm_bench_resolve_device(c->device, &device);
+    vlm_status s = vlm_device_resolve(c->device, &device);
     if (s == VLM_ERR_UNAVAILABLE && skip_unusable_device) {
         char why[VLM_BENCH_REASON_MAX];
         snprintf(why, sizeof why, "%s", vlm_last_error());

@@ -6,7 +6,7 @@
  *
  *   vlm_image img;  vlm_image_decode_file(path, 0, &img, NULL);
  *   vlm_pixel_values pv;  vlm_preprocess_image(&img, &preproc_cfg, 0, 0, &pv);
- *   ... pv.data [pv.n_patches × pv.patch_dim], pv.grid_thw ...
+ *   ... pv.data [pv.n_patches × pv.patch_dim], pv.grid ...
  *   vlm_pixel_values_free(&pv);  vlm_image_free(&img);
  *
  * Several images are preprocessed one by one; the caller concatenates their rows and grids. */
@@ -16,14 +16,15 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "image/grid.h"
 #include "image/preproc_config.h"
 #include "io/image_decode.h"
 
 typedef struct {
-    float *data;         /* [n_patches, patch_dim], vlm_alloc'ed */
-    int64_t n_patches;   /* grid_t · grid_h · grid_w */
-    int patch_dim;       /* channels · temporal_patch_size · patch_size² (1176) */
-    int64_t grid_thw[3]; /* (t, h, w) in patches */
+    float *data;       /* [n_patches, patch_dim], vlm_alloc'ed */
+    int64_t n_patches; /* grid_t · grid_h · grid_w */
+    int patch_dim;     /* 3 channels · temporal_patch_size · patch_size² (vlm_preproc_patch_dim) */
+    vlm_grid_thw grid; /* (t, h, w) in patches */
     int resized_h, resized_w;
 } vlm_pixel_values;
 
@@ -49,6 +50,12 @@ vlm_status vlm_image_patchify(const vlm_image *img, const vlm_preproc_config *cf
  * (transformers' min_pixels / max_pixels processor arguments). */
 vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
                                 long long max_pixels, vlm_pixel_values *out);
+/* The processor's first half: its checks, smart_resize and the bicubic resize (a copy when the
+ * config has do_resize false), into out (allocated here). vlm_image_patchify of out gives the same
+ * pixel_values as vlm_preprocess_image: a caller can keep the smaller 8-bit image until it needs
+ * the rows (the engine's queue does). */
+vlm_status vlm_preprocess_resize(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
+                                 long long max_pixels, vlm_image *out);
 void vlm_pixel_values_free(vlm_pixel_values *pv);
 
 #endif

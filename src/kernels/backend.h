@@ -13,8 +13,7 @@
 
 #include "base/error.h"
 #include "tensor/tensor.h"
-
-typedef enum { VLM_DEVICE_CPU = 0, VLM_DEVICE_CUDA = 1 } vlm_device_kind;
+#include "vlm.h" /* vlm_device: a backend is VLM_DEV_CPU or VLM_DEV_CUDA (vlm_load resolves auto) */
 
 /* Attention over rows of q, k, v (each row: heads x head_dim, at the given strides).
  * - Decoder (causal = 1): queries are positions q_pos0 .. q_pos0 + n_q - 1 of a sequence whose
@@ -69,22 +68,29 @@ typedef struct {
 
 struct vlm_backend {
     const vlm_backend_ops *ops;
-    vlm_device_kind kind;
+    vlm_device kind;                 /* VLM_DEV_CPU or VLM_DEV_CUDA */
     const char *name;                /* "cpu" / "cuda" */
     char device_name[128];           /* CPU model or GPU name */
     size_t bytes_in_use, bytes_peak; /* this backend's own allocations (activations, device weights) */
     void *impl;
 };
 
-/* Creates the backend for kind; VLM_ERR_UNAVAILABLE with the reason when it cannot run here. */
-vlm_status vlm_backend_create(vlm_device_kind kind, vlm_backend **out);
+/* Creates the backend for kind (VLM_DEV_CPU or VLM_DEV_CUDA; auto is the caller's to resolve);
+ * VLM_ERR_UNAVAILABLE with the reason when it cannot run here. */
+vlm_status vlm_backend_create(vlm_device kind, vlm_backend **out);
 void vlm_backend_destroy(vlm_backend *be);
 /* 1 when this build has the CUDA backend and a usable GPU is present; reason explains a 0. */
 int vlm_cuda_available(char *reason, size_t cap);
 /* Device memory in use and total of the GPU (0, 0 without CUDA). */
 vlm_status vlm_gpu_memory(uint64_t *used, uint64_t *total);
-/* "auto" | "cpu" | "cuda" -> kind (auto resolves to cuda when available). */
-vlm_status vlm_device_parse(const char *name, vlm_device_kind *out);
+
+/* What the model code asks of a backend, answered here rather than guessed from the device:
+ * whether device buffers are host memory (the model may then read and write them in place, and
+ * skip staging copies), and how many bytes a new allocation of activations may take (host memory
+ * for the CPU backend, free GPU memory for a device backend; 0 when unknown: the allocation
+ * itself decides). */
+static inline int vlm_backend_host_memory(const vlm_backend *be) { return be->kind == VLM_DEV_CPU; }
+uint64_t vlm_backend_available_memory(vlm_backend *be);
 
 /* Backend constructors (kernels/cpu, kernels/cuda). */
 vlm_status vlm_cpu_backend_create(vlm_backend **out);

@@ -95,6 +95,16 @@ vlm_status vlm_dump_i32_as_i64(vlm_dump *d, const char *name, const int32_t *dat
     return VLM_OK;
 }
 
+vlm_status vlm_dump_grids(vlm_dump *d, const char *name, const vlm_grid_thw *grids, int n) {
+    if (!d) return VLM_OK;
+    void *p = NULL;
+    int64_t shape[2] = {n, 3};
+    VLM_TRY(slot(d, name, VLM_DT_I64, 2, shape, &p));
+    int64_t *g = p;
+    for (int i = 0; i < n; i++) g[3 * i] = grids[i].t, g[3 * i + 1] = grids[i].h, g[3 * i + 2] = grids[i].w;
+    return VLM_OK;
+}
+
 vlm_status vlm_dump_write(const vlm_dump *d, const char *path) {
     vlm_st_spec *specs = calloc((size_t)d->n + 1, sizeof *specs);
     const void **data = calloc((size_t)d->n + 1, sizeof *data);

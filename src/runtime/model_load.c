@@ -12,18 +12,6 @@
 #include "runtime/quantize.h"
 #include "runtime/split.h"
 
-static vlm_status pick_device(vlm_device want, vlm_device *got) {
-    char why[256];
-    if (want == VLM_DEV_CPU) {
-        *got = VLM_DEV_CPU;
-        return VLM_OK;
-    }
-    int usable = vlm_cuda_available(why, sizeof why);
-    if (want == VLM_DEV_CUDA && !usable) return vlm_err(VLM_ERR_UNAVAILABLE, "--device cuda: %s", why);
-    *got = usable ? VLM_DEV_CUDA : VLM_DEV_CPU;
-    return VLM_OK;
-}
-
 /* Opens dir's config and weights for a component. */
 static vlm_status open_component(vlm_component *c, const char *dir) {
     snprintf(c->dir, sizeof c->dir, "%s", dir);
@@ -155,7 +143,7 @@ static vlm_status prepare_and_load(vlm_model *m) {
                   "CPU, the language model on the GPU");
     VLM_TRY(open_component(&m->vis, vis_dir)); /* its config (merge size) */
     VLM_TRY(vlm_preproc_config_load(vis_dir, &m->preproc));
-    VLM_TRY(vlm_ort_vision_open(m->output_dir, vlm_threads(), VLM_DEVICE_CPU, &m->onnx));
+    VLM_TRY(vlm_ort_vision_open(m->output_dir, vlm_threads(), VLM_DEV_CPU, &m->onnx));
     const char *files[] = {VLM_ONNX_FILE, VLM_ONNX_DATA_FILE};
     for (int i = 0; i < 2; i++) {
         char p[VLM_PATH_MAX];
@@ -174,6 +162,7 @@ vlm_status vlm_load(const vlm_load_options *o, vlm_model **out) {
     if ((unsigned)o->mode > VLM_MODE_RUN_ONNX) return vlm_err(VLM_ERR_INVALID, "unknown mode %d", (int)o->mode);
     vlm_model *m = calloc(1, sizeof *m);
     if (!m) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&m->lock, NULL);
     m->opt = *o;
     snprintf(m->model_id, sizeof m->model_id, "%s", o->model_id);
     snprintf(m->output_dir, sizeof m->output_dir, "%s",
@@ -184,8 +173,8 @@ vlm_status vlm_load(const vlm_load_options *o, vlm_model **out) {
     vlm_status s = vlm_resolve_model(o->model_id, m->source_dir, sizeof m->source_dir);
     /* the processor's class defaults until a vision component brings its own file */
     if (s == VLM_OK) s = vlm_preproc_config_parse(NULL, "preprocessor_config.json", &m->preproc);
-    if (s == VLM_OK) s = pick_device(o->device, &m->device);
-    if (s == VLM_OK) s = vlm_backend_create(m->device == VLM_DEV_CUDA ? VLM_DEVICE_CUDA : VLM_DEVICE_CPU, &m->be);
+    if (s == VLM_OK) s = vlm_device_resolve(o->device, &m->device); /* auto is resolved here, once */
+    if (s == VLM_OK) s = vlm_backend_create(m->device, &m->be);
     if (s == VLM_OK) {
         report_progress(m, "loading", 0.0);
         s = prepare_and_load(m);
@@ -212,6 +201,7 @@ void vlm_model_free(vlm_model *m) {
     close_component(&m->vis);
     close_component(&m->lang);
     vlm_backend_destroy(m->be);
+    pthread_mutex_destroy(&m->lock);
     free(m);
 }
 

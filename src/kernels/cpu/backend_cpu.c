@@ -130,7 +130,7 @@ vlm_status vlm_cpu_backend_create(vlm_backend **out) {
     vlm_backend *be = calloc(1, sizeof *be);
     if (!be) return vlm_err(VLM_ERR_NOMEM, "out of memory creating the CPU backend");
     be->ops = &k_cpu_ops;
-    be->kind = VLM_DEVICE_CPU;
+    be->kind = VLM_DEV_CPU;
     be->name = "cpu";
     snprintf(be->device_name, sizeof be->device_name, "%s", vlm_cpu_name());
     *out = be;

@@ -206,7 +206,7 @@ extern "C" vlm_status vlm_cuda_backend_create(vlm_backend **out) {
     const char *f32 = getenv("VLM_CUDA_GEMM_F32");
     c->gemm_f32 = f32 && *f32 && strcmp(f32, "0") != 0;
     be->ops = &k_cuda_ops;
-    be->kind = VLM_DEVICE_CUDA;
+    be->kind = VLM_DEV_CUDA;
     be->name = "cuda";
     be->impl = c;
     snprintf(be->device_name, sizeof be->device_name, "%s", prop.name);

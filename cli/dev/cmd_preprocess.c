@@ -1,6 +1,7 @@
 /* vlm preprocess: decode image files and run the model's image processor on them, writing what the
- * vision tower takes: pixel_values (F32 [patches, 1176]) and image_grid_thw (I64 [images, 3]), with
- * several images concatenated in order, as transformers' processor returns them. */
+ * vision tower takes: pixel_values (F32 [patches, 3·T·P²]: 1176 wide for the published models) and
+ * image_grid_thw (I64 [images, 3]), with several images concatenated in order, as transformers'
+ * processor returns them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +24,12 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
     vlm_status s = vlm_preproc_config_load(dir, &cfg);
     if (s != VLM_OK) return vlm_err_ctx(s, "%s", model_id);
 
-    vlm_pixel_values pv[VLM_ARG_LIST_MAX];
+    vlm_pixel_values *pv = vlm_calloc((size_t)images->n, sizeof *pv, "the images' pixel values");
     int64_t *grid = NULL;
     float *all = NULL;
     int n = 0;
     int64_t total = 0;
-    memset(pv, 0, sizeof pv);
+    if (!pv) return VLM_ERR_NOMEM;
     for (; n < images->n; n++) {
         const char *path = images->v[n];
         double t0 = vlm_now();
@@ -44,12 +45,11 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
             n++;
             goto done;
         }
-        VLM_LOG_I("%s: %s %dx%d (%s%s) -> resized %dx%d (h x w), grid [%lld, %lld, %lld], %lld patches; "
+        VLM_LOG_I("%s: %s %dx%d (%s%s) -> resized %dx%d (h x w), grid [%d, %d, %d], %lld patches; "
                   "decode %.1f ms, preprocess %.1f ms",
                   path, vlm_image_format_name(info.format), img.width, img.height, info.mode,
-                  info.orientation != 1 ? ", EXIF-rotated" : "", pv[n].resized_h, pv[n].resized_w,
-                  (long long)pv[n].grid_thw[0], (long long)pv[n].grid_thw[1], (long long)pv[n].grid_thw[2],
-                  (long long)pv[n].n_patches, (t1 - t0) * 1e3, (vlm_now() - t1) * 1e3);
+                  info.orientation != 1 ? ", EXIF-rotated" : "", pv[n].resized_h, pv[n].resized_w, pv[n].grid.t,
+                  pv[n].grid.h, pv[n].grid.w, (long long)pv[n].n_patches, (t1 - t0) * 1e3, (vlm_now() - t1) * 1e3);
         vlm_image_free(&img);
         total += pv[n].n_patches;
     }
@@ -62,7 +62,7 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
     }
     size_t off = 0;
     for (int i = 0; i < n; i++) {
-        memcpy(grid + 3 * i, pv[i].grid_thw, sizeof pv[i].grid_thw);
+        grid[3 * i] = pv[i].grid.t, grid[3 * i + 1] = pv[i].grid.h, grid[3 * i + 2] = pv[i].grid.w;
         if (n > 1) memcpy(all + off, pv[i].data, (size_t)pv[i].n_patches * dim * sizeof(float));
         off += (size_t)pv[i].n_patches * dim;
     }
@@ -76,6 +76,7 @@ done:
     if (all && n > 1) vlm_free(all);
     vlm_free(grid);
     for (int i = 0; i < n; i++) vlm_pixel_values_free(&pv[i]);
+    vlm_free(pv);
     return s;
 }
 
