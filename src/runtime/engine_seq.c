@@ -59,6 +59,8 @@ static vlm_status encode_range(vlm_model *m, vlm_job *j, int k0, int k1, float *
         vlm_free(host);
     }
     if (s == VLM_OK) s = vlm_sync(m->be);
+    if (s == VLM_OK)
+        s = vlm_check_finite(m->be, out, tokens, hidden, "the vision encoder's output (the image embeddings)");
     vlm_free(pixels);
     return s;
 }

@@ -92,6 +92,7 @@ static void admit(vlm_engine *e) {
         pthread_mutex_unlock(&e->lock);
         vlm_status s = vlm_job_start(e, j, &encoded);
         if (s != VLM_OK) {
+            if (s == VLM_ERR_RUNTIME) vlm_model_explain_nonfinite(e->m); /* names a NaN weight when there is one */
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", vlm_last_error());
             remove_running(e, e->n_running - 1);
@@ -132,6 +133,7 @@ static void run_pass(vlm_engine *e, int n) {
     }
     vlm_status s = vlm_seqs_forward(e->m->text, &e->batch, &e->pool, e->seqs, e->rows, n, e->ts, e->pos);
     char msg[1024] = "";
+    if (s == VLM_ERR_RUNTIME) vlm_model_explain_nonfinite(e->m); /* names a NaN weight when there is one */
     if (s != VLM_OK) snprintf(msg, sizeof msg, "%s", vlm_last_error());
     for (int i = 0; i < n; i++) {
         vlm_job *j = e->in_pass[i];
@@ -139,6 +141,7 @@ static void run_pass(vlm_engine *e, int n) {
         if (js == VLM_OK) {
             vlm_job_publish(e, j);
             if (j->seq.logits_row >= 0) js = vlm_job_next_token(e, j), tokens++;
+            if (js == VLM_ERR_RUNTIME) vlm_model_explain_nonfinite(e->m);
             if (js != VLM_OK) snprintf(msg, sizeof msg, "%s", vlm_last_error());
         }
         if (js != VLM_OK) {

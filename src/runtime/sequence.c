@@ -2,6 +2,7 @@
  * image rows put in place, or its last token), sampling. See sequence.h. */
 #include "runtime/sequence.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,6 +216,9 @@ vlm_status vlm_seq_sample(vlm_seq *s, const vlm_text_batch *b, int32_t *id) {
         return vlm_err(VLM_ERR_INVALID, "the sequence already has its %d tokens", s->r.max_new_tokens);
     if (s->logits_row < 0) return vlm_err(VLM_ERR_INVALID, "the sequence has no logits to sample from");
     float *logits = vlm_text_logits(s->m, b, s->logits_row);
+    char what[80];
+    snprintf(what, sizeof what, "the language model's logits for generated token %d", s->n_out + 1);
+    VLM_TRY(vlm_check_finite(NULL, logits, 1, vlm_text_model_config(s->m)->text.vocab, what));
     int32_t tok = vlm_sampler_sample(s->smp, logits);
     s->logits_row = -1;
     s->out[s->n_out++] = tok;
