@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/pool.h"
 #include "tensor/tensor.h"
 
 typedef enum { VLM_DEVICE_CPU = 0, VLM_DEVICE_CUDA = 1 } vlm_device_kind;
@@ -67,17 +68,28 @@ typedef struct {
     void (*destroy)(vlm_backend *be);
 } vlm_backend_ops;
 
+/* How a backend computes (ggml passes n_threads per backend the same way): set at creation. */
+typedef struct {
+    int threads; /* host threads: the CPU kernels, and every backend's host-side work (image
+                  * preprocessing, ONNX Runtime); <= 0: one per core this process may use */
+    int bf16;    /* 1: matrix products round activations to bf16 (--precision bf16); 0: f32 */
+} vlm_backend_options;
+
 struct vlm_backend {
     const vlm_backend_ops *ops;
     vlm_device_kind kind;
     const char *name;                /* "cpu" / "cuda" */
+    vlm_pool *pool;                  /* host threads (options.threads of them) */
+    int threads;                     /* vlm_pool_threads(pool) */
+    int bf16;                        /* options.bf16 */
     char device_name[128];           /* CPU model or GPU name */
     size_t bytes_in_use, bytes_peak; /* this backend's own allocations (activations, device weights) */
     void *impl;
 };
 
-/* Creates the backend for kind; VLM_ERR_UNAVAILABLE with the reason when it cannot run here. */
-vlm_status vlm_backend_create(vlm_device_kind kind, vlm_backend **out);
+/* Creates the backend for kind (o NULL: defaults); VLM_ERR_UNAVAILABLE with the reason when it
+ * cannot run here. */
+vlm_status vlm_backend_create(vlm_device_kind kind, const vlm_backend_options *o, vlm_backend **out);
 void vlm_backend_destroy(vlm_backend *be);
 /* 1 when this build has the CUDA backend and a usable GPU is present; reason explains a 0. */
 int vlm_cuda_available(char *reason, size_t cap);
@@ -87,7 +99,7 @@ vlm_status vlm_gpu_memory(uint64_t *used, uint64_t *total);
 vlm_status vlm_device_parse(const char *name, vlm_device_kind *out);
 
 /* Backend constructors (kernels/cpu, kernels/cuda). */
-vlm_status vlm_cpu_backend_create(vlm_backend **out);
+vlm_status vlm_cpu_backend_create(const vlm_backend_options *o, vlm_backend **out);
 vlm_status vlm_cuda_backend_create(vlm_backend **out);
 
 /* ---- wrappers the model code calls ---- */

@@ -32,4 +32,15 @@ int vlm_mode_parse(const char *name, vlm_mode *out) {
 
 const char *vlm_mode_name(vlm_mode m) { return (unsigned)m < 3 ? k_modes[m] : "?"; }
 
+int vlm_precision_parse(const char *name, vlm_precision *out) {
+    if (!strcmp(name, "f32")) *out = VLM_PRECISION_F32;
+    else if (!strcmp(name, "bf16")) *out = VLM_PRECISION_BF16;
+    else return -1;
+    return 0;
+}
+
+const char *vlm_precision_name(vlm_precision p) {
+    return p == VLM_PRECISION_F32 ? "f32" : p == VLM_PRECISION_BF16 ? "bf16" : "?";
+}
+
 int vlm_cuda_usable(char *reason, size_t cap) { return vlm_cuda_available(reason, cap); }
