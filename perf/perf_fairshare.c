@@ -63,8 +63,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) bf16 = !strcmp(argv[++i], "bf16");
         else {
-            fprintf(stderr, "usage: perf_fairshare [--model DIR] [--prompt P] [--decode N] [--rounds R] "
-                            "[--threads T] [--precision f32|bf16]\n");
+            fprintf(stderr,
+                    "usage: perf_fairshare [--model DIR] [--prompt P] [--decode N] [--rounds R] "
+                    "[--threads T] [--precision f32|bf16]\n");
             return 2;
         }
     }

@@ -185,9 +185,9 @@ static void test_json_single(void) {
 
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "metadata");
     CHECK(cJSON_IsObject(md));
-    const char *keys[] = {"model_id",   "model_path",   "device",  "device_name", "image_path",
-                          "image_size", "prompt",       "runs",    "max_tokens",  "warmup",
-                          "ignore_eos", "quantization", "version", "timestamp",   "skipped"};
+    const char *keys[] = {"model_id", "model_path", "device",     "device_name", "image_path", "image_size",
+                          "prompt",   "runs",       "max_tokens", "warmup",      "ignore_eos", "quantization",
+                          "version",  "timestamp",  "skipped",    "precision"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         CHECK_MSG(cJSON_HasObjectItem(md, keys[i]), "metadata.%s", keys[i]);
     CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(md, "model_id")->valuestring, "Qwen/Qwen2.5-VL-3B-Instruct"));
@@ -201,6 +201,7 @@ static void test_json_single(void) {
     CHECK(cJSON_GetObjectItemCaseSensitive(md, "max_tokens")->valueint == 128);
     CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(md, "warmup")));
     CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(md, "quantization")->valuestring, "none"));
+    CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(md, "precision")->valuestring, "f32"));
     CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(md, "version")->valuestring, VLM_VERSION));
     const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(md, "skipped");
     CHECK(cJSON_GetArraySize(skipped) == 1);
@@ -302,6 +303,7 @@ static void test_console(void) {
     CHECK(strstr(out, "\nRuns:         3 per mode (+1 warm-up)\n"));
     CHECK(strstr(out, "\nMax tokens:   128 "));
     CHECK(strstr(out, "\nQuantization: none\n"));
+    CHECK(strstr(out, "\nPrecision:    f32\n"));
     /* the summary, in the spec's shape */
     snprintf(
         want, sizeof want,

@@ -176,15 +176,14 @@ static void test_matmul_amx(void) {
 }
 
 /* --precision bf16: activations rounded to bf16 (nearest even), products exact, f32 sums. The
- * reference is the f32 product of the rounded activations, to the f32 tolerance. Small M keeps the
- * f32-exact path (batch invariance), which is within it as well. */
+ * reference is the f32 product of the rounded activations, to the f32 tolerance. */
 static void check_matmul_bf16(int M, int64_t N, int64_t K, int with_bias) {
     vlm_tensor w = rand_weight(VLM_DT_BF16, N, K, 1.0f);
     float *x = rand_floats((size_t)M * K, 1.0f), *bias = with_bias ? rand_floats((size_t)N, 1.0f) : NULL;
     float *xr = malloc(sizeof(float) * (size_t)M * K);
     float *ref = malloc(sizeof(float) * (size_t)M * N), *got = malloc(sizeof(float) * (size_t)M * N);
     for (size_t i = 0; i < (size_t)M * K; i++) xr[i] = vlm_bf16_to_f32(vlm_f32_to_bf16(x[i]));
-    vlm_ref_matmul(ref, M > VLM_CPU_SMALL_M ? xr : x, &w, bias, M);
+    vlm_ref_matmul(ref, xr, &w, bias, M);
     g_ctx.bf16 = 1;
     FOR_EACH_PATH({
         for (size_t i = 0; i < (size_t)M * N; i++) got[i] = -777.0f;
@@ -204,7 +203,9 @@ static void test_matmul_bf16(void) {
     check_matmul_bf16(65, 70, 257, 1); /* odd K: the last pair half zero */
     check_matmul_bf16(100, 33, 32, 0);
     check_matmul_bf16(300, 130, 600, 1); /* several KC blocks */
-    check_matmul_bf16(8, 40, 300, 1);    /* small M: f32-exact */
+    check_matmul_bf16(8, 40, 300, 1);    /* small M: the vdpbf16ps tiles */
+    check_matmul_bf16(1, 77, 33, 0);
+    check_matmul_bf16(20, 130, 2048, 1);
     set_threads(3);
     check_matmul_bf16(700, 517, 1176, 1);
     set_threads(0);

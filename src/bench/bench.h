@@ -100,6 +100,7 @@ typedef struct {
     vlm_device device_requested, device; /* device: the one used (auto resolved) */
     char device_name[128];               /* CPU model or GPU name */
     int runs, max_tokens, warmup, ignore_eos, quantize, threads;
+    vlm_precision precision;
     char timestamp[40]; /* ISO 8601, local time */
     int n_modes;
     vlm_mode modes[VLM_BENCH_MAX_MODES];
@@ -124,8 +125,9 @@ typedef struct {
     int warmup;     /* default 1 */
     int ignore_eos;
     int quantize;
-    int threads;       /* 0 = every core */
-    vlm_device device; /* default auto */
+    int threads;             /* 0 = every core */
+    vlm_precision precision; /* default f32 */
+    vlm_device device;       /* default auto */
 } vlm_bench_config;
 
 void vlm_bench_config_init(vlm_bench_config *c);

@@ -32,6 +32,7 @@ void vlm_bench_print_config(FILE *f, const vlm_bench_results *r) {
     fprintf(f, "%-14s%d (greedy; %s)\n", "Max tokens:", r->max_tokens,
             r->ignore_eos ? "exactly this many, --ignore-eos" : "stops at end of sequence");
     fprintf(f, "%-14s%s\n", "Quantization:", r->quantize ? "4-bit" : "none");
+    fprintf(f, "%-14s%s\n", "Precision:", vlm_precision_name(r->precision));
     fprintf(f, "%-14s", "Modes:");
     for (int k = 0; k < r->n_modes; k++) fprintf(f, "%s%s", k ? ", " : "", vlm_mode_name(r->modes[k]));
     fprintf(f, "\n");

@@ -33,6 +33,11 @@ void vlm_gemv_rows_avx2(float *y, const float *x, const float *xp, const vlm_ten
                         int64_t n0, int64_t n1);
 void vlm_gemv_rows_avx512(float *y, const float *x, const float *xp, const vlm_tensor *w, const float *bias, int M,
                           int64_t n0, int64_t n1);
+/* The bf16 precision with BF16 weights (AVX512-BF16): xb = the M input rows rounded to bf16
+ * (vlm_round_bf16_avx512, nearest even), K per row. */
+void vlm_gemv_rows_bf16dp_avx512(float *y, const uint16_t *xb, const vlm_tensor *w, const float *bias, int M,
+                                 int64_t n0, int64_t n1);
+void vlm_round_bf16_avx512(uint16_t *dst, const float *x, size_t n);
 
 /* ---- GEMM micro-kernels. Weights are packed k-major in panels of nr rows (bp[k * nr + j]),
  * activations k-major in strips of mr rows (ap[k * mr + i]); the kernel adds (or stores, when

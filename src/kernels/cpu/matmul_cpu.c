@@ -1,14 +1,28 @@
 /* Matrix products on the CPU: y[M, N] = x[M, K] · w[N, K]^T (+ bias).
- * - Small M (decode, at most VLM_GEMV_MAX_M rows): GEMV. Every weight row is streamed once from
- *   memory and dotted with each input row while in registers; threads take contiguous ranges of
- *   output columns (one sequential stream each, which the hardware prefetchers follow best).
+ * - Small M (at most VLM_CPU_SMALL_M = 64 rows: decode, and the batched decode of continuous
+ *   batching): register tiles of up to 8 input rows against 2-4 weight rows (gemv_*.c). Tasks are
+ *   ranges of weight rows; with more than 8 input rows a range is small enough to stay in L2
+ *   while every group of 8 rows passes over it, so each weight is read once from memory per call.
  * - Large M (prefill, vision): blocked GEMM with our own micro-kernels (gemm_avx512.c,
  *   gemm_avx2.c). Weights are converted to f32 as micro-panels (KC x NR) are packed, so there is
  *   never an f32 copy of a weight matrix; activations are packed block by block (MC x KC).
- *   Threads take groups of weight micro-panels.
+ *   Tasks are groups of weight micro-panels.
  * - Large M with BF16 weights on CPUs with AMX: gemm_amx_avx512.c (the activations split into 3
  *   bf16 parts by default, which keeps f32 accuracy at about twice the FMA kernels' speed; see
- *   vlm_cpu_set_amx_parts).
+ *   vlm_cpu_set_amx_parts). In the bf16 precision: 1 part on AMX, else vdpbf16ps
+ *   (gemm_bf16_avx512.c) where the CPU has AVX512-BF16.
+ *
+ * Batch invariance (what continuous batching needs for identical greedy results alone and in a
+ * batch): for M <= VLM_CPU_SMALL_M a row's result is bitwise independent of M and of the other
+ * rows, for every weight dtype, in both precisions (tested): each (input row, weight row) pair has
+ * its own accumulator whose sum runs in the same order in every tile shape, and the k chunking of
+ * gemv_rows.inc depends on K alone. In the bf16 precision (BF16 weights, AVX512-BF16) the tiles
+ * are vdpbf16ps on activations rounded to bf16, twice the arithmetic per cycle for the batched
+ * decode; elsewhere the small-M path computes f32-exact products in both precisions. Quantized
+ * weights are batch-invariant at every M (quant_matmul.c). Between the small-M and the large-M
+ * paths (M <= 64 vs M > 64, i.e. decode vs prefill) results differ in the last bits: the GEMM sums
+ * k in KC blocks with another association. On AMX CPUs this keeps M = 9..64 on the FMA tiles
+ * rather than AMX, a trade of speed for invariance made blind (no AMX machine to measure on).
  * Our own GEMM rather than OpenBLAS: Debian's OpenBLAS 0.3.21 does not recognise recent Xeons and
  * falls back to its SSE3 (Prescott) kernels there (about 1/6 of the AVX-512 speed), and a packing
  * step that converts bf16 in place saves the separate conversion pass. */
@@ -57,6 +71,7 @@ static int threads_for(const vlm_cpu_ctx *c, double work, double min_work_per_th
 typedef struct {
     float *y;
     const float *x, *xp, *bias;
+    const uint16_t *xb; /* the bf16 precision: x rounded to bf16 */
     const vlm_tensor *w;
     int M, avx512;
     int64_t N, K, rows_per_task;
@@ -70,7 +85,8 @@ static void gemv_task(void *arg, int64_t task, int thread) {
         int mt = j->M - m0 < VLM_GEMV_MAX_M ? j->M - m0 : VLM_GEMV_MAX_M;
         float *y = j->y + (size_t)m0 * (size_t)j->N;
         const float *x = j->x + (size_t)m0 * (size_t)j->K, *xp = j->xp ? j->xp + (size_t)m0 * (size_t)j->K : NULL;
-        if (j->avx512) vlm_gemv_rows_avx512(y, x, xp, j->w, j->bias, mt, n0, n1);
+        if (j->xb) vlm_gemv_rows_bf16dp_avx512(y, j->xb + (size_t)m0 * (size_t)j->K, j->w, j->bias, mt, n0, n1);
+        else if (j->avx512) vlm_gemv_rows_avx512(y, x, xp, j->w, j->bias, mt, n0, n1);
         else vlm_gemv_rows_avx2(y, x, xp, j->w, j->bias, mt, n0, n1);
     }
 }
@@ -79,7 +95,14 @@ static void gemv(const vlm_cpu_ctx *c, float *y, const float *x, const vlm_tenso
     int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
     size_t rb = vlm_dtype_row_bytes(w->dtype, K);
     gemv_job j = {.y = y, .x = x, .bias = bias, .w = w, .M = M, .avx512 = vlm_cpu_kernels_avx512(), .N = N, .K = K};
-    if (w->dtype == VLM_DT_BF16 && K >= 32) { /* reordered once, read by every thread */
+    if (w->dtype == VLM_DT_BF16 && c->bf16 && j.avx512 && vlm_cpu()->avx512_bf16) { /* rounded once */
+        uint16_t *buf = (uint16_t *)vlm_cpu_scratch(VLM_SCRATCH_GEMV_X, ((size_t)M * (size_t)K + 1) / 2);
+        if (buf) {
+            vlm_round_bf16_avx512(buf, x, (size_t)M * (size_t)K);
+            j.xb = buf;
+        }
+    }
+    if (!j.xb && w->dtype == VLM_DT_BF16 && K >= 32) { /* reordered once, read by every thread */
         float *buf = vlm_cpu_scratch(VLM_SCRATCH_GEMV_X, (size_t)M * (size_t)K);
         if (buf) {
             vlm_gemv_reorder_x(buf, x, M, K);
