@@ -169,7 +169,8 @@ static limits bench_peaks(void) {
     }
     L.bw = vlm_measure_read_bandwidth((size_t)1 << 30, 3, vlm_pool_threads(g_ctx.pool));
     printf("f32 FMA (vfmadd, zmm)        %8.1f GFLOP/s\n", L.fma);
-    printf("bf16 dot (vdpbf16ps, zmm)    %8.1f GFLOP/s  (%.2fx the f32 FMA peak)\n", L.bf16, L.fma ? L.bf16 / L.fma : 0);
+    printf("bf16 dot (vdpbf16ps, zmm)    %8.1f GFLOP/s  (%.2fx the f32 FMA peak)\n", L.bf16,
+           L.fma ? L.bf16 / L.fma : 0);
     printf("int8 dot (vpdpbusd, zmm)     %8.1f GOP/s    (%.2fx)\n", L.int8, L.fma ? L.int8 / L.fma : 0);
     if (L.amx_bf16) {
         printf("AMX bf16 (tdpbf16ps)         %8.1f GFLOP/s  (%.2fx)\n", L.amx_bf16, L.amx_bf16 / L.fma);
@@ -188,8 +189,7 @@ typedef struct {
 } shape;
 
 static const shape k_shapes[] = {
-    {"q/o", 2048, 2048},     {"k/v", 256, 2048},         {"gate/up", 11008, 2048},
-    {"down", 2048, 11008},   {"lm_head", 151936, 2048},
+    {"q/o", 2048, 2048}, {"k/v", 256, 2048}, {"gate/up", 11008, 2048}, {"down", 2048, 11008}, {"lm_head", 151936, 2048},
 };
 
 enum { FMT_F32, FMT_BF16, FMT_Q4_0, FMT_Q8_0, N_FMT };
@@ -317,8 +317,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--mem-mb") && i + 1 < argc) g_mem = (size_t)atol(argv[++i]) << 20;
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: perf_small_m [peaks] [small] [--threads N] [--reps N] [--mem-mb MB] "
-                            "[--shape q/o|k/v|gate/up|down|lm_head]\n");
+            fprintf(stderr,
+                    "usage: perf_small_m [peaks] [small] [--threads N] [--reps N] [--mem-mb MB] "
+                    "[--shape q/o|k/v|gate/up|down|lm_head]\n");
             return 2;
         }
     }

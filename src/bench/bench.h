@@ -191,13 +191,14 @@ typedef struct {
     vlm_device device;   /* where it applies */
     int onnx_only;       /* applies to run_onnx only (GPU + ONNX vision) */
     double max_duration_s, min_tokens_per_s, max_memory_mb;
-    vlm_bench_metric memory_metric; /* cpu_memory_delta or gpu_peak_memory */
+    vlm_bench_metric memory_metric; /* cpu_peak_memory or gpu_peak_memory: judged by the peak */
 } vlm_bench_target;
 
 typedef struct {
     const vlm_bench_target *target;
     vlm_mode mode;
     double duration, tokens_per_s, memory_mb;
+    double memory_delta_mb; /* the delta over the run, shown beside the peak */
     int duration_ok, throughput_ok, memory_ok, pass;
 } vlm_bench_target_row;
 
