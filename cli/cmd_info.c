@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/weights.h"
 #include "tensor/quant.h"
+#include "text/generation_config.h"
 
 typedef struct {
     int64_t vision_params, text_params;
@@ -68,12 +69,15 @@ int cmd_info(int argc, char **argv) {
 
     char dir[VLM_PATH_MAX];
     vlm_model_config cfg;
+    vlm_generation_config gen;
     vlm_safetensors *st = NULL;
     vlm_checkpoint_parts parts;
     vlm_vision_weights vw = {0};
     vlm_text_weights tw = {0};
     vlm_status s = vlm_resolve_model(model_id, dir, sizeof dir);
     if (s == VLM_OK) s = vlm_config_load(dir, &cfg);
+    if (s == VLM_OK) s = vlm_generation_config_load(dir, &gen);
+    if (s == VLM_OK) vlm_generation_config_default_eos(&gen, cfg.tokens.eos_ids, cfg.tokens.n_eos);
     if (s == VLM_OK) s = vlm_st_open(dir, &st);
     if (s == VLM_OK) s = vlm_detect_parts(st, &parts);
     if (s == VLM_OK) s = vlm_bind_weights(st, &cfg, parts.has_vision, parts.has_text, &vw, &tw);
@@ -122,7 +126,7 @@ int cmd_info(int argc, char **argv) {
                       "\"vision_end\": %d, \"bos\": %d, \"eos\": [",
                       cfg.tokens.image_token_id, cfg.tokens.video_token_id, cfg.tokens.vision_start_id,
                       cfg.tokens.vision_end_id, cfg.tokens.bos_token_id);
-        for (int i = 0; i < cfg.gen.n_eos; i++) vlm_sb_printf(&b, "%s%d", i ? ", " : "", cfg.gen.eos_ids[i]);
+        for (int i = 0; i < gen.n_eos; i++) vlm_sb_printf(&b, "%s%d", i ? ", " : "", gen.eos_ids[i]);
         vlm_sb_printf(&b, "]}}\n");
         fputs(b.data, stdout);
         vlm_sb_free(&b);
@@ -148,7 +152,7 @@ int cmd_info(int argc, char **argv) {
                t.text_bytes / 1048576.0, st->n_files, t.file_bytes / 1048576.0);
         printf("special tokens:  image %d, video %d, vision_start %d, vision_end %d, eos", cfg.tokens.image_token_id,
                cfg.tokens.video_token_id, cfg.tokens.vision_start_id, cfg.tokens.vision_end_id);
-        for (int i = 0; i < cfg.gen.n_eos; i++) printf(" %d", cfg.gen.eos_ids[i]);
+        for (int i = 0; i < gen.n_eos; i++) printf(" %d", gen.eos_ids[i]);
         printf("\n");
     }
     vlm_vision_weights_free(&vw);

@@ -10,17 +10,17 @@
 #include "base/memory.h"
 #include "base/timer.h"
 #include "commands.h"
+#include "image/preproc_config.h"
 #include "image/preprocess.h"
 #include "io/hf_cache.h"
 #include "io/safetensors.h"
-#include "model/config.h"
 
 static vlm_status run(const char *model_id, const vlm_arg_list *images, long long min_px, long long max_px,
                       long long limit, const char *out) {
     char dir[VLM_PATH_MAX];
-    vlm_model_config cfg;
+    vlm_preproc_config cfg;
     VLM_TRY(vlm_resolve_model(model_id, dir, sizeof dir));
-    vlm_status s = vlm_config_load(dir, &cfg);
+    vlm_status s = vlm_preproc_config_load(dir, &cfg);
     if (s != VLM_OK) return vlm_err_ctx(s, "%s", model_id);
 
     vlm_pixel_values pv[VLM_ARG_LIST_MAX];
@@ -37,7 +37,7 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
         s = vlm_image_decode_file(path, limit, &img, &info);
         if (s != VLM_OK) goto done;
         double t1 = vlm_now();
-        s = vlm_preprocess_image(&img, &cfg.preproc, min_px, max_px, &pv[n]);
+        s = vlm_preprocess_image(&img, &cfg, min_px, max_px, &pv[n]);
         if (s != VLM_OK) {
             vlm_err_ctx(s, "%s", path);
             vlm_image_free(&img);

@@ -8,7 +8,7 @@
 #include "commands.h"
 #include "io/file.h"
 #include "io/hf_cache.h"
-#include "model/quantize.h"
+#include "runtime/quantize.h"
 #include "tensor/quant.h"
 
 static void show_progress(void *user, double f) {

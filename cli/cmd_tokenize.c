@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "io/file.h"
 #include "io/hf_cache.h"
+#include "io/json.h"
 #include "text/chat.h"
 #include "text/tokenizer.h"
 

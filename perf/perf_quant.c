@@ -29,9 +29,9 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/quant_kernels.h"
 #include "model/config.h"
-#include "model/quantize.h"
 #include "model/weights.h"
-#include "runtime/fingerprint.h"
+#include "runtime/artifact.h"
+#include "runtime/quantize.h"
 #include "tensor/quant.h"
 
 /* The kernels' context of a micro-benchmark: a pool of the threads set_threads asked for. */

@@ -7,6 +7,7 @@
 
 #include "harness.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "text/chat.h"
 
 static vlm_tokenizer *g_tok;

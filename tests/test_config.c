@@ -5,16 +5,36 @@
 #include <string.h>
 
 #include "harness.h"
+#include "image/preproc_config.h"
 #include "io/file.h"
 #include "io/hf_cache.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "text/generation_config.h"
 
-static vlm_status parse_str(const char *json, const char *prep, const char *gen, vlm_model_config *cfg) {
+/* The three configs as the runtime composes them: the generation config's stop ids default to
+ * config.json's eos_token_id. */
+typedef struct {
+    vlm_text_config text;
+    vlm_vision_config vision;
+    vlm_token_ids tokens;
+    vlm_family family;
+    vlm_preproc_config preproc;
+    vlm_generation_config gen;
+} configs;
+
+static vlm_status parse_str(const char *json, const char *prep, const char *gen, configs *cfg) {
     cJSON *c = cJSON_Parse(json), *p = prep ? cJSON_Parse(prep) : NULL, *g = gen ? cJSON_Parse(gen) : NULL;
-    vlm_status s = vlm_config_parse(c, p, g, "config.json", cfg);
+    vlm_model_config mc;
+    vlm_status s = vlm_config_parse(c, "config.json", &mc);
+    if (s == VLM_OK) s = vlm_preproc_config_parse(p, "preprocessor_config.json", &cfg->preproc);
+    if (s == VLM_OK) s = vlm_generation_config_parse(g, "generation_config.json", &cfg->gen);
+    if (s == VLM_OK) {
+        vlm_generation_config_default_eos(&cfg->gen, mc.tokens.eos_ids, mc.tokens.n_eos);
+        cfg->text = mc.text, cfg->vision = mc.vision, cfg->tokens = mc.tokens, cfg->family = mc.family;
+    }
     cJSON_Delete(c);
     cJSON_Delete(p);
     cJSON_Delete(g);
@@ -30,8 +50,12 @@ static void test_fixture_configs(void) {
     CHECK(c.text.mrope_section[0] == 2 && c.text.mrope_section[1] == 3 && c.text.mrope_section[2] == 3);
     CHECK(c.vision.depth == 4 && c.vision.width == 32 && c.vision.n_heads == 2 && c.vision.mlp_hidden == 48);
     CHECK(c.vision.out_hidden == 64 && c.vision.n_fullatt == 2 && c.vision.fullatt_blocks[1] == 3);
-    CHECK(c.preproc.min_pixels == 3136 && c.preproc.max_pixels == 12845056);
-    CHECK(c.gen.n_eos == 2 && c.gen.eos_ids[0] == 151645 && c.gen.eos_ids[1] == 151643);
+    vlm_preproc_config preproc;
+    vlm_generation_config gen;
+    CHECK_OK(vlm_preproc_config_load(test_fixture("models/tiny-qwen2_5-vl"), &preproc));
+    CHECK_OK(vlm_generation_config_load(test_fixture("models/tiny-qwen2_5-vl"), &gen));
+    CHECK(preproc.min_pixels == 3136 && preproc.max_pixels == 12845056);
+    CHECK(gen.n_eos == 2 && gen.eos_ids[0] == 151645 && gen.eos_ids[1] == 151643);
     CHECK(c.tokens.image_token_id == 151655 && c.tokens.vision_start_id == 151652);
 
     CHECK_OK(vlm_config_load(test_fixture("models/tiny-qwen2-vl-c"), &c));
@@ -48,7 +72,7 @@ static const char *k_q25 =
     " \"vision_config\": {\"hidden_size\": 32, \"out_hidden_size\": 64, \"num_heads\": 2, \"depth\": 2}}";
 
 static void test_variants(void) {
-    vlm_model_config c;
+    configs c;
     /* text keys under text_config, rope_type instead of type */
     CHECK_OK(parse_str("{\"model_type\": \"qwen2_5_vl\", \"tie_word_embeddings\": true, \"text_config\": {"
                        "\"hidden_size\": 2048, \"num_hidden_layers\": 36, \"num_attention_heads\": 16,"
@@ -70,7 +94,7 @@ static void test_variants(void) {
 }
 
 static void test_bad_configs(void) {
-    vlm_model_config c;
+    configs c;
     CHECK_ERR(parse_str("{\"model_type\": \"llava\"}", NULL, NULL, &c), VLM_ERR_UNSUPPORTED, "qwen2_5_vl");
     CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"quantization_config\": {\"quant_method\": \"awq\"}}", NULL,
                         NULL, &c),
@@ -88,7 +112,8 @@ static void test_bad_configs(void) {
     vlm_write_file(test_tmp("bad.json"), "{\"model_type\": ", 15);
     cJSON *root;
     CHECK_ERR(vlm_json_load(test_tmp("bad.json"), &root), VLM_ERR_FORMAT, "bad.json is not valid JSON");
-    CHECK_ERR(vlm_config_load(test_tmp("nowhere"), &c), VLM_ERR_IO, "nowhere/config.json");
+    vlm_model_config mc;
+    CHECK_ERR(vlm_config_load(test_tmp("nowhere"), &mc), VLM_ERR_IO, "nowhere/config.json");
 }
 
 static void test_bind_fixtures(void) {

@@ -108,13 +108,13 @@ static void run_case(const char *name) {
     char dir[1024];
     if (model) snprintf(dir, sizeof dir, "%s/%s/%s", test_fixture("cases"), name, model);
     else snprintf(dir, sizeof dir, "%s", test_fixture("models/tiny-qwen2_5-vl"));
-    vlm_model_config cfg;
+    vlm_preproc_config cfg;
     snprintf(path, sizeof path, "%s/%s/expected.json", test_fixture("cases"), name);
     vlm_safetensors *st = NULL;
     char stpath[1024];
     snprintf(stpath, sizeof stpath, "%s/%s/expected.safetensors", test_fixture("cases"), name);
     vlm_pixel_values pv[MAX_IMAGES] = {{0}};
-    if (vlm_config_load(dir, &cfg) != VLM_OK || vlm_json_load(path, &exp) != VLM_OK ||
+    if (vlm_preproc_config_load(dir, &cfg) != VLM_OK || vlm_json_load(path, &exp) != VLM_OK ||
         vlm_st_open(stpath, &st) != VLM_OK) {
         CHECK_MSG(0, "%s: %s", name, vlm_last_error());
         goto out;
@@ -143,7 +143,7 @@ static void run_case(const char *name) {
             CHECK_MSG(!strcmp(got, want), "%s/%s: decoded RGB SHA-256 %s, expected %s", name, files[i], got, want);
             g_rgb_hashes += !strcmp(got, want);
         }
-        s = vlm_preprocess_image(&img, &cfg.preproc, 0, 0, &pv[i]);
+        s = vlm_preprocess_image(&img, &cfg, 0, 0, &pv[i]);
         vlm_image_free(&img);
         CHECK_MSG(s == VLM_OK, "%s: %s", name, vlm_last_error());
         if (s != VLM_OK) goto out;

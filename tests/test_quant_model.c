@@ -1,4 +1,4 @@
-/* Quantized checkpoints (model/quantize.h): each fixture model quantizes, binds with the expected
+/* Quantized checkpoints (runtime/quantize.h): each fixture model quantizes, binds with the expected
  * dtypes and logical shapes, its matrix products stay within the documented tolerance of the f32
  * products with the original weights, embedding rows dequantize; outputs are atomic and replace
  * only earlier outputs; corrupt files (unknown format tag, missing tag, wrong block count, rows
@@ -16,9 +16,9 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/quant_kernels.h"
 #include "model/config.h"
-#include "model/quantize.h"
 #include "model/weights.h"
-#include "runtime/fingerprint.h"
+#include "runtime/artifact.h"
+#include "runtime/quantize.h"
 #include "tensor/quant.h"
 
 /* The kernels' context: a pool of the threads set_threads asked for (0: every core). */

@@ -10,7 +10,7 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
-#include "runtime/fingerprint.h"
+#include "runtime/artifact.h"
 #include "runtime/split.h"
 
 static const char *copy_model(const char *name, const char *tag) {

@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "model/text_model.h"
 #include "text/chat.h"
+#include "text/generation_config.h"
 #include "text/tokenizer.h"
 
 static vlm_backend *g_be;
@@ -82,6 +83,13 @@ static const char *model_dir(const char *case_name) {
 }
 
 /* Compares one tensor of the dump with the expected one. */
+/* The fixture model's stop ids (its generation_config.json). */
+static vlm_generation_config gen_config(const char *case_name) {
+    vlm_generation_config g = {0};
+    CHECK_OK(vlm_generation_config_load(model_dir(case_name), &g));
+    return g;
+}
+
 static void compare(const vlm_safetensors *got, const fixture_case *c, const char *name, float rtol, float atol,
                     const char *mode) {
     int64_t ng = 0, ne = 0;
@@ -121,8 +129,9 @@ static void run_case(vlm_backend *be, vlm_text_model *m, const fixture_case *c, 
     r.ids = c->ids;
     r.n_ids = c->L;
     r.max_new_tokens = 16;
-    r.stop_ids = cfg->gen.eos_ids;
-    r.n_stop = cfg->gen.n_eos;
+    vlm_generation_config gen = gen_config(c->name);
+    r.stop_ids = gen.eos_ids;
+    r.n_stop = gen.n_eos;
     if (mode == MODE_IDS || mode == MODE_IDS_CHUNKED) {
         r.image_embeds = images;
         r.n_image_rows = c->n_img_rows;
@@ -287,7 +296,7 @@ static void test_text_prompt_end_to_end(void) {
             CHECK_OK(vlm_chat_build_prompt(tok, prompt, strlen(prompt), NULL, 0, &ids, NULL));
             CHECK_MSG((int)ids.n == c.L && !memcmp(ids.v, c.ids, (size_t)c.L * sizeof *c.ids),
                       "%s: the chat template gives other input_ids", c.name);
-            const vlm_model_config *cfg = vlm_text_model_config(m);
+            vlm_generation_config gen = gen_config(c.name);
             stream_state ss = {0};
             CHECK_OK(vlm_detok_init(&ss.detok, tok, 1));
             vlm_gen_request r;
@@ -295,8 +304,8 @@ static void test_text_prompt_end_to_end(void) {
             r.ids = ids.v;
             r.n_ids = (int)ids.n;
             r.max_new_tokens = 16;
-            r.stop_ids = cfg->gen.eos_ids;
-            r.n_stop = cfg->gen.n_eos;
+            r.stop_ids = gen.eos_ids;
+            r.n_stop = gen.n_eos;
             r.on_token = stream_piece;
             r.user = &ss;
             vlm_gen_result res;

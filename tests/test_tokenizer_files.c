@@ -6,6 +6,7 @@
 
 #include "harness.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "text/tokenizer.h"
 
 /* ---- a small byte-level BPE file ---- */

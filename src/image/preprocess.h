@@ -5,7 +5,7 @@
  * order; image_grid_thw alongside.
  *
  *   vlm_image img;  vlm_image_decode_file(path, 0, &img, NULL);
- *   vlm_pixel_values pv;  vlm_preprocess_image(&img, &cfg.preproc, 0, 0, &pv);
+ *   vlm_pixel_values pv;  vlm_preprocess_image(&img, &preproc_cfg, 0, 0, &pv);
  *   ... pv.data [pv.n_patches × pv.patch_dim], pv.grid_thw ...
  *   vlm_pixel_values_free(&pv);  vlm_image_free(&img);
  *
@@ -16,8 +16,8 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "image/preproc_config.h"
 #include "io/image_decode.h"
-#include "model/config.h"
 
 typedef struct {
     float *data;         /* [n_patches, patch_dim], vlm_alloc'ed */

@@ -114,41 +114,7 @@ vlm_status vlm_json_int_array(const cJSON *obj, const char *key, const char *wha
     return VLM_OK;
 }
 
-/* ---- string building ---- */
-
-static int sb_reserve(vlm_strbuf *b, size_t extra) {
-    if (b->failed) return 0;
-    if (b->len + extra + 1 <= b->cap) return 1;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1) cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) {
-        b->failed = 1;
-        return 0;
-    }
-    b->data = p;
-    b->cap = cap;
-    return 1;
-}
-
-void vlm_sb_append(vlm_strbuf *b, const char *s, size_t n) {
-    if (!sb_reserve(b, n)) return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void vlm_sb_printf(vlm_strbuf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || !sb_reserve(b, (size_t)n)) return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
+/* ---- JSON text ---- */
 
 void vlm_sb_json_string(vlm_strbuf *b, const char *s, size_t n) {
     vlm_sb_append(b, "\"", 1);
@@ -171,9 +137,4 @@ void vlm_sb_json_string(vlm_strbuf *b, const char *s, size_t n) {
 void vlm_sb_json_number(vlm_strbuf *b, double v) {
     if (!isfinite(v)) vlm_sb_append(b, "null", 4);
     else vlm_sb_printf(b, "%.17g", v);
-}
-
-void vlm_sb_free(vlm_strbuf *b) {
-    free(b->data);
-    memset(b, 0, sizeof *b);
 }

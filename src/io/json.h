@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/strbuf.h"
 
 /* Parses a JSON file (at most 256 MB). The caller frees *root with cJSON_Delete. */
 vlm_status vlm_json_load(const char *path, cJSON **root);
@@ -26,16 +27,8 @@ vlm_status vlm_json_int_array(const cJSON *obj, const char *key, const char *wha
 vlm_status vlm_json_num_array(const cJSON *obj, const char *key, const char *what, double *out, int cap, int *n);
 
 /* Appends the JSON text of a string (with quotes and escapes) to a growing buffer. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-    int failed; /* set on allocation failure; the buffer then holds what fit */
-} vlm_strbuf;
-void vlm_sb_append(vlm_strbuf *b, const char *s, size_t n);
-void vlm_sb_printf(vlm_strbuf *b, const char *fmt, ...) VLM_PRINTF(2, 3);
 void vlm_sb_json_string(vlm_strbuf *b, const char *s, size_t n);
 /* Appends a double at full precision (%.17g; non-finite values as null). */
 void vlm_sb_json_number(vlm_strbuf *b, double v);
-void vlm_sb_free(vlm_strbuf *b);
 
 #endif

@@ -212,129 +212,24 @@ static vlm_status parse_tokens(const cJSON *c, const char *what, vlm_model_confi
     VLM_TRY(vlm_json_i32(text_obj(c, "vision_start_token_id"), "vision_start_token_id", what, &t->vision_start_id));
     VLM_TRY(vlm_json_i32(text_obj(c, "vision_end_token_id"), "vision_end_token_id", what, &t->vision_end_id));
     VLM_TRY(vlm_json_i32(text_obj(c, "bos_token_id"), "bos_token_id", what, &t->bos_token_id));
-    return VLM_OK;
+    return vlm_json_int_array(text_obj(c, "eos_token_id"), "eos_token_id", what, t->eos_ids, VLM_MAX_EOS, &t->n_eos);
 }
 
-static vlm_status parse_preproc(const cJSON *p, const char *what, vlm_preproc_config *pp) {
-    /* Qwen2VLImageProcessor defaults */
-    *pp = (vlm_preproc_config){.min_pixels = 56 * 56,
-                               .max_pixels = 28 * 28 * 1280,
-                               .patch_size = 14,
-                               .temporal_patch_size = 2,
-                               .merge_size = 2,
-                               .rescale_factor = 1.0 / 255.0,
-                               .mean = {0.48145466f, 0.4578275f, 0.40821073f},
-                               .std = {0.26862954f, 0.26130258f, 0.27577711f},
-                               .do_resize = 1,
-                               .do_rescale = 1,
-                               .do_normalize = 1};
-    if (!p) return VLM_OK;
-    int64_t v;
-    const cJSON *size = cJSON_GetObjectItemCaseSensitive(p, "size");
-    if (cJSON_IsObject(size)) {
-        v = pp->min_pixels;
-        VLM_TRY(vlm_json_int(size, "shortest_edge", what, &v));
-        pp->min_pixels = v;
-        v = pp->max_pixels;
-        VLM_TRY(vlm_json_int(size, "longest_edge", what, &v));
-        pp->max_pixels = v;
-    }
-    v = pp->min_pixels;
-    VLM_TRY(vlm_json_int(p, "min_pixels", what, &v));
-    pp->min_pixels = v;
-    v = pp->max_pixels;
-    VLM_TRY(vlm_json_int(p, "max_pixels", what, &v));
-    pp->max_pixels = v;
-    VLM_TRY(vlm_json_i32(p, "patch_size", what, &pp->patch_size));
-    VLM_TRY(vlm_json_i32(p, "temporal_patch_size", what, &pp->temporal_patch_size));
-    VLM_TRY(vlm_json_i32(p, "merge_size", what, &pp->merge_size));
-    VLM_TRY(vlm_json_num(p, "rescale_factor", what, &pp->rescale_factor));
-    VLM_TRY(vlm_json_bool(p, "do_resize", what, &pp->do_resize));
-    VLM_TRY(vlm_json_bool(p, "do_rescale", what, &pp->do_rescale));
-    VLM_TRY(vlm_json_bool(p, "do_normalize", what, &pp->do_normalize));
-    double arr[3];
-    int n = 0;
-    VLM_TRY(vlm_json_num_array(p, "image_mean", what, arr, 3, &n));
-    if (n == 3)
-        for (int i = 0; i < 3; i++) pp->mean[i] = (float)arr[i];
-    else if (n) return vlm_err(VLM_ERR_FORMAT, "%s: image_mean must have 3 entries", what);
-    n = 0;
-    VLM_TRY(vlm_json_num_array(p, "image_std", what, arr, 3, &n));
-    if (n == 3)
-        for (int i = 0; i < 3; i++) pp->std[i] = (float)arr[i];
-    else if (n) return vlm_err(VLM_ERR_FORMAT, "%s: image_std must have 3 entries", what);
-    for (int i = 0; i < 3; i++)
-        if (!(pp->std[i] > 0)) return vlm_err(VLM_ERR_FORMAT, "%s: image_std must be positive", what);
-    if (pp->min_pixels <= 0 || pp->max_pixels < pp->min_pixels)
-        return vlm_err(VLM_ERR_FORMAT, "%s: need 0 < min_pixels (%lld) <= max_pixels (%lld)", what, pp->min_pixels,
-                       pp->max_pixels);
-    if (pp->patch_size <= 0 || pp->temporal_patch_size <= 0 || pp->merge_size <= 0)
-        return vlm_err(VLM_ERR_FORMAT, "%s: patch sizes must be positive", what);
-    return VLM_OK;
-}
-
-static vlm_status parse_generation(const cJSON *g, const cJSON *c, const char *what, vlm_generation_config *gc) {
-    /* transformers GenerationConfig defaults */
-    *gc = (vlm_generation_config){.do_sample = 0,
-                                  .temperature = 1.0f,
-                                  .top_p = 1.0f,
-                                  .repetition_penalty = 1.0f,
-                                  .top_k = 50,
-                                  .n_eos = 0,
-                                  .pad_token_id = -1};
-    if (g) {
-        double d;
-        VLM_TRY(vlm_json_bool(g, "do_sample", what, &gc->do_sample));
-        d = gc->temperature;
-        VLM_TRY(vlm_json_num(g, "temperature", what, &d));
-        gc->temperature = (float)d;
-        d = gc->top_p;
-        VLM_TRY(vlm_json_num(g, "top_p", what, &d));
-        gc->top_p = (float)d;
-        d = gc->repetition_penalty;
-        VLM_TRY(vlm_json_num(g, "repetition_penalty", what, &d));
-        gc->repetition_penalty = (float)d;
-        VLM_TRY(vlm_json_i32(g, "top_k", what, &gc->top_k));
-        VLM_TRY(vlm_json_i32(g, "pad_token_id", what, &gc->pad_token_id));
-        VLM_TRY(vlm_json_int_array(g, "eos_token_id", what, gc->eos_ids, VLM_MAX_EOS, &gc->n_eos));
-    }
-    if (gc->n_eos == 0) /* config.json's single id only when generation_config has none */
-        VLM_TRY(vlm_json_int_array(text_obj(c, "eos_token_id"), "eos_token_id", what, gc->eos_ids, VLM_MAX_EOS,
-                                   &gc->n_eos));
-    return VLM_OK;
-}
-
-vlm_status vlm_config_parse(const cJSON *c, const cJSON *prep, const cJSON *gen, const char *what,
-                            vlm_model_config *cfg) {
+vlm_status vlm_config_parse(const cJSON *c, const char *what, vlm_model_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     if (!cJSON_IsObject(c)) return vlm_err(VLM_ERR_FORMAT, "%s: must be a JSON object", what);
     VLM_TRY(parse_family(c, what, cfg));
     VLM_TRY(parse_text(c, what, cfg));
     VLM_TRY(parse_vision(c, what, cfg));
-    VLM_TRY(parse_tokens(c, what, cfg));
-    VLM_TRY(parse_preproc(prep, "preprocessor_config.json", &cfg->preproc));
-    VLM_TRY(parse_generation(gen, c, "generation_config.json", &cfg->gen));
-    return VLM_OK;
-}
-
-static vlm_status load_optional(const char *dir, const char *name, cJSON **out) {
-    char p[VLM_PATH_MAX];
-    *out = NULL;
-    VLM_TRY(vlm_path_join(p, sizeof p, dir, name));
-    if (!vlm_path_exists(p)) return VLM_OK;
-    return vlm_json_load(p, out);
+    return parse_tokens(c, what, cfg);
 }
 
 vlm_status vlm_config_load(const char *dir, vlm_model_config *cfg) {
     char path[VLM_PATH_MAX];
     VLM_TRY(vlm_path_join(path, sizeof path, dir, "config.json"));
-    cJSON *c = NULL, *p = NULL, *g = NULL;
-    vlm_status s = vlm_json_load(path, &c);
-    if (s == VLM_OK) s = load_optional(dir, "preprocessor_config.json", &p);
-    if (s == VLM_OK) s = load_optional(dir, "generation_config.json", &g);
-    if (s == VLM_OK) s = vlm_config_parse(c, p, g, path, cfg);
+    cJSON *c = NULL;
+    VLM_TRY(vlm_json_load(path, &c));
+    vlm_status s = vlm_config_parse(c, path, cfg);
     cJSON_Delete(c);
-    cJSON_Delete(p);
-    cJSON_Delete(g);
     return s;
 }

@@ -1,6 +1,7 @@
 /* Model configuration: config.json (both families, text keys at top level or under text_config),
- * preprocessor_config.json and generation_config.json, with the transformers class defaults for
- * every key a file omits. Shapes are validated later against the weights (weights.c). */
+ * with the transformers class defaults for every key the file omits. Shapes are validated later
+ * against the weights (weights.c). The processor's and the generation settings have their own
+ * readers (image/preproc_config.h, text/generation_config.h); the runtime composes the three. */
 #ifndef VLM_MODEL_CONFIG_H
 #define VLM_MODEL_CONFIG_H
 
@@ -45,25 +46,10 @@ typedef struct {
 
 typedef struct {
     int image_token_id, video_token_id, vision_start_id, vision_end_id;
-    int bos_token_id; /* -1 when none */
-} vlm_token_ids;
-
-typedef struct {
-    long long min_pixels, max_pixels;
-    int patch_size, temporal_patch_size, merge_size;
-    double rescale_factor;
-    float mean[3], std[3];
-    int do_resize, do_rescale, do_normalize;
-} vlm_preproc_config;
-
-typedef struct {
-    int do_sample;
-    float temperature, top_p, repetition_penalty;
-    int top_k;
-    int eos_ids[VLM_MAX_EOS];
+    int bos_token_id;         /* -1 when none */
+    int eos_ids[VLM_MAX_EOS]; /* eos_token_id (one id or a list); generation_config.json's win */
     int n_eos;
-    int pad_token_id; /* -1 when none */
-} vlm_generation_config;
+} vlm_token_ids;
 
 typedef struct {
     vlm_family family;
@@ -72,17 +58,13 @@ typedef struct {
     vlm_text_config text;
     vlm_vision_config vision;
     vlm_token_ids tokens;
-    vlm_preproc_config preproc;
-    vlm_generation_config gen;
 } vlm_model_config;
 
-/* Reads DIR/config.json and, when present, DIR/preprocessor_config.json and
- * DIR/generation_config.json (class defaults otherwise). */
+/* Reads DIR/config.json. */
 vlm_status vlm_config_load(const char *dir, vlm_model_config *cfg);
-/* The same from already-parsed pieces (tests, fuzzing); any of prep/gen may be NULL. */
+/* The same from an already-parsed config.json (tests, fuzzing); `what` names it in errors. */
 struct cJSON;
-vlm_status vlm_config_parse(const struct cJSON *config, const struct cJSON *prep, const struct cJSON *gen,
-                            const char *what, vlm_model_config *cfg);
+vlm_status vlm_config_parse(const struct cJSON *config, const char *what, vlm_model_config *cfg);
 const char *vlm_family_name(vlm_family f); /* "Qwen2.5-VL" / "Qwen2-VL" */
 /* 1 when block b of the vision tower uses full attention (always for Qwen2-VL). */
 int vlm_vision_block_is_full(const vlm_vision_config *v, vlm_family f, int b);

@@ -187,7 +187,7 @@ vlm_status vlm_make_synthetic(const char *config, const char *out_dir, uint64_t 
     cJSON *root;
     VLM_TRY(vlm_json_load(cfg_file, &root));
     vlm_model_config cfg;
-    vlm_status s = vlm_config_parse(root, NULL, NULL, cfg_file, &cfg);
+    vlm_status s = vlm_config_parse(root, cfg_file, &cfg);
     cJSON_Delete(root);
     if (s != VLM_OK) return s;
     spec_list l = {0};

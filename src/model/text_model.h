@@ -5,7 +5,7 @@
  *   vlm_text_model *m;  vlm_text_model_open(be, "/path/to/checkpoint", &m);
  *   vlm_gen_request r;  vlm_gen_request_init(&r);
  *   r.ids = ids;  r.n_ids = n;  r.max_new_tokens = 128;  r.sampling = vlm_sampler_greedy();
- *   r.stop_ids = cfg->gen.eos_ids;  r.n_stop = cfg->gen.n_eos;  r.on_token = print_piece;
+ *   r.stop_ids = gen_cfg.eos_ids;  r.n_stop = gen_cfg.n_eos;  r.on_token = print_piece;
  *   vlm_gen_result res;  vlm_text_generate(m, &r, &res);  ...  vlm_gen_result_free(&res);
  *
  * Per request, generate allocates (once) the KV cache for prompt + max_new_tokens positions and the

@@ -20,6 +20,7 @@
 #include "kernels/backend.h"
 #include "model/config.h"
 #include "model/dump.h"
+#include "model/vision_plan.h"
 #include "model/weights.h"
 
 typedef struct vlm_vision_model vlm_vision_model;
@@ -45,26 +46,5 @@ vlm_status vlm_vision_encode(vlm_vision_model *m, const float *pixels, int64_t n
                              int n_images, float *out, int out_on_host, vlm_dump *dump);
 /* Releases the activation buffers kept between calls. */
 void vlm_vision_trim(vlm_vision_model *m);
-
-/* Rows of the output for these grids (merged tokens); -1 with an error for invalid grids. */
-int64_t vlm_vision_output_rows(const vlm_model_config *cfg, const int (*grids)[3], int n_images);
-
-/* Memory one encode call of these grids needs for activations, in bytes (device buffers plus the
- * host-side tables, for the CPU backend; pass include_pixels = 1 for a device backend, which
- * holds a copy of pixel_values). 0 for invalid grids. */
-uint64_t vlm_vision_activation_bytes(const vlm_model_config *cfg, const int (*grids)[3], int n_images,
-                                     int include_pixels);
-/* The largest --max-pixels (a multiple of 28 x 28) with which n_images images of at most that
- * many pixels each fit in `available` bytes of activation memory; 0 when none does. */
-int64_t vlm_vision_max_pixels_fitting(const vlm_model_config *cfg, int n_images, uint64_t available,
-                                      int include_pixels);
-/* VLM_OK when the activations of these grids fit in `available` bytes; otherwise VLM_ERR_NOMEM
- * with a message naming the bytes needed, the bytes available and a --max-pixels that fits. */
-vlm_status vlm_vision_check_memory(const vlm_model_config *cfg, const int (*grids)[3], int n_images, uint64_t available,
-                                   int include_pixels);
-
-/* Floating-point operations of one encode call: every matmul (2*M*N*K) and the attention
- * products QK^T and PV (4 * len^2 * head_dim * heads per segment). Element-wise ops not counted. */
-double vlm_vision_flops(const vlm_model_config *cfg, const int (*grids)[3], int n_images);
 
 #endif

@@ -1,11 +1,11 @@
 #include "model/weights.h"
 
-#include "model/quantize.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "tensor/quant.h"
 
 const char *vlm_vision_prefix(vlm_naming n) { return n == VLM_NAMES_NESTED ? "model.visual." : "visual."; }
 const char *vlm_text_prefix(vlm_naming n) { return n == VLM_NAMES_NESTED ? "model.language_model." : "model."; }
@@ -60,7 +60,7 @@ static vlm_status bind(binder *b, vlm_tensor *out, int ndim, const int64_t *shap
     }
     const vlm_st_entry *e = vlm_st_find(b->st, name);
     if (!e) return vlm_err(VLM_ERR_NOT_FOUND, "missing tensor %s", name);
-    if (e->dtype == VLM_DT_U8) { /* a quantized checkpoint (model/quantize.h) */
+    if (e->dtype == VLM_DT_U8) { /* a quantized checkpoint (runtime/quantize.h) */
         VLM_TRY(vlm_quant_bind(b->st, e, ndim, shape, out));
         b->used[e - b->st->entries] = 1;
         return VLM_OK;
@@ -248,4 +248,53 @@ vlm_status vlm_enumerate_weights(const vlm_model_config *cfg, vlm_naming naming,
     vlm_vision_weights_free(&vw);
     vlm_text_weights_free(&tw);
     return s;
+}
+
+/* ---- quantized tensors (written by runtime/quantize.c) ---- */
+vlm_status vlm_quant_bind(const vlm_safetensors *st, const vlm_st_entry *e, int ndim, const int64_t *shape,
+                          vlm_tensor *out) {
+    char key[600];
+    snprintf(key, sizeof key, "quant:%s", e->name);
+    const char *tag = vlm_st_meta(st, e, key);
+    vlm_dtype t;
+    if (!tag)
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s is stored as U8 without a quantization format (no \"%s\" in the __metadata__ of "
+                       "its file)",
+                       e->name, key);
+    if (vlm_quant_from_tag(tag, &t) != 0)
+        return vlm_err(VLM_ERR_FORMAT, "tensor %s has unknown quantization format '%s' (known: %s)", e->name, tag,
+                       vlm_quant_known_tags());
+    if (ndim != 2)
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s is quantized (%s) but the model needs a %d-D tensor there; only "
+                       "matrices can be quantized",
+                       e->name, tag, ndim);
+    if (e->ndim != 2)
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s: a quantized tensor is stored as U8 [rows, bytes per row], found "
+                       "%d dimensions",
+                       e->name, e->ndim);
+    if (e->shape[0] != shape[0])
+        return vlm_err(VLM_ERR_FORMAT, "tensor %s has %lld rows, the config implies %lld", e->name,
+                       (long long)e->shape[0], (long long)shape[0]);
+    int64_t K = shape[1], bk = vlm_dtype_block(t), bs = (int64_t)vlm_dtype_size(t), bpr = e->shape[1];
+    if (K % bk)
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s: rows of %lld weights (from the config) cannot be %s, whose blocks "
+                       "hold %lld",
+                       e->name, (long long)K, tag, (long long)bk);
+    if (bpr % bs)
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s: %lld bytes per row is not a whole number of %lld-byte %s blocks "
+                       "(truncated or padded rows)",
+                       e->name, (long long)bpr, (long long)bs, tag);
+    if (bpr / bs != K / bk)
+        return vlm_err(VLM_ERR_FORMAT,
+                       "tensor %s has %lld %s blocks per row (%lld weights), the config implies %lld "
+                       "(%lld weights)",
+                       e->name, (long long)(bpr / bs), tag, (long long)(bpr / bs * bk), (long long)(K / bk),
+                       (long long)K);
+    *out = (vlm_tensor){.dtype = t, .ndim = 2, .shape = {shape[0], K}, .data = (void *)e->data, .nbytes = e->nbytes};
+    return VLM_OK;
 }

@@ -66,6 +66,13 @@ vlm_status vlm_bind_weights(const vlm_safetensors *st, const vlm_model_config *c
 typedef void (*vlm_tensor_visitor)(void *ctx, const char *name, int ndim, const int64_t *shape);
 vlm_status vlm_enumerate_weights(const vlm_model_config *cfg, vlm_naming naming, int vision, int text,
                                  vlm_tensor_visitor visit, void *ctx);
+/* The view of a quantized checkpoint tensor (a U8 [N, bytes per row] entry whose format is in its
+ * file's __metadata__) as a block-format tensor of the logical shape [N, K] the model expects
+ * (ndim, shape). A missing or unknown format tag, a wrong row count, rows that are not whole blocks
+ * (truncated or padded) or a block count that does not match K is an error naming the tensor. */
+vlm_status vlm_quant_bind(const vlm_safetensors *st, const vlm_st_entry *e, int ndim, const int64_t *shape,
+                          vlm_tensor *out);
+
 void vlm_text_weights_free(vlm_text_weights *tw);
 void vlm_vision_weights_free(vlm_vision_weights *vw);
 

@@ -35,7 +35,7 @@ static void image_batch_free(image_batch *b) {
 static vlm_status preprocess_images(vlm_model *m, const char *const *paths, int n, image_batch *b) {
     memset(b, 0, sizeof *b);
     if (!n) return VLM_OK;
-    const vlm_preproc_config *pc = &m->vis.cfg.preproc;
+    const vlm_preproc_config *pc = &m->preproc;
     b->grids = calloc((size_t)n, sizeof *b->grids);
     b->tokens = calloc((size_t)n, sizeof *b->tokens);
     vlm_pixel_values *pv = calloc((size_t)n, sizeof *pv);
@@ -236,7 +236,7 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
     }
     vlm_gen_request gr;
     vlm_gen_request_init(&gr);
-    if (s == VLM_OK) s = vlm_sampler_params_resolve(&m->lang.cfg.gen, &r->sampling, &gr.sampling);
+    if (s == VLM_OK) s = vlm_sampler_params_resolve(&m->gen, &r->sampling, &gr.sampling);
     if (s == VLM_OK) s = vlm_detok_init(&sc.detok, m->tok, 1);
     if (s == VLM_OK) {
         if (r->sampling.max_tokens < 1) s = vlm_err(VLM_ERR_INVALID, "max_tokens must be at least 1");
@@ -246,8 +246,8 @@ vlm_status vlm_generate(vlm_model *m, const vlm_request *r, vlm_result *out) {
         gr.n_image_rows = (int)b.n_tokens;
         gr.grids = grids;
         gr.n_images = b.n_images;
-        gr.stop_ids = r->sampling.ignore_eos ? NULL : m->lang.cfg.gen.eos_ids;
-        gr.n_stop = r->sampling.ignore_eos ? 0 : m->lang.cfg.gen.n_eos;
+        gr.stop_ids = r->sampling.ignore_eos ? NULL : m->gen.eos_ids;
+        gr.n_stop = r->sampling.ignore_eos ? 0 : m->gen.n_eos;
         gr.max_new_tokens = r->sampling.max_tokens;
         gr.on_token = on_token;
         gr.user = &sc;

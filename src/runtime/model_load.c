@@ -7,9 +7,9 @@
 #include "base/log.h"
 #include "base/timer.h"
 #include "io/hf_cache.h"
-#include "model/quantize.h"
-#include "runtime/fingerprint.h"
+#include "runtime/artifact.h"
 #include "runtime/pipeline.h"
+#include "runtime/quantize.h"
 #include "runtime/split.h"
 
 static vlm_status pick_device(vlm_device want, vlm_device *got) {
@@ -50,6 +50,9 @@ static vlm_status load_language(vlm_model *m, const char *dir) {
     for (int i = 0; i < m->lang.st->n_entries; i++)
         if (strncmp(m->lang.st->entries[i].name, vp, strlen(vp)) != 0) m->lang.bytes += m->lang.st->entries[i].nbytes;
     VLM_TRY(vlm_text_model_create(m->be, &m->lang.cfg, &m->tw, &m->text));
+    /* stop ids: generation_config.json's, else config.json's eos_token_id */
+    VLM_TRY(vlm_generation_config_load(dir, &m->gen));
+    vlm_generation_config_default_eos(&m->gen, m->lang.cfg.tokens.eos_ids, m->lang.cfg.tokens.n_eos);
     vlm_status s = vlm_tok_load_dir(dir, &m->tok);
     if (s != VLM_OK) return vlm_err_ctx(s, "tokenizer of %s", dir);
     return VLM_OK;
@@ -63,6 +66,7 @@ static vlm_status load_vision(vlm_model *m, const char *dir, int share) {
     } else {
         VLM_TRY(open_component(&m->vis, dir));
     }
+    VLM_TRY(vlm_preproc_config_load(dir, &m->preproc));
     vlm_text_weights unused;
     VLM_TRY(vlm_bind_weights(m->vis.st, &m->vis.cfg, 1, 0, &m->vw, &unused));
     vlm_checkpoint_parts parts;
@@ -149,7 +153,8 @@ static vlm_status prepare_and_load(vlm_model *m) {
     if (m->device == VLM_DEV_CUDA)
         VLM_LOG_W("run_onnx: this ONNX Runtime build has no CUDA execution provider; the vision encoder runs on the "
                   "CPU, the language model on the GPU");
-    VLM_TRY(open_component(&m->vis, vis_dir)); /* its config (processor, merge size) */
+    VLM_TRY(open_component(&m->vis, vis_dir)); /* its config (merge size) */
+    VLM_TRY(vlm_preproc_config_load(vis_dir, &m->preproc));
     VLM_TRY(vlm_ort_vision_open(m->output_dir, m->be->threads, VLM_DEVICE_CPU, &m->onnx));
     const char *files[] = {VLM_ONNX_FILE, VLM_ONNX_DATA_FILE};
     for (int i = 0; i < 2; i++) {
@@ -184,6 +189,8 @@ vlm_status vlm_load(const vlm_load_options *o, vlm_model **out) {
     const char *env = getenv("VLM_THREADS");
     if (bo.threads <= 0 && env && atoi(env) > 0) bo.threads = atoi(env);
     vlm_status s = vlm_resolve_model(o->model_id, m->source_dir, sizeof m->source_dir);
+    /* the processor's class defaults until a vision component brings its own file */
+    if (s == VLM_OK) s = vlm_preproc_config_parse(NULL, "preprocessor_config.json", &m->preproc);
     if (s == VLM_OK) s = pick_device(o->device, &m->device);
     if (s == VLM_OK) s = vlm_backend_create(m->device == VLM_DEV_CUDA ? VLM_DEVICE_CUDA : VLM_DEVICE_CPU, &bo, &m->be);
     if (s == VLM_OK) {

@@ -6,6 +6,7 @@
 #ifndef VLM_RUNTIME_PIPELINE_H
 #define VLM_RUNTIME_PIPELINE_H
 
+#include "image/preproc_config.h"
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "kernels/backend.h"
@@ -14,6 +15,7 @@
 #include "model/vision_model.h"
 #include "model/weights.h"
 #include "runtime/onnx/onnx_vision.h"
+#include "text/generation_config.h"
 #include "text/tokenizer.h"
 #include "vlm.h"
 
@@ -37,14 +39,16 @@ struct vlm_model {
 
     vlm_component vis;
     vlm_vision_weights vw;
-    vlm_vision_model *vision; /* native encoder (original, split_native) */
-    vlm_ort_vision *onnx;     /* ONNX Runtime session (run_onnx) */
+    vlm_vision_model *vision;   /* native encoder (original, split_native) */
+    vlm_ort_vision *onnx;       /* ONNX Runtime session (run_onnx) */
+    vlm_preproc_config preproc; /* the vision component's preprocessor_config.json */
     uint64_t onnx_bytes;
 
     vlm_component lang;
     vlm_text_weights tw;
     vlm_text_model *text;
     vlm_tokenizer *tok;
+    vlm_generation_config gen; /* the language component's generation_config.json (+ config.json's eos) */
 
     double load_s;
 };

@@ -1,6 +1,5 @@
 #include "runtime/split.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +9,7 @@
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
-#include "runtime/fingerprint.h"
+#include "runtime/artifact.h"
 
 /* Support files each artifact carries (copied when the source has them). */
 static const char *const k_vision_files[] = {"config.json", "preprocessor_config.json", NULL};
@@ -78,20 +77,8 @@ static vlm_status write_part(const char *model_dir, const char *output_dir, cons
         if (s == VLM_OK) s = vlm_path_join(dst, sizeof dst, tmp_dir, files[i]);
         if (s == VLM_OK) s = vlm_copy_file(src, dst);
     }
-    vlm_manifest m = {0};
-    char abs[PATH_MAX];
-    if (s == VLM_OK && !realpath(model_dir, abs)) s = vlm_err(VLM_ERR_IO, "cannot resolve %s", model_dir);
-    if (s == VLM_OK) {
-        snprintf(m.kind, sizeof m.kind, "%s", part);
-        snprintf(m.source, sizeof m.source, "%s", abs);
-        snprintf(m.version, sizeof m.version, "%s", VLM_VERSION);
-        s = vlm_fingerprint_dir(model_dir, m.fingerprint);
-    }
-    if (s == VLM_OK) s = vlm_fingerprint_dir(tmp_dir, m.artifact);
-    if (s == VLM_OK) s = vlm_manifest_write(tmp_dir, &m);
-    if (s == VLM_OK) s = vlm_remove_tree(final_dir);
-    if (s == VLM_OK && rename(tmp_dir, final_dir) != 0)
-        s = vlm_err(VLM_ERR_IO, "cannot rename %s to %s", tmp_dir, final_dir);
+    if (s == VLM_OK) s = vlm_manifest_write_for(model_dir, tmp_dir, part);
+    if (s == VLM_OK) s = vlm_artifact_publish(tmp_dir, final_dir);
     if (s != VLM_OK) vlm_remove_tree(tmp_dir);
     return s;
 }

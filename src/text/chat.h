@@ -23,7 +23,7 @@
 
 #include <stddef.h>
 
-#include "io/json.h"
+#include "base/strbuf.h"
 #include "text/tokenizer.h"
 
 typedef enum { VLM_CHAT_TEXT, VLM_CHAT_IMAGE, VLM_CHAT_VIDEO } vlm_chat_part_type;

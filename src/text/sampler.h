@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#include "model/config.h"
+#include "text/generation_config.h"
 #include "vlm.h"
 
 typedef struct {

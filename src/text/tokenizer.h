@@ -39,7 +39,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
-#include "io/json.h"
+#include "base/strbuf.h"
 
 typedef struct vlm_tokenizer vlm_tokenizer;
 

@@ -11,6 +11,7 @@
 #include <pcre2.h>
 
 #include "io/file.h"
+#include "io/json.h"
 #include "text/tokenizer.h"
 #include "text/tokenizer_json.h"
 

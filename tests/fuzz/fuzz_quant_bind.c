@@ -1,4 +1,4 @@
-/* Fuzz target: binding a quantized checkpoint (model/quantize.h, vlm_quant_bind) and running the
+/* Fuzz target: binding a quantized checkpoint (model/weights.h, vlm_quant_bind) and running the
  * quantized kernels on whatever bytes bind. Any input must bind or fail with a message; what binds
  * must multiply and embed without reading out of bounds. Seed: corpus/fuzz_quant_bind/ (made by
  * make_quant_seed.py: a one-layer model, hidden 64, vocab 32). */
@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int ready;
     if (!ready) {
         cJSON *c = cJSON_Parse(k_config);
-        if (!c || vlm_config_parse(c, NULL, NULL, "fuzz config", &cfg) != VLM_OK) __builtin_trap();
+        if (!c || vlm_config_parse(c, "fuzz config", &cfg) != VLM_OK) __builtin_trap();
         cJSON_Delete(c);
         set_threads(1);
         ready = 1;

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the seed of fuzz_quant_bind: a one-layer language model (hidden 64, 2 heads / 1 KV head,
 MLP 64, vocab 32, tied) as a quantized checkpoint: Q4_0 linear weights, a Q8_0 embedding, BF16
-norms and biases, formats in __metadata__ as vlm quantize writes them (model/quantize.h).
+norms and biases, formats in __metadata__ as vlm quantize writes them (runtime/quantize.h).
 Block bytes are random with finite f16 scales. usage: make_quant_seed.py OUT.safetensors"""
 import json
 import struct

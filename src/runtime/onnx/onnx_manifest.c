@@ -1,10 +1,8 @@
-/* Export manifest and staleness check. The fingerprint of a checkpoint is cheap: config.json, the
- * safetensors index (when present) and every safetensors file by size and mtime, plus a hash of
- * each safetensors header (names, dtypes, shapes, offsets) — no tensor data is read. */
+/* Export manifest and staleness check, over the per-file checkpoint fingerprint of
+ * runtime/artifact.h (config.json, the safetensors index when present and every safetensors file by
+ * size and mtime, plus a hash of each safetensors header) — no tensor data is read. */
 #include "runtime/onnx/onnx_manifest.h"
 
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,77 +10,16 @@
 #include "base/log.h"
 #include "io/file.h"
 #include "io/json.h"
-#include "io/safetensors.h"
+#include "runtime/artifact.h"
 
 #define MANIFEST_FORMAT "vlm-onnx-vision"
-
-typedef struct {
-    char name[256];
-    uint64_t size;
-    int64_t mtime_ns;
-    char header[17]; /* FNV-1a 64 of a safetensors header in hex, "" for other files */
-} fp_file;
-
-typedef struct {
-    char checkpoint[VLM_PATH_MAX];
-    fp_file *files;
-    int n;
-} fingerprint;
-
-static uint64_t fnv1a64(const unsigned char *p, size_t n) {
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
-static const char *base_name(const char *path) {
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
-static vlm_status add_file(fingerprint *fp, const char *path, const vlm_st_file *st_file) {
-    fp_file *f = &fp->files[fp->n];
-    memset(f, 0, sizeof *f);
-    snprintf(f->name, sizeof f->name, "%s", base_name(path));
-    VLM_TRY(vlm_file_stat(path, &f->size, &f->mtime_ns));
-    if (st_file && st_file->map.size >= 8 + st_file->header_len)
-        snprintf(f->header, sizeof f->header, "%016llx",
-                 (unsigned long long)fnv1a64(st_file->map.data, 8 + st_file->header_len));
-    fp->n++;
-    return VLM_OK;
-}
-
-static void fingerprint_free(fingerprint *fp) {
-    free(fp->files);
-    memset(fp, 0, sizeof *fp);
-}
-
-static vlm_status fingerprint_take(const char *model_dir, fingerprint *fp) {
-    memset(fp, 0, sizeof *fp);
-    char real[PATH_MAX], path[VLM_PATH_MAX];
-    if (!realpath(model_dir, real)) return vlm_err(VLM_ERR_IO, "cannot resolve %s: %s", model_dir, strerror(errno));
-    snprintf(fp->checkpoint, sizeof fp->checkpoint, "%s", real);
-    vlm_safetensors *st = NULL;
-    VLM_TRY(vlm_st_open(model_dir, &st));
-    vlm_status s = VLM_OK;
-    fp->files = calloc((size_t)st->n_files + 2, sizeof *fp->files);
-    if (!fp->files) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
-    if (s == VLM_OK) s = vlm_path_join(path, sizeof path, model_dir, "config.json");
-    if (s == VLM_OK) s = add_file(fp, path, NULL);
-    if (s == VLM_OK) s = vlm_path_join(path, sizeof path, model_dir, "model.safetensors.index.json");
-    if (s == VLM_OK && vlm_is_file(path)) s = add_file(fp, path, NULL);
-    for (int i = 0; s == VLM_OK && i < st->n_files; i++) s = add_file(fp, st->files[i].path, &st->files[i]);
-    vlm_st_close(st);
-    if (s != VLM_OK) fingerprint_free(fp);
-    return s;
-}
 
 vlm_status vlm_onnx_manifest_write(const char *model_dir, const char *out_dir, const vlm_onnx_export_options *o,
                                    int external) {
     char path[VLM_PATH_MAX], out_path[VLM_PATH_MAX];
     VLM_TRY(vlm_path_join(path, sizeof path, out_dir, VLM_ONNX_MANIFEST_FILE));
-    fingerprint fp;
-    VLM_TRY(fingerprint_take(model_dir, &fp));
+    vlm_checkpoint_fingerprint fp;
+    VLM_TRY(vlm_checkpoint_fingerprint_take(model_dir, &fp));
     vlm_strbuf b = {0};
     vlm_sb_printf(&b, "{\n  \"format\": \"%s\",\n  \"exporter_version\": %d,\n  \"checkpoint\": ", MANIFEST_FORMAT,
                   VLM_ONNX_EXPORTER_VERSION);
@@ -111,7 +48,7 @@ vlm_status vlm_onnx_manifest_write(const char *model_dir, const char *out_dir, c
     if (s == VLM_OK && b.failed) s = vlm_err(VLM_ERR_NOMEM, "out of memory writing %s", path);
     if (s == VLM_OK) s = vlm_write_file(path, b.data, b.len);
     vlm_sb_free(&b);
-    fingerprint_free(&fp);
+    vlm_checkpoint_fingerprint_free(&fp);
     return s;
 }
 
@@ -135,11 +72,11 @@ static double json_num(const cJSON *o, const char *key) {
 }
 
 /* 1 when the manifest's files match the fingerprint; otherwise 0 and why names the first change. */
-static int files_match(const cJSON *files, const fingerprint *fp, char *why, size_t cap) {
+static int files_match(const cJSON *files, const vlm_checkpoint_fingerprint *fp, char *why, size_t cap) {
     if (!cJSON_IsArray(files)) return STALE("the manifest lists no checkpoint files");
     int n = cJSON_GetArraySize(files);
     for (int i = 0; i < fp->n; i++) {
-        const fp_file *f = &fp->files[i];
+        const vlm_fingerprint_file *f = &fp->files[i];
         const cJSON *m = NULL, *it;
         cJSON_ArrayForEach(it, files) if (!strcmp(json_str(it, "name"), f->name)) m = it;
         if (!m) return STALE("checkpoint file %s is new since the export", f->name);
@@ -199,8 +136,8 @@ vlm_status vlm_onnx_export_current(const char *model_dir, const char *out_dir, c
         snprintf(why, cap, "no export in %s (%s is missing)", out_dir, VLM_ONNX_MANIFEST_FILE);
         return VLM_OK;
     }
-    fingerprint fp;
-    VLM_TRY(fingerprint_take(model_dir, &fp));
+    vlm_checkpoint_fingerprint fp;
+    VLM_TRY(vlm_checkpoint_fingerprint_take(model_dir, &fp));
     cJSON *m = NULL;
     if (vlm_json_load(path, &m) != VLM_OK) {
         snprintf(why, cap, "unreadable manifest: %s", vlm_last_error());
@@ -217,7 +154,7 @@ vlm_status vlm_onnx_export_current(const char *model_dir, const char *out_dir, c
             outputs_match(cJSON_GetObjectItemCaseSensitive(m, "outputs"), out_dir, why, cap);
     }
     cJSON_Delete(m);
-    fingerprint_free(&fp);
+    vlm_checkpoint_fingerprint_free(&fp);
     return VLM_OK;
 }
 

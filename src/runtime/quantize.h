@@ -10,10 +10,11 @@
  *                          file's __metadata__ has "vlm_quant_version": "1" and, for each quantized
  *                          tensor of the checkpoint, "quant:<tensor name>": "<tag>" (q4_0 | q8_0 | nf4).
  *                          The logical shape is [N, bytes_per_row / block_bytes * block]; the binder
- *                          (weights.c) checks it against the config. Other tensors keep dtype and bytes.
+ *                          (model/weights.c, vlm_quant_bind) checks it against the config. Other tensors
+ *                          keep dtype and bytes.
  *   tokenizer, processor, chat template and generation files, copied
  *   vlm_manifest.json      kind "quantized-<tag>" (or "language-<tag>" for a language-only artifact),
- *                          the source path and fingerprint, so stale copies are detected.
+ *                          the source path and fingerprint, so stale copies are detected (artifact.h).
  *
  * Policy (vlm_quant_choose): the language model's linear weights (q/k/v/o, gate/up/down) take
  * `linear`; the token embedding and an untied lm_head take `embed`; a tied lm_head duplicate is
@@ -23,13 +24,12 @@
  *
  * Quantization streams tensor by tensor (a few MB of buffers; source pages are released after
  * use) and is atomic: everything is written into DIR.tmp.<pid> and renamed to DIR at the end. */
-#ifndef VLM_MODEL_QUANTIZE_H
-#define VLM_MODEL_QUANTIZE_H
+#ifndef VLM_RUNTIME_QUANTIZE_H
+#define VLM_RUNTIME_QUANTIZE_H
 
 #include <stdint.h>
 
 #include "base/error.h"
-#include "io/safetensors.h"
 #include "tensor/tensor.h"
 
 #define VLM_QUANT_KEEP VLM_DT_COUNT /* "leave in stored precision" */
@@ -63,13 +63,6 @@ vlm_dtype vlm_quant_choose(const char *name, int ndim, const int64_t *shape, int
  * exist, be empty, or hold an earlier output of this function (then it is replaced). */
 vlm_status vlm_quantize_checkpoint(const char *model_dir, const char *out_dir, const vlm_quant_options *o,
                                    vlm_quant_stats *stats);
-
-/* The view of a quantized checkpoint tensor (a U8 [N, bytes per row] entry whose format is in its
- * file's __metadata__) as a block-format tensor of the logical shape [N, K] the model expects
- * (ndim, shape). A missing or unknown format tag, a wrong row count, rows that are not whole blocks
- * (truncated or padded) or a block count that does not match K is an error naming the tensor. */
-vlm_status vlm_quant_bind(const vlm_safetensors *st, const vlm_st_entry *e, int ndim, const int64_t *shape,
-                          vlm_tensor *out);
 
 /* The manifest kind an output of o has: "quantized-q4_0", "language-nf4", ... */
 void vlm_quant_kind(const vlm_quant_options *o, char *buf, int cap);

@@ -1,4 +1,4 @@
-#include "model/quantize.h"
+#include "runtime/quantize.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -19,7 +19,7 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
-#include "runtime/fingerprint.h"
+#include "runtime/artifact.h"
 #include "tensor/quant.h"
 
 enum { CHUNK_FLOATS = 4 << 20 }; /* rows converted to f32 per step: 16 MB */
@@ -200,15 +200,9 @@ static vlm_status copy_support(const char *model_dir, const char *dir, int langu
 }
 
 static vlm_status write_manifest(const char *model_dir, const char *dir, const vlm_quant_options *o) {
-    vlm_manifest m = {0};
-    char abs[PATH_MAX];
-    if (!realpath(model_dir, abs)) return vlm_err(VLM_ERR_IO, "cannot resolve %s", model_dir);
-    vlm_quant_kind(o, m.kind, sizeof m.kind);
-    snprintf(m.source, sizeof m.source, "%s", abs);
-    snprintf(m.version, sizeof m.version, "%s", VLM_VERSION);
-    VLM_TRY(vlm_fingerprint_dir(model_dir, m.fingerprint));
-    VLM_TRY(vlm_fingerprint_dir(dir, m.artifact));
-    return vlm_manifest_write(dir, &m);
+    char kind[32];
+    vlm_quant_kind(o, kind, sizeof kind);
+    return vlm_manifest_write_for(model_dir, dir, kind);
 }
 
 /* The output must load: bind it as the engine will. */
@@ -223,18 +217,6 @@ static vlm_status verify(const char *dir, const vlm_model_config *cfg, int visio
     vlm_st_close(st);
     if (s != VLM_OK) vlm_err_ctx(s, "the quantized checkpoint written to %s does not bind", dir);
     return s;
-}
-
-static vlm_status replace_dir(const char *tmp, const char *out_dir) {
-    if (rename(tmp, out_dir) == 0) return VLM_OK; /* absent (or empty) */
-    char old[VLM_PATH_MAX];
-    snprintf(old, sizeof old, "%s.old.%d", out_dir, (int)getpid());
-    if (rename(out_dir, old) != 0) return vlm_err(VLM_ERR_IO, "cannot move %s aside to replace it", out_dir);
-    if (rename(tmp, out_dir) != 0) {
-        rename(old, out_dir);
-        return vlm_err(VLM_ERR_IO, "cannot rename %s to %s", tmp, out_dir);
-    }
-    return vlm_remove_tree(old);
 }
 
 /* Picks the tensors to write and what each becomes. */
@@ -357,60 +339,11 @@ vlm_status vlm_quantize_checkpoint(const char *model_dir, const char *out_dir, c
     }
     if (s == VLM_OK) s = quantize_into(model_dir, tmp, st, &cfg, &parts, o, stats);
     vlm_st_close(st);
-    if (s == VLM_OK) s = replace_dir(tmp, out_dir);
+    if (s == VLM_OK) s = vlm_artifact_publish(tmp, out_dir);
     if (s != VLM_OK) {
         vlm_remove_tree(tmp);
         vlm_err_ctx(s, "quantizing %s to %s", model_dir, out_dir);
     }
     stats->seconds = vlm_now() - t0;
     return s;
-}
-
-/* ---- reading ---- */
-vlm_status vlm_quant_bind(const vlm_safetensors *st, const vlm_st_entry *e, int ndim, const int64_t *shape,
-                          vlm_tensor *out) {
-    char key[600];
-    snprintf(key, sizeof key, "quant:%s", e->name);
-    const char *tag = vlm_st_meta(st, e, key);
-    vlm_dtype t;
-    if (!tag)
-        return vlm_err(VLM_ERR_FORMAT,
-                       "tensor %s is stored as U8 without a quantization format (no \"%s\" in the __metadata__ of "
-                       "its file)",
-                       e->name, key);
-    if (vlm_quant_from_tag(tag, &t) != 0)
-        return vlm_err(VLM_ERR_FORMAT, "tensor %s has unknown quantization format '%s' (known: %s)", e->name, tag,
-                       vlm_quant_known_tags());
-    if (ndim != 2)
-        return vlm_err(VLM_ERR_FORMAT,
-                       "tensor %s is quantized (%s) but the model needs a %d-D tensor there; only "
-                       "matrices can be quantized",
-                       e->name, tag, ndim);
-    if (e->ndim != 2)
-        return vlm_err(VLM_ERR_FORMAT,
-                       "tensor %s: a quantized tensor is stored as U8 [rows, bytes per row], found "
-                       "%d dimensions",
-                       e->name, e->ndim);
-    if (e->shape[0] != shape[0])
-        return vlm_err(VLM_ERR_FORMAT, "tensor %s has %lld rows, the config implies %lld", e->name,
-                       (long long)e->shape[0], (long long)shape[0]);
-    int64_t K = shape[1], bk = vlm_dtype_block(t), bs = (int64_t)vlm_dtype_size(t), bpr = e->shape[1];
-    if (K % bk)
-        return vlm_err(VLM_ERR_FORMAT,
-                       "tensor %s: rows of %lld weights (from the config) cannot be %s, whose blocks "
-                       "hold %lld",
-                       e->name, (long long)K, tag, (long long)bk);
-    if (bpr % bs)
-        return vlm_err(VLM_ERR_FORMAT,
-                       "tensor %s: %lld bytes per row is not a whole number of %lld-byte %s blocks "
-                       "(truncated or padded rows)",
-                       e->name, (long long)bpr, (long long)bs, tag);
-    if (bpr / bs != K / bk)
-        return vlm_err(VLM_ERR_FORMAT,
-                       "tensor %s has %lld %s blocks per row (%lld weights), the config implies %lld "
-                       "(%lld weights)",
-                       e->name, (long long)(bpr / bs), tag, (long long)(bpr / bs * bk), (long long)(K / bk),
-                       (long long)K);
-    *out = (vlm_tensor){.dtype = t, .ndim = 2, .shape = {shape[0], K}, .data = (void *)e->data, .nbytes = e->nbytes};
-    return VLM_OK;
 }

@@ -1,14 +1,23 @@
-#include "runtime/fingerprint.h"
+#include "runtime/artifact.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "base/memory.h"
 #include "io/file.h"
 #include "io/json.h"
+#include "io/safetensors.h"
+
+/* FNV-1a 64. The directory digest has always started from a basis one digit short of the standard
+ * one; it stays so, since changing it would make every existing artifact read as stale. */
+#define FNV_BASIS 14695981039346656037ull
+#define FNV_BASIS_DIR 1469598103934665603ull
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
     const unsigned char *p = data;
@@ -30,13 +39,17 @@ vlm_status vlm_fingerprint_dir(const char *dir, char out[VLM_FINGERPRINT_LEN]) {
     if (!d) return vlm_err(VLM_ERR_IO, "cannot open checkpoint directory %s", dir);
     char *names[512];
     int n = 0;
+    vlm_status s = VLM_OK;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < 512)
-        if (e->d_name[0] != '.' && relevant(e->d_name) && (names[n] = strdup(e->d_name)) != NULL) n++;
+    while (s == VLM_OK && (e = readdir(d)) != NULL && n < 512)
+        if (e->d_name[0] != '.' && relevant(e->d_name)) {
+            names[n] = vlm_strdup(e->d_name);
+            if (names[n]) n++;
+            else s = vlm_err_ctx(VLM_ERR_NOMEM, "fingerprint of %s", dir);
+        }
     closedir(d);
     qsort(names, (size_t)n, sizeof *names, cmp_str);
-    uint64_t h = 1469598103934665603ull;
-    vlm_status s = VLM_OK;
+    uint64_t h = FNV_BASIS_DIR;
     for (int i = 0; i < n && s == VLM_OK; i++) {
         char path[VLM_PATH_MAX];
         uint64_t size = 0;
@@ -55,18 +68,63 @@ vlm_status vlm_fingerprint_dir(const char *dir, char out[VLM_FINGERPRINT_LEN]) {
                 uint64_t hl = 0;
                 for (int k = 7; k >= 0; k--) hl = (hl << 8) | lenbuf[k];
                 if (hl > (uint64_t)100 << 20) hl = 0;
-                char *hdr = hl ? malloc(hl) : NULL;
+                char *hdr = hl ? vlm_alloc(hl, "a safetensors header to fingerprint") : NULL;
+                if (hl && !hdr) s = VLM_ERR_NOMEM;
                 if (hdr && fread(hdr, 1, hl, f) == hl) h = fnv1a(h, hdr, hl);
-                free(hdr);
+                vlm_free(hdr);
             }
             if (f) fclose(f);
         }
     }
-    for (int i = 0; i < n; i++) free(names[i]);
+    for (int i = 0; i < n; i++) vlm_free(names[i]);
     snprintf(out, VLM_FINGERPRINT_LEN, "%016llx", (unsigned long long)h);
     return s;
 }
 
+/* ---- the per-file fingerprint of a checkpoint ---- */
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static vlm_status add_file(vlm_checkpoint_fingerprint *fp, const char *path, const vlm_st_file *st_file) {
+    vlm_fingerprint_file *f = &fp->files[fp->n];
+    memset(f, 0, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s", base_name(path));
+    VLM_TRY(vlm_file_stat(path, &f->size, &f->mtime_ns));
+    if (st_file && st_file->map.size >= 8 + st_file->header_len)
+        snprintf(f->header, sizeof f->header, "%016llx",
+                 (unsigned long long)fnv1a(FNV_BASIS, st_file->map.data, 8 + st_file->header_len));
+    fp->n++;
+    return VLM_OK;
+}
+
+void vlm_checkpoint_fingerprint_free(vlm_checkpoint_fingerprint *fp) {
+    vlm_free(fp->files);
+    memset(fp, 0, sizeof *fp);
+}
+
+vlm_status vlm_checkpoint_fingerprint_take(const char *model_dir, vlm_checkpoint_fingerprint *fp) {
+    memset(fp, 0, sizeof *fp);
+    char real[PATH_MAX], path[VLM_PATH_MAX];
+    if (!realpath(model_dir, real)) return vlm_err(VLM_ERR_IO, "cannot resolve %s: %s", model_dir, strerror(errno));
+    snprintf(fp->checkpoint, sizeof fp->checkpoint, "%s", real);
+    vlm_safetensors *st = NULL;
+    VLM_TRY(vlm_st_open(model_dir, &st));
+    vlm_status s = VLM_OK;
+    fp->files = vlm_calloc((size_t)st->n_files + 2, sizeof *fp->files, "the checkpoint's file list");
+    if (!fp->files) s = VLM_ERR_NOMEM;
+    if (s == VLM_OK) s = vlm_path_join(path, sizeof path, model_dir, "config.json");
+    if (s == VLM_OK) s = add_file(fp, path, NULL);
+    if (s == VLM_OK) s = vlm_path_join(path, sizeof path, model_dir, "model.safetensors.index.json");
+    if (s == VLM_OK && vlm_is_file(path)) s = add_file(fp, path, NULL);
+    for (int i = 0; s == VLM_OK && i < st->n_files; i++) s = add_file(fp, st->files[i].path, &st->files[i]);
+    vlm_st_close(st);
+    if (s != VLM_OK) vlm_checkpoint_fingerprint_free(fp);
+    return s;
+}
+
+/* ---- directory manifests ---- */
 static const char k_manifest[] = "vlm_manifest.json";
 
 vlm_status vlm_manifest_write(const char *artifact_dir, const vlm_manifest *m) {
@@ -138,4 +196,28 @@ int vlm_manifest_is_fresh(const char *artifact_dir, const char *kind, const char
         return 0;
     }
     return 1;
+}
+
+vlm_status vlm_manifest_write_for(const char *model_dir, const char *artifact_dir, const char *kind) {
+    vlm_manifest m = {0};
+    char abs[PATH_MAX];
+    if (!realpath(model_dir, abs)) return vlm_err(VLM_ERR_IO, "cannot resolve %s", model_dir);
+    snprintf(m.kind, sizeof m.kind, "%s", kind);
+    snprintf(m.source, sizeof m.source, "%s", abs);
+    snprintf(m.version, sizeof m.version, "%s", VLM_VERSION);
+    VLM_TRY(vlm_fingerprint_dir(model_dir, m.fingerprint));
+    VLM_TRY(vlm_fingerprint_dir(artifact_dir, m.artifact));
+    return vlm_manifest_write(artifact_dir, &m);
+}
+
+vlm_status vlm_artifact_publish(const char *tmp_dir, const char *final_dir) {
+    if (rename(tmp_dir, final_dir) == 0) return VLM_OK; /* absent (or empty) */
+    char old[VLM_PATH_MAX];
+    snprintf(old, sizeof old, "%s.old.%d", final_dir, (int)getpid());
+    if (rename(final_dir, old) != 0) return vlm_err(VLM_ERR_IO, "cannot move %s aside to replace it", final_dir);
+    if (rename(tmp_dir, final_dir) != 0) {
+        rename(old, final_dir);
+        return vlm_err(VLM_ERR_IO, "cannot rename %s to %s", tmp_dir, final_dir);
+    }
+    return vlm_remove_tree(old);
 }

@@ -1,0 +1,23 @@
+/* The image processor's settings: preprocessor_config.json (transformers' Qwen2VLImageProcessor),
+ * with the class defaults for every key the file omits (and for a missing file). */
+#ifndef VLM_IMAGE_PREPROC_CONFIG_H
+#define VLM_IMAGE_PREPROC_CONFIG_H
+
+#include "base/error.h"
+
+typedef struct {
+    long long min_pixels, max_pixels;
+    int patch_size, temporal_patch_size, merge_size;
+    double rescale_factor;
+    float mean[3], std[3];
+    int do_resize, do_rescale, do_normalize;
+} vlm_preproc_config;
+
+/* Parses a preprocessor_config.json object; p == NULL gives the class defaults. `what` names the
+ * file in errors. Accepts `size: {shortest_edge, longest_edge}` in place of min/max_pixels. */
+struct cJSON;
+vlm_status vlm_preproc_config_parse(const struct cJSON *p, const char *what, vlm_preproc_config *pp);
+/* Reads DIR/preprocessor_config.json, or gives the class defaults when the file is absent. */
+vlm_status vlm_preproc_config_load(const char *dir, vlm_preproc_config *pp);
+
+#endif
