@@ -23,6 +23,9 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
     vlm_status s = vlm_preproc_config_load(dir, &cfg);
     if (s != VLM_OK) return vlm_err_ctx(s, "%s", model_id);
 
+    vlm_pool *pool = NULL; /* one thread per core, as vlm run's default */
+    s = vlm_pool_create(0, &pool);
+    if (s != VLM_OK) return s;
     vlm_pixel_values pv[VLM_ARG_LIST_MAX];
     int64_t *grid = NULL;
     float *all = NULL;
@@ -37,7 +40,7 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
         s = vlm_image_decode_file(path, limit, &img, &info);
         if (s != VLM_OK) goto done;
         double t1 = vlm_now();
-        s = vlm_preprocess_image(&img, &cfg, min_px, max_px, &pv[n]);
+        s = vlm_preprocess_image(&img, &cfg, min_px, max_px, pool, &pv[n]);
         if (s != VLM_OK) {
             vlm_err_ctx(s, "%s", path);
             vlm_image_free(&img);
@@ -76,6 +79,7 @@ done:
     if (all && n > 1) vlm_free(all);
     vlm_free(grid);
     for (int i = 0; i < n; i++) vlm_pixel_values_free(&pv[i]);
+    vlm_pool_free(pool);
     return s;
 }
 

@@ -197,29 +197,29 @@ static void test_preprocess_errors_and_overrides(void) {
     uint64_t rng = 9;
     vlm_image img = random_image(200, 100, &rng, 1);
     vlm_pixel_values pv;
-    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 0, &pv));
+    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 0, NULL, &pv));
     CHECK(pv.resized_h == 112 && pv.resized_w == 196 && pv.n_patches == 8 * 14);
     vlm_pixel_values_free(&pv);
     /* a min_pixels override scales up, a max_pixels override scales down */
-    CHECK_OK(vlm_preprocess_image(&img, &c, 200000, 0, &pv));
+    CHECK_OK(vlm_preprocess_image(&img, &c, 200000, 0, NULL, &pv));
     CHECK((long long)pv.resized_h * pv.resized_w >= 200000 && pv.resized_h == 336 && pv.resized_w == 644);
     vlm_pixel_values_free(&pv);
-    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 5000, &pv));
+    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 5000, NULL, &pv));
     CHECK(pv.resized_h == 28 && pv.resized_w == 84);
     vlm_pixel_values_free(&pv);
-    CHECK_ERR(vlm_preprocess_image(&img, &c, 9000, 5000, &pv), VLM_ERR_INVALID, "min_pixels 9000");
-    CHECK_ERR(vlm_preprocess_image(&img, &c, -1, 0, &pv), VLM_ERR_INVALID, "must be positive");
+    CHECK_ERR(vlm_preprocess_image(&img, &c, 9000, 5000, NULL, &pv), VLM_ERR_INVALID, "min_pixels 9000");
+    CHECK_ERR(vlm_preprocess_image(&img, &c, -1, 0, NULL, &pv), VLM_ERR_INVALID, "must be positive");
     vlm_image_free(&img);
     /* too small for the processor, and too elongated */
     img = random_image(3, 3, &rng, 0);
-    CHECK_ERR(vlm_preprocess_image(&img, &c, 0, 0, &pv), VLM_ERR_INVALID, "too small");
+    CHECK_ERR(vlm_preprocess_image(&img, &c, 0, 0, NULL, &pv), VLM_ERR_INVALID, "too small");
     CHECK(pv.data == NULL);
     vlm_image_free(&img);
     img = random_image(1000, 4, &rng, 0);
-    CHECK_ERR(vlm_preprocess_image(&img, &c, 0, 0, &pv), VLM_ERR_INVALID, "aspect ratio");
+    CHECK_ERR(vlm_preprocess_image(&img, &c, 0, 0, NULL, &pv), VLM_ERR_INVALID, "aspect ratio");
     vlm_image_free(&img);
     img = random_image(4, 4, &rng, 0);
-    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 0, &pv));
+    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 0, NULL, &pv));
     CHECK(pv.resized_h == 56 && pv.resized_w == 56);
     vlm_pixel_values_free(&pv);
     vlm_image_free(&img);
@@ -238,7 +238,7 @@ static void test_fused_matches_separate_steps(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         vlm_image img = random_image((int)cases[i][0], (int)cases[i][1], &rng, (int)(i & 1)), ref;
         vlm_pixel_values got, want;
-        CHECK_OK(vlm_preprocess_image(&img, &c, cases[i][2], cases[i][3], &got));
+        CHECK_OK(vlm_preprocess_image(&img, &c, cases[i][2], cases[i][3], NULL, &got));
         int rh, rw;
         CHECK_OK(vlm_smart_resize(img.height, img.width, 28, cases[i][2], cases[i][3], &rh, &rw));
         CHECK_OK(vlm_image_resize_bicubic_ref(&img, rw, rh, &ref));

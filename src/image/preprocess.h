@@ -5,7 +5,7 @@
  * order; image_grid_thw alongside.
  *
  *   vlm_image img;  vlm_image_decode_file(path, 0, &img, NULL);
- *   vlm_pixel_values pv;  vlm_preprocess_image(&img, &preproc_cfg, 0, 0, &pv);
+ *   vlm_pixel_values pv;  vlm_preprocess_image(&img, &preproc_cfg, 0, 0, pool, &pv);
  *   ... pv.data [pv.n_patches × pv.patch_dim], pv.grid_thw ...
  *   vlm_pixel_values_free(&pv);  vlm_image_free(&img);
  *
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/pool.h"
 #include "image/preproc_config.h"
 #include "io/image_decode.h"
 
@@ -42,13 +43,14 @@ vlm_status vlm_image_resize_bicubic(const vlm_image *in, int out_w, int out_h, v
 vlm_status vlm_image_resize_bicubic_ref(const vlm_image *in, int out_w, int out_h, vlm_image *out);
 
 /* Rescale + normalize + patchify an image that already has the final size (sides multiples of
- * patch_size · merge_size): the last steps of the processor. */
+ * patch_size · merge_size): the last steps of the processor, on the calling thread. */
 vlm_status vlm_image_patchify(const vlm_image *img, const vlm_preproc_config *cfg, vlm_pixel_values *out);
 
 /* The whole processor on one decoded image. min_pixels / max_pixels override the config when > 0
- * (transformers' min_pixels / max_pixels processor arguments). */
+ * (transformers' min_pixels / max_pixels processor arguments). Runs on the pool's threads (the
+ * model's backend's; NULL: the calling thread). */
 vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
-                                long long max_pixels, vlm_pixel_values *out);
+                                long long max_pixels, vlm_pool *pool, vlm_pixel_values *out);
 void vlm_pixel_values_free(vlm_pixel_values *pv);
 
 #endif

@@ -43,7 +43,7 @@ static vlm_status preprocess_images(vlm_model *m, const char *const *paths, int 
     for (int i = 0; s == VLM_OK && i < n; i++) {
         vlm_image img = {0};
         s = vlm_image_decode_file(paths[i], 0, &img, NULL);
-        if (s == VLM_OK) s = vlm_preprocess_image(&img, pc, m->opt.min_pixels, m->opt.max_pixels, &pv[i]);
+        if (s == VLM_OK) s = vlm_preprocess_image(&img, pc, m->opt.min_pixels, m->opt.max_pixels, m->be->pool, &pv[i]);
         vlm_image_free(&img);
         if (s != VLM_OK) {
             vlm_err_ctx(s, "image %s", paths[i]);
