@@ -12,7 +12,9 @@
  * Weights cycle through copies larger than the last-level cache, so every call reads DRAM as a
  * real decode step does.
  *
- *   perf_small_m [peaks] [small] [--threads N] [--reps N] [--mem-mb MB] [--shape NAME]
+ * prefill: the same at M = 128 and 512 (the blocked GEMM; lm_head left out).
+ *
+ *   perf_small_m [peaks] [small] [prefill] [--threads N] [--reps N] [--mem-mb MB] [--shape NAME]
  */
 #include <immintrin.h>
 #include <math.h>
@@ -266,20 +268,27 @@ static double time_call(const mats *m, int M, const float *x, float *y) {
     return t[n / 2];
 }
 
-static void bench_small(const limits *L, const char *only) {
-    static const int Ms[] = {1, 2, 4, 8, 16, 32, 64};
-    printf("\n## small M (%d threads; weights cycled through %zu MiB of copies, so read from DRAM)\n"
-           "   bw: weights GB/s / DRAM bandwidth; peak: arithmetic / the format's peak (f32 FMA, bf16 dot, int8 dot);\n"
-           "   xM=1: M separate one-row calls' time / this call's time (what batching M sequences buys)\n",
-           vlm_pool_threads(g_ctx.pool), g_mem >> 20);
+static void bench_small(const limits *L, const char *only, int prefill) {
+    static const int small[] = {1, 2, 4, 8, 16, 32, 64}, large[] = {128, 512};
+    const int *Ms = prefill ? large : small, nM = prefill ? 2 : 7;
+    if (prefill)
+        printf("\n## prefill M (%d threads): the same columns; xM=1 against M one-row calls\n",
+               vlm_pool_threads(g_ctx.pool));
+    else
+        printf("\n## small M (%d threads; weights cycled through %zu MiB of copies, so read from DRAM)\n"
+               "   bw: weights GB/s / DRAM bandwidth; peak: arithmetic / the format's peak (f32 FMA, bf16 dot, int8 "
+               "dot);\n"
+               "   xM=1: M separate one-row calls' time / this call's time (what batching M sequences buys)\n",
+               vlm_pool_threads(g_ctx.pool), g_mem >> 20);
     printf("%-8s %-13s %3s %9s %8s %6s %9s %6s %7s\n", "shape", "format", "M", "ms", "GB/s", "bw", "GFLOP/s", "peak",
            "xM=1");
-    float *x = malloc(sizeof(float) * 64 * 11008), *y = malloc(sizeof(float) * 64 * (size_t)151936);
+    float *x = malloc(sizeof(float) * 512 * 11008),
+          *y = malloc(sizeof(float) * 64 * (size_t)151936); /* >= 512 x 11008 */
     if (!x || !y) return;
-    fill_floats(x, 64 * 11008, 7);
+    fill_floats(x, 512 * 11008, 7);
     for (size_t si = 0; si < sizeof k_shapes / sizeof *k_shapes; si++) {
         const shape *s = &k_shapes[si];
-        if (only && strcmp(only, s->name)) continue;
+        if ((only && strcmp(only, s->name)) || (prefill && !strcmp(s->name, "lm_head"))) continue;
         for (int fmt = 0; fmt < N_FMT; fmt++) {
             mats m;
             if (!make_mats(s, fmt, &m)) {
@@ -290,7 +299,8 @@ static void bench_small(const limits *L, const char *only) {
             g_ctx.bf16 = fmt == FMT_BF16;
             double peak = fmt == FMT_F32 ? L->fma : fmt == FMT_BF16 ? L->bf16 : L->int8;
             double t1 = 0;
-            for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+            if (prefill) t1 = time_call(&m, 1, x, y);
+            for (int mi = 0; mi < nM; mi++) {
                 int M = Ms[mi];
                 double t = time_call(&m, M, x, y);
                 if (M == 1) t1 = t;
@@ -307,23 +317,24 @@ static void bench_small(const limits *L, const char *only) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 0, do_peaks = 0, do_small = 0;
+    int threads = 0, do_peaks = 0, do_small = 0, do_prefill = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "peaks")) do_peaks = 1;
         else if (!strcmp(argv[i], "small")) do_small = 1;
+        else if (!strcmp(argv[i], "prefill")) do_prefill = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--mem-mb") && i + 1 < argc) g_mem = (size_t)atol(argv[++i]) << 20;
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) only = argv[++i];
         else {
             fprintf(stderr,
-                    "usage: perf_small_m [peaks] [small] [--threads N] [--reps N] [--mem-mb MB] "
+                    "usage: perf_small_m [peaks] [small] [prefill] [--threads N] [--reps N] [--mem-mb MB] "
                     "[--shape q/o|k/v|gate/up|down|lm_head]\n");
             return 2;
         }
     }
-    if (!do_peaks && !do_small) do_peaks = do_small = 1;
+    if (!do_peaks && !do_small && !do_prefill) do_peaks = do_small = do_prefill = 1;
     if (g_reps < 1) g_reps = 1;
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (vlm_pool_create(threads, &g_ctx.pool) != VLM_OK) {
@@ -338,7 +349,8 @@ int main(int argc, char **argv) {
            vlm_qpath_name(vlm_cpu_quant_path()));
     limits L = bench_peaks(); /* the small-M fractions need them */
     (void)do_peaks;
-    if (do_small) bench_small(&L, only);
+    if (do_small) bench_small(&L, only, 0);
+    if (do_prefill) bench_small(&L, only, 1);
     vlm_pool_free(g_ctx.pool);
     return 0;
 }
