@@ -8,6 +8,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Arrays of the lists filled so far, freed at exit (a list never holds more values than argv has
+ * arguments, so one allocation per list suffices). */
+enum { MAX_LISTS = 32 };
+static const char **g_list_arrays[MAX_LISTS];
+static int g_n_lists;
+
+static void free_lists(void) {
+    for (int i = 0; i < g_n_lists; i++) free((void *)g_list_arrays[i]);
+    g_n_lists = 0;
+}
+
+static int list_init(const char *command, vlm_arg_list *l, int argc) {
+    if (l->v) return 0;
+    if (g_n_lists == MAX_LISTS) return vlm_usage_error(command, "too many list options");
+    l->v = calloc((size_t)argc + 1, sizeof *l->v);
+    if (!l->v) {
+        fprintf(stderr, "vlm %s: out of memory for the values of a list option\n", command);
+        return 1;
+    }
+    if (g_n_lists == 0) atexit(free_lists);
+    g_list_arrays[g_n_lists++] = l->v;
+    return 0;
+}
+
 int vlm_usage_error(const char *command, const char *fmt, ...) {
     va_list ap;
     fprintf(stderr, "vlm %s: ", command);
@@ -56,8 +80,7 @@ static int parse_value(const char *command, const vlm_arg *a, const char *v) {
     }
     case ARG_LIST: {
         vlm_arg_list *l = a->dst;
-        if (l->n >= VLM_ARG_LIST_MAX)
-            return vlm_usage_error(command, "%s given more than %d times", a->name, VLM_ARG_LIST_MAX);
+        if (!l->v) return vlm_usage_error(command, "%s: internal error (list not prepared)", a->name);
         l->v[l->n++] = v;
         return 0;
     }
@@ -87,6 +110,10 @@ int vlm_args_parse(const char *command, const char *synopsis, const vlm_arg *spe
             if (eq) return vlm_usage_error(command, "%s takes no value", a->name);
             *(int *)a->dst = 1;
             continue;
+        }
+        if (a->kind == ARG_LIST) {
+            int r = list_init(command, a->dst, argc);
+            if (r) return r;
         }
         if (eq) {
             if (parse_value(command, a, eq + 1)) return 2;

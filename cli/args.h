@@ -13,9 +13,11 @@ typedef enum {
     ARG_LIST,  /* --x V (repeatable) or --x V1 V2 ... (until the next flag): vlm_arg_list */
 } vlm_arg_kind;
 
-enum { VLM_ARG_LIST_MAX = 64 };
+/* Values of a repeatable flag, in order (pointers into argv). The array is allocated by the parser
+ * on the first value, sized for every argument, and freed at exit: no cap on how often a flag
+ * repeats. */
 typedef struct {
-    const char *v[VLM_ARG_LIST_MAX];
+    const char **v;
     int n;
 } vlm_arg_list;
 
@@ -29,7 +31,8 @@ typedef struct {
 } vlm_arg;
 
 /* Parses argv[first..argc) against spec (terminated by a {0} entry). Returns 0 on success,
- * 2 after printing a usage error, or -1 after printing help (--help / -h): exit 0 then. */
+ * 2 after printing a usage error, -1 after printing help (--help / -h): exit 0 then, or 1 when
+ * memory for a list option's values could not be allocated. */
 int vlm_args_parse(const char *command, const char *synopsis, const vlm_arg *spec, int argc, char **argv);
 void vlm_args_help(const char *command, const char *synopsis, const vlm_arg *spec);
 /* Prints "vlm COMMAND: message" and returns 2. */

@@ -43,10 +43,8 @@ static int check_args(const bench_args *a, vlm_bench_config *c) {
             c->modes[c->n_modes++] = m;
         }
     }
-    if (!strcmp(a->device, "auto")) c->device = VLM_DEV_AUTO;
-    else if (!strcmp(a->device, "cpu")) c->device = VLM_DEV_CPU;
-    else if (!strcmp(a->device, "cuda")) c->device = VLM_DEV_CUDA;
-    else return usage("--device: unknown device '%s' (expected auto, cuda or cpu)%s", a->device, "");
+    if (vlm_device_parse(a->device, &c->device) != 0)
+        return usage("--device: unknown device '%s' (expected auto, cuda or cpu)%s", a->device, "");
     if (a->plot && !vlm_bench_plot_format_ok(a->plot))
         return usage("--plot %s: the chart is written as FILE.svg or FILE.html%s", a->plot, "");
     int compare = a->compare_devices + a->compare_quant;
@@ -143,10 +141,15 @@ int cmd_bench(int argc, char **argv) {
     /* --device cuda without a usable GPU fails before any work, with the reason */
     vlm_device dev;
     vlm_status s;
-    if (!a.compare_devices && (s = vlm_bench_resolve_device(c.device, &dev)) != VLM_OK) return vlm_cli_fail(s);
+    if (!a.compare_devices && (s = vlm_device_resolve(c.device, &dev)) != VLM_OK) return vlm_cli_fail(s);
 
     if (a.output && (s = vlm_bench_check_output_path(a.output, "--output")) != VLM_OK) return vlm_cli_fail(s);
     if (a.plot && (s = vlm_bench_check_output_path(a.plot, "--plot")) != VLM_OK) return vlm_cli_fail(s);
+    if (a.output && a.csv) {
+        char csv[VLM_PATH_MAX];
+        vlm_bench_csv_path(a.output, csv, sizeof csv);
+        if ((s = vlm_bench_check_output_path(csv, "--csv")) != VLM_OK) return vlm_cli_fail(s);
+    }
     if ((a.compare_devices || a.compare_quant) &&
         (s = vlm_bench_check_output_dir(".", "the comparison files")) != VLM_OK)
         return vlm_cli_fail(s);

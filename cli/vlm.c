@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "base/error.h"
 #include "commands.h"
+#include "vlm_status.h"
 
 typedef struct {
     const char *name;

@@ -11,7 +11,12 @@ if(VLM_CUDA AND VLM_CUDA_SOURCES)
   endif()
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
-    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    # VLM_CUDA_ARCH picks the GPU targets, e.g. 90a: H100/H200 only, with Hopper's own instructions
+    # (wgmma, setmaxnreg; scripts/gpu_check.sh builds so). Default: A100 and H100/H200 (sm_80, sm_90).
+    set(VLM_CUDA_ARCH "" CACHE STRING "CUDA architectures, e.g. 90a (default: 80;90)")
+    if(VLM_CUDA_ARCH)
+      set(CMAKE_CUDA_ARCHITECTURES ${VLM_CUDA_ARCH})
+    elseif(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 80 90)   # A100, H100/H200
     endif()
     enable_language(CUDA)
@@ -27,7 +32,7 @@ if(VLM_CUDA AND VLM_CUDA_SOURCES)
                           CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
   endif()
 endif()
-message(STATUS "vlm: CUDA backend ${VLM_HAVE_CUDA}")
+message(STATUS "vlm: CUDA backend ${VLM_HAVE_CUDA} (architectures: ${CMAKE_CUDA_ARCHITECTURES})")
 
 # --- ONNX Runtime (run_onnx mode): ORT_ROOT, else third_party/onnxruntime from scripts/setup.sh ----
 set(VLM_HAVE_ORT OFF)
@@ -45,7 +50,7 @@ find_path(ORT_INCLUDE_DIR onnxruntime_c_api.h
           PATHS ${VLM_ORT_ROOT}/include ${VLM_ORT_ROOT}/include/onnxruntime NO_DEFAULT_PATH)
 find_library(ORT_LIBRARY NAMES onnxruntime libonnxruntime.so.1 PATHS ${VLM_ORT_ROOT}/lib NO_DEFAULT_PATH)
 file(GLOB VLM_ORT_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/runtime/onnx/ort_*.c)
-if(ORT_INCLUDE_DIR AND ORT_LIBRARY AND VLM_ORT_SOURCES)
+if(VLM_ONNXRUNTIME AND ORT_INCLUDE_DIR AND ORT_LIBRARY AND VLM_ORT_SOURCES)
   set(VLM_HAVE_ORT ON)
   target_sources(vlmcore PRIVATE ${VLM_ORT_SOURCES})
   target_include_directories(vlmcore PRIVATE ${ORT_INCLUDE_DIR})

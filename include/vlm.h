@@ -1,6 +1,8 @@
 /* vlm — public C API: load a Qwen2-VL / Qwen2.5-VL checkpoint in one of three modes, run requests
  * (images + text) with streaming output, read per-stage timings and memory, free.
- * The `vlm` command-line tool is built on this API only.
+ * The `vlm` command-line tool's model commands (run, bench: cli/) are built on this API only; its
+ * developer tools (split, export-onnx, quantize, info, tokenize, preprocess, make-synthetic:
+ * cli/dev/) work on checkpoints and artifacts piece by piece with the internal modules.
  *
  *   vlm_load_options o;  vlm_load_options_init(&o);  o.model_id = "Qwen/Qwen2.5-VL-3B-Instruct";
  *   vlm_model *m;  if (vlm_load(&o, &m) != VLM_OK) puts(vlm_last_error());
@@ -41,6 +43,15 @@ const char *vlm_precision_name(vlm_precision p);
 /* Parses "original" | "split_native" | "run_onnx" (0 on success) and names a mode. */
 int vlm_mode_parse(const char *name, vlm_mode *out);
 const char *vlm_mode_name(vlm_mode m);
+
+/* Parses "auto" | "cpu" | "cuda" (0 on success) and names a device. */
+int vlm_device_parse(const char *name, vlm_device *out);
+const char *vlm_device_name(vlm_device d);
+/* The device a load with `want` runs on: auto is cuda when a usable GPU is present, else cpu;
+ * cuda without a usable GPU is VLM_ERR_UNAVAILABLE with the reason. vlm_load resolves its
+ * options.device with this; callers that must know before loading (vlm bench names its results by
+ * device) call it too. */
+vlm_status vlm_device_resolve(vlm_device want, vlm_device *got);
 
 /* Progress of long work (loading, splitting, exporting, quantizing): stage name and a fraction in
  * [0, 1] (negative when unknown). */
@@ -154,8 +165,11 @@ typedef enum {
     VLM_STOP_MAX_TOKENS = 1, /* max_tokens reached */
     VLM_STOP_CALLBACK = 2,   /* on_text returned nonzero */
     VLM_STOP_STRING = 3,     /* one of the request's stop strings */
-    VLM_STOP_CANCELLED = 4   /* vlm_engine_cancel */
+    VLM_STOP_CANCELLED = 4   /* vlm_engine_cancel, or the engine freed before the request ended */
 } vlm_stop_reason;
+
+/* "eos", "max_tokens", "callback", "stop_string", "cancelled" ("?" for other values). */
+const char *vlm_stop_reason_name(vlm_stop_reason r);
 
 /* One image of a request as the model saw it: its size after decoding (and EXIF rotation), after
  * smart_resize (grounding boxes of Qwen2.5-VL are in these pixels), and its merged tokens. */

@@ -18,6 +18,7 @@
 #include "base/timer.h"
 #include "model/text_model_impl.h"
 #include "perf_common.h"
+#include "runtime/text_generate.h"
 
 /* A CPU-bound neighbour: a child in its own session spinning until killed. */
 static pid_t start_neighbour(void) {

@@ -19,9 +19,9 @@
 #include "tensor/quant.h"
 
 enum { ALIGN = 32 };
-enum { T_UINT32 = 4, T_INT32 = 5, T_FLOAT32 = 6, T_STRING = 8, T_ARRAY = 9 };    /* gguf value types */
-enum { G_F32 = 0, G_F16 = 1, G_Q4_0 = 2, G_Q8_0 = 8, G_BF16 = 30 };               /* ggml tensor types */
-enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER = 4, TOK_UNUSED = 5 };           /* token types */
+enum { T_UINT32 = 4, T_INT32 = 5, T_FLOAT32 = 6, T_STRING = 8, T_ARRAY = 9 }; /* gguf value types */
+enum { G_F32 = 0, G_F16 = 1, G_Q4_0 = 2, G_Q8_0 = 8, G_BF16 = 30 };           /* ggml tensor types */
+enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER = 4, TOK_UNUSED = 5 };       /* token types */
 
 static FILE *g_out;
 static int g_fail;
@@ -119,7 +119,7 @@ static int write_tokenizer(const char *dir, int64_t n_vocab) {
         tok[id->valueint] = content->valuestring;
         type[id->valueint] = cJSON_IsTrue(cJSON_GetObjectItem(e, "special")) ? TOK_CONTROL : TOK_USER;
     }
-    char (*pad)[32] = calloc((size_t)n_vocab, 32);
+    char(*pad)[32] = calloc((size_t)n_vocab, 32);
     for (int64_t i = 0; i < n_vocab; i++)
         if (!tok[i]) {
             snprintf(pad[i], 32, "[PAD%lld]", (long long)i);
@@ -144,9 +144,9 @@ static int write_tokenizer(const char *dir, int64_t n_vocab) {
     put_u64((uint64_t)cJSON_GetArraySize(merges));
     cJSON_ArrayForEach(e, merges) {
         if (cJSON_IsString(e)) put_str(e->valuestring);
-        else { /* newer files: ["a", "b"] */
-            char m[1024];
-            snprintf(m, sizeof m, "%s %s", cJSON_GetArrayItem(e, 0)->valuestring, cJSON_GetArrayItem(e, 1)->valuestring);
+        else { /* newer files: ["a", "b"] */ char m[1024];
+            snprintf(m, sizeof m, "%s %s", cJSON_GetArrayItem(e, 0)->valuestring,
+                     cJSON_GetArrayItem(e, 1)->valuestring);
             put_str(m);
         }
     }
@@ -211,11 +211,12 @@ int main(int argc, char **argv) {
     const int64_t n_vocab = ts[0].src->shape[0];
     for (int l = 0; l < layers; l++) {
         char g[96], h[160];
-        static const char *const mats[7][2] = {{"attn_q", "self_attn.q_proj"},   {"attn_k", "self_attn.k_proj"},
-                                               {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"},
-                                               {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},
+        static const char *const mats[7][2] = {{"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},
+                                               {"attn_v", "self_attn.v_proj"}, {"attn_output", "self_attn.o_proj"},
+                                               {"ffn_gate", "mlp.gate_proj"},  {"ffn_up", "mlp.up_proj"},
                                                {"ffn_down", "mlp.down_proj"}};
-        snprintf(g, sizeof g, "blk.%d.attn_norm.weight", l), snprintf(h, sizeof h, "layers.%d.input_layernorm.weight", l);
+        snprintf(g, sizeof g, "blk.%d.attn_norm.weight", l),
+            snprintf(h, sizeof h, "layers.%d.input_layernorm.weight", l);
         ADD(g, h, G_F32);
         for (int m = 0; m < 7; m++) {
             snprintf(g, sizeof g, "blk.%d.%s.weight", l, mats[m][0]);

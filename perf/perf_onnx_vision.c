@@ -22,7 +22,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *model = "/work/models/q25-3b", *out = NULL;
     int threads = 0, reps = 3;
-    int64_t grid[3] = {1, 32, 32};
+    vlm_grid_thw grid = {1, 32, 32};
     vlm_onnx_export_options o;
     vlm_onnx_export_options_init(&o);
     for (int i = 1; i < argc; i++) {
@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--export") && more) out = argv[++i];
         else if (!strcmp(a, "--threads") && more) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--reps") && more) reps = atoi(argv[++i]);
-        else if (!strcmp(a, "--grid") && i + 2 < argc) grid[1] = atoll(argv[++i]), grid[2] = atoll(argv[++i]);
+        else if (!strcmp(a, "--grid") && i + 2 < argc) grid.h = atoi(argv[++i]), grid.w = atoi(argv[++i]);
         else if (!strcmp(a, "--weights") && more && !vlm_onnx_weights_parse(argv[i + 1], &o.weights)) i++;
         else if (!strcmp(a, "--external") && more && !vlm_onnx_external_parse(argv[i + 1], &o.external)) i++;
         else {
@@ -47,9 +47,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (threads <= 0) threads = vlm_threads();
-    int64_t n = grid[0] * grid[1] * grid[2];
-    printf("model %s, grid %lldx%lldx%lld (%lld patches), %d threads, weights %s, CPU %s\n", model, (long long)grid[0],
-           (long long)grid[1], (long long)grid[2], (long long)n, threads, vlm_onnx_weights_name(o.weights),
+    int64_t n = vlm_grid_patches(&grid);
+    printf("model %s, grid %lldx%lldx%lld (%lld patches), %d threads, weights %s, CPU %s\n", model, (long long)grid.t,
+           (long long)grid.h, (long long)grid.w, (long long)n, threads, vlm_onnx_weights_name(o.weights),
            vlm_cpu_name());
 
     double t0 = vlm_now();
@@ -63,25 +63,26 @@ int main(int argc, char **argv) {
     uint64_t rss0 = vlm_rss_bytes();
     t0 = vlm_now();
     vlm_ort_vision *v = NULL;
-    if (vlm_ort_vision_open(out, threads, VLM_DEVICE_CPU, &v) != VLM_OK) {
+    if (vlm_ort_vision_open(out, threads, VLM_DEV_CPU, &v) != VLM_OK) {
         fprintf(stderr, "perf_onnx_vision: %s\n", vlm_last_error());
         return 1;
     }
     printf("session: %.2f s, RSS +%.0f MB\n", vlm_now() - t0, (double)(vlm_rss_bytes() - rss0) / 1e6);
 
-    float *pix = malloc(sizeof(float) * (size_t)(n * 1176));
+    const int64_t dim = vlm_ort_vision_patch_dim(v);
+    float *pix = malloc(sizeof(float) * (size_t)(n * dim));
     float *emb = malloc(sizeof(float) * (size_t)(n / 4 * vlm_ort_vision_out_hidden(v)));
     double *times = calloc((size_t)reps + 1, sizeof(double));
     if (!pix || !emb || !times) return 1;
     uint64_t seed = 1;
-    for (int64_t i = 0; i < n * 1176; i++) {
+    for (int64_t i = 0; i < n * dim; i++) {
         seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
         pix[i] = (float)((seed >> 40) & 0xffffff) / (float)(1 << 22) - 2.0f;
     }
     int status = 0;
     for (int r = 0; r <= reps && !status; r++) { /* run 0 is the warm-up */
         t0 = vlm_now();
-        if (vlm_ort_vision_run(v, pix, n, 1176, grid, 1, emb, n / 4) != VLM_OK) {
+        if (vlm_ort_vision_run(v, pix, n, (int)dim, &grid, 1, emb, n / 4) != VLM_OK) {
             fprintf(stderr, "perf_onnx_vision: %s\n", vlm_last_error());
             status = 1;
         }

@@ -83,10 +83,10 @@ static int bench_vlm(const char *path, int runs, int with_cpu, result *r) {
         t[1] = vlm_now(), c[1] = cpu_now();
         int rh, rw;
         if (vlm_smart_resize(img.height, img.width, 28, cfg.min_pixels, cfg.max_pixels, &rh, &rw) != VLM_OK ||
-            vlm_image_resize_bicubic(&img, rw, rh, &resized) != VLM_OK)
+            vlm_image_resize_bicubic(&img, rw, rh, g_pool, &resized) != VLM_OK)
             return 0;
         t[2] = vlm_now(), c[2] = cpu_now();
-        if (vlm_image_patchify(&resized, &cfg, &pv) != VLM_OK) return 0;
+        if (vlm_image_patchify(&resized, &cfg, g_pool, &pv) != VLM_OK) return 0;
         t[3] = vlm_now(), c[3] = cpu_now();
         vlm_image_free(&resized);
         vlm_pixel_values_free(&pv);

@@ -48,7 +48,7 @@ static float *random_rows(size_t n, uint64_t seed) {
 static double time_gemms(bench_model *b, int N, int nb, double *flops) {
     const vlm_vision_config *v = &b->cfg.vision;
     vlm_backend *be = b->be;
-    int W = v->width, F = v->mlp_hidden, M = N / 4, K = 1176;
+    int W = v->width, F = v->mlp_hidden, M = N / 4, K = vlm_vision_patch_dim(v);
     float *x = random_rows((size_t)N * (K > 3 * W ? K : 3 * W), 1), *y = malloc(sizeof(float) * (size_t)N * 2 * F);
     float *big = malloc(sizeof(float) * (size_t)N * (3 * W > 2 * F ? 3 * W : 2 * F));
     /* zero biases: the encoder's products carry one, so these do too */
@@ -80,7 +80,7 @@ static double time_gemms(bench_model *b, int N, int nb, double *flops) {
 }
 
 /* One window-attention call and one full-attention call on random q/k/v, scaled to the depth. */
-static double time_attention(bench_model *b, const int (*g)[3]) {
+static double time_attention(bench_model *b, const vlm_grid_thw *g) {
     const vlm_vision_config *v = &b->cfg.vision;
     vlm_vision_layout l;
     if (vlm_vision_layout_build(v, 1, g, 1, &l) != VLM_OK) return -1;
@@ -112,18 +112,19 @@ static double time_attention(bench_model *b, const int (*g)[3]) {
 }
 
 static int bench_grid(bench_model *b, const char *label, int gh, int gw, int reps, int base_blocks) {
-    int g[1][3] = {{1, gh, gw}};
+    vlm_grid_thw g[1] = {{1, gh, gw}};
     int N = gh * gw, M = N / 4, D = b->cfg.vision.out_hidden;
-    float *px = random_rows((size_t)N * 1176, 7), *out = malloc(sizeof(float) * (size_t)M * D);
+    float *px = random_rows((size_t)N * vlm_vision_patch_dim(&b->cfg.vision), 7),
+          *out = malloc(sizeof(float) * (size_t)M * D);
     if (!px || !out) return 1;
-    uint64_t need = vlm_vision_activation_bytes(&b->cfg, (const int(*)[3])g, 1, 0);
-    double flops = vlm_vision_flops(&b->cfg, (const int(*)[3])g, 1);
+    uint64_t need = vlm_vision_activation_bytes(&b->cfg, g, 1, 0);
+    double flops = vlm_vision_flops(&b->cfg, g, 1);
     vlm_reset_peak_rss();
     uint64_t rss0 = vlm_rss_bytes();
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = vlm_now();
-        if (vlm_vision_encode(b->m, px, N, (const int(*)[3])g, 1, out, 1, NULL) != VLM_OK) {
+        if (vlm_vision_encode(b->m, px, N, g, 1, out, 1, NULL) != VLM_OK) {
             fprintf(stderr, "encode: %s\n", vlm_last_error());
             return 1;
         }
@@ -133,7 +134,7 @@ static int bench_grid(bench_model *b, const char *label, int gh, int gw, int rep
     uint64_t peak = vlm_peak_rss_bytes();
     vlm_vision_trim(b->m);
     double gemm_flops = 0, t_gemm = time_gemms(b, N, base_blocks, &gemm_flops);
-    double t_attn = time_attention(b, (const int(*)[3])g);
+    double t_attn = time_attention(b, g);
     double mib = 1024.0 * 1024.0;
     printf("%-9s grid 1x%dx%d  N=%d  %.1f GFLOP  encode %.2f s  %.1f GFLOP/s\n", label, gh, gw, N, flops / 1e9, best,
            flops / best / 1e9);
@@ -182,10 +183,11 @@ int main(int argc, char **argv) {
            vlm_family_name(b.cfg.family), b.cfg.vision.width, b.cfg.vision.depth, b.be->device_name, b.be->threads,
            vlm_dtype_name(b.vw.blocks[0].qkv_w.dtype));
     /* warm-up: a small image touches every weight once (page cache -> resident) */
-    int wg[1][3] = {{1, 8, 8}};
-    float *wp = random_rows(64 * 1176, 3), *wo = malloc(sizeof(float) * 16 * (size_t)b.cfg.vision.out_hidden);
+    vlm_grid_thw wg[1] = {{1, 8, 8}};
+    float *wp = random_rows(64 * (size_t)vlm_vision_patch_dim(&b.cfg.vision), 3),
+          *wo = malloc(sizeof(float) * 16 * (size_t)b.cfg.vision.out_hidden);
     double t0 = vlm_now();
-    s = vlm_vision_encode(b.m, wp, 64, (const int(*)[3])wg, 1, wo, 1, NULL);
+    s = vlm_vision_encode(b.m, wp, 64, wg, 1, wo, 1, NULL);
     printf("warm-up 1x8x8: %.2f s\n", vlm_now() - t0);
     free(wp), free(wo);
     int rc = s != VLM_OK;

@@ -775,14 +775,13 @@ static void test_results_errors(void) {
     CHECK_ERR(vlm_bench_check_output_path(test_tmpdir(), "--plot"), VLM_ERR_INVALID, "is a directory");
 
     vlm_device d;
-    CHECK_OK(vlm_bench_resolve_device(VLM_DEV_CPU, &d));
+    CHECK_OK(vlm_device_resolve(VLM_DEV_CPU, &d));
     CHECK(d == VLM_DEV_CPU);
     char why[256];
     int gpu = vlm_cuda_usable(why, sizeof why);
-    CHECK_OK(vlm_bench_resolve_device(VLM_DEV_AUTO, &d));
+    CHECK_OK(vlm_device_resolve(VLM_DEV_AUTO, &d));
     CHECK(d == (gpu ? VLM_DEV_CUDA : VLM_DEV_CPU));
-    if (!gpu)
-        CHECK_ERR(vlm_bench_resolve_device(VLM_DEV_CUDA, &d), VLM_ERR_UNAVAILABLE, "--device cuda: no usable GPU");
+    if (!gpu) CHECK_ERR(vlm_device_resolve(VLM_DEV_CUDA, &d), VLM_ERR_UNAVAILABLE, "--device cuda: no usable GPU");
 }
 
 int main(void) {

@@ -160,7 +160,7 @@ static void run_case(const char *name) {
     if (grid && grid->shape[0] == n_img)
         for (int i = 0; i < n_img; i++)
             for (int j = 0; j < 3; j++)
-                CHECK_MSG(((const int64_t *)grid->data)[i * 3 + j] == pv[i].grid_thw[j], "%s: grid[%d][%d]", name, i,
+                CHECK_MSG(((const int64_t *)grid->data)[i * 3 + j] == (&pv[i].grid.t)[j], "%s: grid[%d][%d]", name, i,
                           j);
     const int dim = pv[0].patch_dim;
     float *all = malloc((size_t)total * dim * sizeof(float));

@@ -75,8 +75,11 @@ static int check_case(vlm_ort_vision *sess, const char *case_name, const char *l
         int64_t rows = emb->shape[0], hidden = emb->shape[1];
         CHECK(vlm_ort_vision_out_hidden(sess) == hidden);
         float *out = calloc((size_t)(rows * hidden), sizeof(float));
-        s = vlm_ort_vision_run(sess, pv->data, pv->shape[0], (int)pv->shape[1], grid->data, (int)grid->shape[0], out,
-                               rows);
+        vlm_grid_thw grids[8];
+        const int64_t *g = grid->data;
+        for (int i = 0; i < grid->shape[0] && i < 8; i++)
+            grids[i] = (vlm_grid_thw){(int)g[3 * i], (int)g[3 * i + 1], (int)g[3 * i + 2]};
+        s = vlm_ort_vision_run(sess, pv->data, pv->shape[0], (int)pv->shape[1], grids, (int)grid->shape[0], out, rows);
         CHECK_OK(s);
         char what[128];
         snprintf(what, sizeof what, "%s image_embeds (%s)", case_name, label);
@@ -102,7 +105,7 @@ static void test_fixture_cases(void) {
     for (int i = 0; i < N_CASES; i++) {
         const char *dir = export_dir(k_cases[i].model);
         vlm_ort_vision *sess = NULL;
-        CHECK_OK(vlm_ort_vision_open(dir, 2, VLM_DEVICE_CPU, &sess));
+        CHECK_OK(vlm_ort_vision_open(dir, 2, VLM_DEV_CPU, &sess));
         if (!sess) continue;
         check_case(sess, k_cases[i].name, "bf16 weights, 2 threads");
         vlm_ort_vision_close(sess);
@@ -120,7 +123,7 @@ static void test_two_frames(void) {
         vlm_safetensors *st = NULL;
         vlm_ort_vision *sess = NULL;
         CHECK_OK(vlm_st_open(test_fixture(rel), &st));
-        CHECK_OK(vlm_ort_vision_open(export_dir(cases[c][1]), 2, VLM_DEVICE_CPU, &sess));
+        CHECK_OK(vlm_ort_vision_open(export_dir(cases[c][1]), 2, VLM_DEV_CPU, &sess));
         const vlm_st_entry *pv = st ? vlm_st_find(st, "pixel_values") : NULL;
         const vlm_st_entry *grid = st ? vlm_st_find(st, "image_grid_thw") : NULL;
         const vlm_st_entry *emb = st ? vlm_st_find(st, "image_embeds") : NULL;
@@ -130,8 +133,8 @@ static void test_two_frames(void) {
             memcpy(pix, pv->data, n * sizeof(float));
             memcpy(pix + n, pv->data, n * sizeof(float));
             const int64_t *g = grid->data;
-            int64_t g2[3] = {2, g[1], g[2]};
-            CHECK_OK(vlm_ort_vision_run(sess, pix, 2 * pv->shape[0], 1176, g2, 1, out, 2 * emb->shape[0]));
+            vlm_grid_thw g2 = {2, (int)g[1], (int)g[2]};
+            CHECK_OK(vlm_ort_vision_run(sess, pix, 2 * pv->shape[0], 1176, &g2, 1, out, 2 * emb->shape[0]));
             CHECK(test_close("frame 0", out, emb->data, m, 1e-4f, 1e-5f));
             CHECK(test_close("frame 1", out + m, emb->data, m, 1e-4f, 1e-5f));
             free(pix);
@@ -167,7 +170,7 @@ static void test_export_variants(void) {
             snprintf(data, sizeof data, "%s/%s", dir, VLM_ONNX_DATA_FILE);
             CHECK(vlm_is_file(data) == v[i].has_data);
             vlm_ort_vision *sess = NULL;
-            CHECK_OK(vlm_ort_vision_open(dir, 1, VLM_DEVICE_CPU, &sess));
+            CHECK_OK(vlm_ort_vision_open(dir, 1, VLM_DEV_CPU, &sess));
             if (sess) check_case(sess, cases[m], v[i].label);
             vlm_ort_vision_close(sess);
         }
@@ -214,7 +217,7 @@ static int copy_prefix(const char *src, const char *dst, size_t keep) {
 static void test_broken_files(void) {
     if (!have_export() || !have_ort()) return;
     vlm_ort_vision *sess = NULL;
-    CHECK_ERR(vlm_ort_vision_open(test_tmp("nowhere/vision.onnx"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_NOT_FOUND,
+    CHECK_ERR(vlm_ort_vision_open(test_tmp("nowhere/vision.onnx"), 1, VLM_DEV_CPU, &sess), VLM_ERR_NOT_FOUND,
               "nowhere/vision.onnx not found");
     CHECK(!sess);
 
@@ -227,20 +230,19 @@ static void test_broken_files(void) {
 
     CHECK_OK(vlm_mkdirs(test_tmp("corrupt")));
     CHECK_OK(vlm_write_file(test_tmp("corrupt/vision.onnx"), "this is not a protobuf\xff\xff\xff", 25));
-    CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT,
+    CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt"), 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT,
               "corrupt/vision.onnx: ONNX Runtime cannot load it");
     fprintf(stderr, "  corrupt: %s\n", vlm_last_error());
 
     CHECK_OK(vlm_mkdirs(test_tmp("truncated")));
     CHECK(copy_prefix(src, test_tmp("truncated/vision.onnx"), (size_t)size / 2) == 0);
-    CHECK_ERR(vlm_ort_vision_open(test_tmp("truncated"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT,
+    CHECK_ERR(vlm_ort_vision_open(test_tmp("truncated"), 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT,
               "truncated/vision.onnx: ONNX Runtime cannot load it");
     fprintf(stderr, "  truncated: %s\n", vlm_last_error());
     CHECK(!sess);
 
     CHECK_OK(vlm_write_file(test_tmp("corrupt/empty.onnx"), "", 0));
-    CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt/empty.onnx"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT,
-              "empty.onnx");
+    CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt/empty.onnx"), 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT, "empty.onnx");
 
     /* an external data file cut short */
     vlm_onnx_export_options o = {.weights = VLM_ONNX_WEIGHTS_STORED, .external = VLM_ONNX_EXTERNAL_ALWAYS};
@@ -251,7 +253,7 @@ static void test_broken_files(void) {
     snprintf(tmp, sizeof tmp, "%s.cut", data);
     CHECK_OK(vlm_file_stat(data, &size, &mt));
     CHECK(copy_prefix(data, tmp, (size_t)size / 2) == 0 && rename(tmp, data) == 0);
-    CHECK_ERR(vlm_ort_vision_open(ext, 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT, "truncated-data/vision.onnx");
+    CHECK_ERR(vlm_ort_vision_open(ext, 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT, "truncated-data/vision.onnx");
     CHECK(strstr(vlm_last_error(), "out of bounds") != NULL); /* ONNX Runtime's own words, passed through */
     fprintf(stderr, "  truncated data file: %s\n", vlm_last_error());
     CHECK(!sess);
@@ -267,7 +269,7 @@ static void test_broken_files(void) {
             "onnx.save(h.make_model(g, opset_imports=[h.make_opsetid(\"\", 17)], ir_version=8), sys.argv[1])' '%s'",
             test_tmp("corrupt/identity.onnx"));
         CHECK(system(cmd) == 0);
-        CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt/identity.onnx"), 1, VLM_DEVICE_CPU, &sess), VLM_ERR_FORMAT,
+        CHECK_ERR(vlm_ort_vision_open(test_tmp("corrupt/identity.onnx"), 1, VLM_DEV_CPU, &sess), VLM_ERR_FORMAT,
                   "not a vision tower exported by vlm export-onnx");
         CHECK(!sess);
     }
@@ -277,26 +279,26 @@ static void test_broken_files(void) {
 static void test_bad_requests(void) {
     if (!have_export() || !have_ort()) return;
     vlm_ort_vision *sess = NULL;
-    CHECK_OK(vlm_ort_vision_open(export_dir("tiny-qwen2_5-vl"), 1, VLM_DEVICE_CPU, &sess));
+    CHECK_OK(vlm_ort_vision_open(export_dir("tiny-qwen2_5-vl"), 1, VLM_DEV_CPU, &sess));
     if (!sess) return;
     float pixels[16 * 1176] = {0}, out[4 * 64];
-    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, (const int64_t[]){1, 4, 3}, 1, out, 4), VLM_ERR_INVALID,
+    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, &(vlm_grid_thw){1, 4, 3}, 1, out, 4), VLM_ERR_INVALID,
               "multiples of 2");
-    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, (const int64_t[]){1, 4, 2}, 1, out, 4), VLM_ERR_INVALID,
+    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, &(vlm_grid_thw){1, 4, 2}, 1, out, 4), VLM_ERR_INVALID,
               "cover 8 patches but pixel_values has 16 rows");
-    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1000, (const int64_t[]){1, 4, 4}, 1, out, 4), VLM_ERR_INVALID,
+    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1000, &(vlm_grid_thw){1, 4, 4}, 1, out, 4), VLM_ERR_INVALID,
               "expects 1176");
-    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, (const int64_t[]){1, 4, 4}, 1, out, 3), VLM_ERR_INVALID,
+    CHECK_ERR(vlm_ort_vision_run(sess, pixels, 16, 1176, &(vlm_grid_thw){1, 4, 4}, 1, out, 3), VLM_ERR_INVALID,
               "needs 4 rows");
     /* a zero image is still a valid image */
-    CHECK_OK(vlm_ort_vision_run(sess, pixels, 16, 1176, (const int64_t[]){1, 4, 4}, 1, out, 4));
+    CHECK_OK(vlm_ort_vision_run(sess, pixels, 16, 1176, &(vlm_grid_thw){1, 4, 4}, 1, out, 4));
     int finite = 1;
     for (int i = 0; i < 4 * 64; i++) finite &= out[i] == out[i];
     CHECK(finite);
     vlm_ort_vision_close(sess);
 
     vlm_ort_vision *cuda = NULL;
-    vlm_status s = vlm_ort_vision_open(export_dir("tiny-qwen2_5-vl"), 1, VLM_DEVICE_CUDA, &cuda);
+    vlm_status s = vlm_ort_vision_open(export_dir("tiny-qwen2_5-vl"), 1, VLM_DEV_CUDA, &cuda);
     if (s != VLM_OK) {
         CHECK_ERR(s, VLM_ERR_UNAVAILABLE, "no CUDA execution provider");
         fprintf(stderr, "  --device cuda: %s\n", vlm_last_error());

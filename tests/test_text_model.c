@@ -12,6 +12,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "model/text_model.h"
+#include "runtime/text_generate.h"
 #include "text/chat.h"
 #include "text/generation_config.h"
 #include "text/tokenizer.h"
@@ -112,7 +113,7 @@ static const char *k_modes[] = {"ids", "hook", "hook, chunks of 7", "ids, chunks
 /* A device copy of host floats (the mapping itself on the CPU). */
 static const float *on_device(vlm_backend *be, const float *host, size_t n, float **owned) {
     *owned = NULL;
-    if (!host || be->kind == VLM_DEVICE_CPU) return host;
+    if (!host || be->kind == VLM_DEV_CPU) return host;
     *owned = vlm_dev_alloc(be, n * sizeof(float), "test input");
     if (*owned) CHECK_OK(vlm_to_device(be, *owned, host, n * sizeof(float)));
     return *owned;
@@ -201,7 +202,7 @@ static void test_fixture_parity_cuda(void) {
         return;
     }
     vlm_backend *cuda = NULL;
-    CHECK_OK(vlm_backend_create(VLM_DEVICE_CUDA, NULL, &cuda));
+    CHECK_OK(vlm_backend_create(VLM_DEV_CUDA, NULL, &cuda));
     if (!cuda) return;
     parity_on(cuda);
     CHECK_MSG(cuda->bytes_in_use == 0, "%zu CUDA bytes still allocated", cuda->bytes_in_use);

@@ -96,7 +96,7 @@ static void compare_i64(const vlm_safetensors *got, const vlm_safetensors *ref, 
 typedef struct {
     float *pixels;
     int64_t rows;
-    int grids[8][3];
+    vlm_grid_thw grids[8];
     int n_images;
 } case_input;
 
@@ -110,7 +110,7 @@ static int read_input(const vlm_safetensors *ref, case_input *in) {
         in->rows = sp[0];
         in->n_images = (int)sg[0];
         for (int i = 0; i < in->n_images; i++)
-            for (int k = 0; k < 3; k++) in->grids[i][k] = (int)g[i * 3 + k];
+            in->grids[i] = (vlm_grid_thw){(int)g[i * 3], (int)g[i * 3 + 1], (int)g[i * 3 + 2]};
     }
     free(g);
     return ok;
@@ -129,12 +129,12 @@ static void run_case(const char *cs, const char *model) {
         vlm_st_close(ref);
         return;
     }
-    int64_t M = vlm_vision_output_rows(&t.cfg, (const int(*)[3])in.grids, in.n_images);
+    int64_t M = vlm_vision_output_rows(&t.cfg, in.grids, in.n_images);
     CHECK(M == in.rows / 4);
     float *out = calloc((size_t)M * t.cfg.vision.out_hidden, sizeof(float));
     vlm_dump *d = NULL;
     CHECK_OK(vlm_dump_create(&d));
-    CHECK_OK(vlm_vision_encode(t.m, in.pixels, in.rows, (const int(*)[3])in.grids, in.n_images, out, 1, d));
+    CHECK_OK(vlm_vision_encode(t.m, in.pixels, in.rows, in.grids, in.n_images, out, 1, d));
     snprintf(path, sizeof path, "%s.dump.safetensors", cs);
     CHECK_OK(vlm_dump_write(d, test_tmp(path)));
     CHECK_OK(vlm_st_open(test_tmp(path), &got));
@@ -195,16 +195,16 @@ static void test_multi_image_and_reuse(void) {
         tiny t;
         if (!tiny_open(&t, models[mi])) continue;
         int D = t.cfg.vision.out_hidden;
-        int64_t M = in.rows / 4, m0 = (int64_t)in.grids[0][0] * in.grids[0][1] * in.grids[0][2] / 4;
+        int64_t M = in.rows / 4, m0 = (int64_t)in.grids[0].t * in.grids[0].h * in.grids[0].w / 4;
         float *both = calloc((size_t)M * D, sizeof(float)), *one = calloc((size_t)M * D, sizeof(float));
         float *again = calloc((size_t)M * D, sizeof(float));
-        CHECK_OK(vlm_vision_encode(t.m, in.pixels, in.rows, (const int(*)[3])in.grids, 2, both, 1, NULL));
-        CHECK_OK(vlm_vision_encode(t.m, in.pixels + (size_t)m0 * 4 * 1176, in.rows - m0 * 4,
-                                   (const int(*)[3])in.grids + 1, 1, one + (size_t)m0 * D, 1, NULL));
-        CHECK_OK(vlm_vision_encode(t.m, in.pixels, m0 * 4, (const int(*)[3])in.grids, 1, one, 1, NULL));
+        CHECK_OK(vlm_vision_encode(t.m, in.pixels, in.rows, in.grids, 2, both, 1, NULL));
+        CHECK_OK(vlm_vision_encode(t.m, in.pixels + (size_t)m0 * 4 * 1176, in.rows - m0 * 4, in.grids + 1, 1,
+                                   one + (size_t)m0 * D, 1, NULL));
+        CHECK_OK(vlm_vision_encode(t.m, in.pixels, m0 * 4, in.grids, 1, one, 1, NULL));
         test_close(models[mi], one, both, (size_t)M * D, 1e-5f, 1e-6f);
         vlm_vision_trim(t.m);
-        CHECK_OK(vlm_vision_encode(t.m, in.pixels, in.rows, (const int(*)[3])in.grids, 2, again, 1, NULL));
+        CHECK_OK(vlm_vision_encode(t.m, in.pixels, in.rows, in.grids, 2, again, 1, NULL));
         CHECK(memcmp(again, both, sizeof(float) * (size_t)M * D) == 0);
         free(both), free(one), free(again);
         tiny_close(&t);
@@ -217,16 +217,15 @@ static void test_bad_input(void) {
     tiny t;
     if (!tiny_open(&t, "models/tiny-qwen2_5-vl")) return;
     float px[16 * 1176] = {0}, out[4 * 64];
-    int odd[1][3] = {{1, 3, 4}}, zero_t[1][3] = {{0, 4, 4}}, ok[1][3] = {{1, 4, 4}};
-    CHECK_ERR(vlm_vision_encode(t.m, px, 12, (const int(*)[3])odd, 1, out, 1, NULL), VLM_ERR_INVALID, "h=3");
-    CHECK_ERR(vlm_vision_encode(t.m, px, 0, (const int(*)[3])zero_t, 1, out, 1, NULL), VLM_ERR_INVALID, "t=0");
-    CHECK_ERR(vlm_vision_encode(t.m, px, 15, (const int(*)[3])ok, 1, out, 1, NULL), VLM_ERR_INVALID, "15 rows");
-    CHECK_ERR(vlm_vision_encode(t.m, px, 16, (const int(*)[3])ok, 0, out, 1, NULL), VLM_ERR_INVALID, "no image");
-    int huge[1][3] = {{1, 4096, 4096}};
-    CHECK_ERR(vlm_vision_encode(t.m, px, 4096 * 4096, (const int(*)[3])huge, 1, out, 1, NULL), VLM_ERR_INVALID,
-              "patches");
-    CHECK(vlm_vision_output_rows(&t.cfg, (const int(*)[3])odd, 1) == -1);
-    CHECK_OK(vlm_vision_encode(t.m, px, 16, (const int(*)[3])ok, 1, out, 1, NULL));
+    vlm_grid_thw odd[1] = {{1, 3, 4}}, zero_t[1] = {{0, 4, 4}}, ok[1] = {{1, 4, 4}};
+    CHECK_ERR(vlm_vision_encode(t.m, px, 12, odd, 1, out, 1, NULL), VLM_ERR_INVALID, "h=3");
+    CHECK_ERR(vlm_vision_encode(t.m, px, 0, zero_t, 1, out, 1, NULL), VLM_ERR_INVALID, "t=0");
+    CHECK_ERR(vlm_vision_encode(t.m, px, 15, ok, 1, out, 1, NULL), VLM_ERR_INVALID, "15 rows");
+    CHECK_ERR(vlm_vision_encode(t.m, px, 16, ok, 0, out, 1, NULL), VLM_ERR_INVALID, "no image");
+    vlm_grid_thw huge[1] = {{1, 4096, 4096}};
+    CHECK_ERR(vlm_vision_encode(t.m, px, 4096 * 4096, huge, 1, out, 1, NULL), VLM_ERR_INVALID, "patches");
+    CHECK(vlm_vision_output_rows(&t.cfg, odd, 1) == -1);
+    CHECK_OK(vlm_vision_encode(t.m, px, 16, ok, 1, out, 1, NULL));
     /* weights not bound */
     vlm_vision_weights none = {0};
     vlm_vision_model *m = NULL;
@@ -240,26 +239,26 @@ static void test_bad_input(void) {
 static void test_memory_check(void) {
     vlm_model_config cfg;
     CHECK_OK(vlm_config_load(test_fixture("models/tiny-qwen2_5-vl"), &cfg));
-    int small[1][3] = {{1, 32, 32}}, big[1][3] = {{1, 64, 64}}, two[2][3] = {{1, 32, 32}, {1, 32, 32}};
-    uint64_t bs = vlm_vision_activation_bytes(&cfg, (const int(*)[3])small, 1, 0);
-    uint64_t bb = vlm_vision_activation_bytes(&cfg, (const int(*)[3])big, 1, 0);
-    uint64_t b2 = vlm_vision_activation_bytes(&cfg, (const int(*)[3])two, 2, 0);
+    vlm_grid_thw small[1] = {{1, 32, 32}}, big[1] = {{1, 64, 64}}, two[2] = {{1, 32, 32}, {1, 32, 32}};
+    uint64_t bs = vlm_vision_activation_bytes(&cfg, small, 1, 0);
+    uint64_t bb = vlm_vision_activation_bytes(&cfg, big, 1, 0);
+    uint64_t b2 = vlm_vision_activation_bytes(&cfg, two, 2, 0);
     CHECK(bs > 0 && bb > 3 * bs && b2 >= 2 * bs - 64 && b2 <= 2 * bs + 4096);
-    CHECK(vlm_vision_activation_bytes(&cfg, (const int(*)[3])small, 1, 1) > bs); /* + a pixel copy */
+    CHECK(vlm_vision_activation_bytes(&cfg, small, 1, 1) > bs); /* + a pixel copy */
     /* W=32: per patch 2W + max(3W, 2F, ...) + head_dim floats at least */
     CHECK(bs >= (uint64_t)1024 * (2 * 32 + 96 + 16) * 4);
-    CHECK_OK(vlm_vision_check_memory(&cfg, (const int(*)[3])big, 1, bb, 0));
-    CHECK_ERR(vlm_vision_check_memory(&cfg, (const int(*)[3])big, 1, bb - 1, 0), VLM_ERR_NOMEM, "--max-pixels");
-    CHECK_ERR(vlm_vision_check_memory(&cfg, (const int(*)[3])big, 1, bs, 0), VLM_ERR_NOMEM, "MiB");
-    CHECK_ERR(vlm_vision_check_memory(&cfg, (const int(*)[3])big, 1, 100, 0), VLM_ERR_NOMEM, "no --max-pixels");
+    CHECK_OK(vlm_vision_check_memory(&cfg, big, 1, bb, 0));
+    CHECK_ERR(vlm_vision_check_memory(&cfg, big, 1, bb - 1, 0), VLM_ERR_NOMEM, "--max-pixels");
+    CHECK_ERR(vlm_vision_check_memory(&cfg, big, 1, bs, 0), VLM_ERR_NOMEM, "MiB");
+    CHECK_ERR(vlm_vision_check_memory(&cfg, big, 1, 100, 0), VLM_ERR_NOMEM, "no --max-pixels");
     /* the suggestion: a multiple of 784 whose square-ish grid fits, and the next step does not */
     int64_t p = vlm_vision_max_pixels_fitting(&cfg, 1, bs, 0);
     CHECK(p > 0 && p % 784 == 0);
     CHECK(p >= 1000 * 196 && p <= 1030 * 196); /* about the 32x32 grid whose estimate it was given */
     int64_t g = p / 784;                       /* merged tokens: a 1 x g strip of merged tokens */
-    int strip[1][3] = {{1, 2, (int)(2 * g)}}, over[1][3] = {{1, 2, (int)(2 * (g + 1))}};
-    CHECK(vlm_vision_activation_bytes(&cfg, (const int(*)[3])strip, 1, 0) <= bs);
-    CHECK(vlm_vision_activation_bytes(&cfg, (const int(*)[3])over, 1, 0) > bs);
+    vlm_grid_thw strip[1] = {{1, 2, (int)(2 * g)}}, over[1] = {{1, 2, (int)(2 * (g + 1))}};
+    CHECK(vlm_vision_activation_bytes(&cfg, strip, 1, 0) <= bs);
+    CHECK(vlm_vision_activation_bytes(&cfg, over, 1, 0) > bs);
     CHECK(vlm_vision_max_pixels_fitting(&cfg, 2, bs, 0) <= p / 2 + 784);
     CHECK(vlm_vision_max_pixels_fitting(&cfg, 1, 0, 0) == 0);
 }
@@ -268,12 +267,12 @@ static void test_memory_check(void) {
 static void test_flops(void) {
     vlm_model_config cfg;
     CHECK_OK(vlm_config_load(test_fixture("models/tiny-qwen2-vl"), &cfg));
-    int g[1][3] = {{1, 4, 4}};
+    vlm_grid_thw g[1] = {{1, 4, 4}};
     /* Qwen2-VL tiny: W=32, F=64, depth 2, out 32; N=16, M=4, one full segment of 16 */
     double N = 16, W = 32, F = 64, M = 4;
     double want = 2 * N * 1176 * W + 2 * (2 * N * (3 * W * W + W * W + 2 * W * F) + 4 * W * N * N) + 2 * M * 128 * 128 +
         2 * M * 128 * 32;
-    double got = vlm_vision_flops(&cfg, (const int(*)[3])g, 1);
+    double got = vlm_vision_flops(&cfg, g, 1);
     CHECK_MSG(got == want, "%g vs %g", got, want);
 }
 

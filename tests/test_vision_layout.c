@@ -33,7 +33,7 @@ static int ints_equal(const int *a, const int *b, int n) {
 }
 
 /* Expect window_index == idx[0..m) and window boundaries == cu[0..nw]. */
-static void expect_windows(const int (*grids)[3], int n_images, const int *idx, int m, const int *cu, int nw) {
+static void expect_windows(const vlm_grid_thw *grids, int n_images, const int *idx, int m, const int *cu, int nw) {
     vlm_vision_config v = cfg25();
     vlm_vision_layout l;
     CHECK_OK(vlm_vision_layout_build(&v, 1, grids, n_images, &l));
@@ -50,60 +50,60 @@ static void expect_windows(const int (*grids)[3], int n_images, const int *idx, 
 
 static void test_tiny_grid(void) {
     /* patches 4x4 -> merged 2x2: one window holding all 4 tokens */
-    int g[1][3] = {{1, 4, 4}};
-    expect_windows((const int(*)[3])g, 1, (int[]){0, 1, 2, 3}, 4, (int[]){0, 16}, 1);
+    vlm_grid_thw g[1] = {{1, 4, 4}};
+    expect_windows(g, 1, (int[]){0, 1, 2, 3}, 4, (int[]){0, 16}, 1);
     /* the smallest grid: one merged token */
-    int g1[1][3] = {{1, 2, 2}};
-    expect_windows((const int(*)[3])g1, 1, (int[]){0}, 1, (int[]){0, 4}, 1);
+    vlm_grid_thw g1[1] = {{1, 2, 2}};
+    expect_windows(g1, 1, (int[]){0}, 1, (int[]){0, 4}, 1);
 }
 
 static void test_padding(void) {
     /* merged 1 x 5: windows cols 0-3 and col 4 */
-    int g[1][3] = {{1, 2, 10}};
-    expect_windows((const int(*)[3])g, 1, (int[]){0, 1, 2, 3, 4}, 5, (int[]){0, 16, 20}, 2);
+    vlm_grid_thw g[1] = {{1, 2, 10}};
+    expect_windows(g, 1, (int[]){0, 1, 2, 3, 4}, 5, (int[]){0, 16, 20}, 2);
     /* merged 5 x 5 (10 x 10 patches): 16 + 4 + 4 + 1 tokens */
-    int g2[1][3] = {{1, 10, 10}};
+    vlm_grid_thw g2[1] = {{1, 10, 10}};
     int idx[25] = {0,  1,  2,  3,  5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18, /* rows 0-3, cols 0-3 */
                    4,  9,  14, 19,                                             /* col 4 */
                    20, 21, 22, 23,                                             /* row 4 */
                    24};
-    expect_windows((const int(*)[3])g2, 1, idx, 25, (int[]){0, 64, 80, 96, 100}, 4);
+    expect_windows(g2, 1, idx, 25, (int[]){0, 64, 80, 96, 100}, 4);
 }
 
 static void test_multiple_of_window(void) {
     /* merged 4 x 8: HF pads a whole empty window row and column (2 x 3 windows, 4 empty) */
-    int g[1][3] = {{1, 8, 16}};
+    vlm_grid_thw g[1] = {{1, 8, 16}};
     int idx[32], k = 0;
     for (int r = 0; r < 4; r++)
         for (int c = 0; c < 4; c++) idx[k++] = r * 8 + c;
     for (int r = 0; r < 4; r++)
         for (int c = 4; c < 8; c++) idx[k++] = r * 8 + c;
-    expect_windows((const int(*)[3])g, 1, idx, 32, (int[]){0, 64, 128}, 2);
+    expect_windows(g, 1, idx, 32, (int[]){0, 64, 128}, 2);
     /* merged 4 x 4: one full window, raster order */
-    int g2[1][3] = {{1, 8, 8}};
+    vlm_grid_thw g2[1] = {{1, 8, 8}};
     int id2[16];
     for (int i = 0; i < 16; i++) id2[i] = i;
-    expect_windows((const int(*)[3])g2, 1, id2, 16, (int[]){0, 64}, 1);
+    expect_windows(g2, 1, id2, 16, (int[]){0, 64}, 1);
 }
 
 static void test_two_images(void) {
     /* merged 1 x 5 then 2 x 2: the second image's tokens offset by 5, boundaries continue */
-    int g[2][3] = {{1, 2, 10}, {1, 4, 4}};
-    expect_windows((const int(*)[3])g, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7, 8}, 9, (int[]){0, 16, 20, 36}, 3);
+    vlm_grid_thw g[2] = {{1, 2, 10}, {1, 4, 4}};
+    expect_windows(g, 2, (int[]){0, 1, 2, 3, 4, 5, 6, 7, 8}, 9, (int[]){0, 16, 20, 36}, 3);
     vlm_vision_config v = cfg25();
     vlm_vision_layout l;
-    CHECK_OK(vlm_vision_layout_build(&v, 1, (const int(*)[3])g, 2, &l));
+    CHECK_OK(vlm_vision_layout_build(&v, 1, g, 2, &l));
     CHECK(l.n_full == 2 && l.full_segments[0] == 0 && l.full_segments[1] == 20 && l.full_segments[2] == 36);
     vlm_vision_layout_free(&l);
 }
 
 static void test_frames(void) {
     /* t = 2: windows per frame; each frame its own full-attention segment */
-    int g[1][3] = {{2, 2, 4}};
-    expect_windows((const int(*)[3])g, 1, (int[]){0, 1, 2, 3}, 4, (int[]){0, 8, 16}, 2);
+    vlm_grid_thw g[1] = {{2, 2, 4}};
+    expect_windows(g, 1, (int[]){0, 1, 2, 3}, 4, (int[]){0, 8, 16}, 2);
     vlm_vision_config v = cfg25();
     vlm_vision_layout l;
-    CHECK_OK(vlm_vision_layout_build(&v, 0, (const int(*)[3])g, 1, &l));
+    CHECK_OK(vlm_vision_layout_build(&v, 0, g, 1, &l));
     CHECK(l.n_full == 2 && l.full_segments[1] == 8 && l.full_segments[2] == 16);
     CHECK(l.window_index == NULL && l.n_windows == 0); /* Qwen2-VL: no windows */
     vlm_vision_layout_free(&l);
@@ -113,9 +113,9 @@ static void test_frames(void) {
 static void test_rotary(void) {
     vlm_vision_config v = cfg25();
     v.head_dim = 16; /* rot_dim 8: inv_freq = 10000^-(0, 2, 4, 6)/8 */
-    int g[1][3] = {{1, 2, 4}};
+    vlm_grid_thw g[1] = {{1, 2, 4}};
     vlm_vision_layout l;
-    CHECK_OK(vlm_vision_layout_build(&v, 1, (const int(*)[3])g, 1, &l));
+    CHECK_OK(vlm_vision_layout_build(&v, 1, g, 1, &l));
     CHECK(l.rot_dim == 8 && l.n_patches == 8);
     static const int pos[8][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}};
     float worst = 0;
@@ -128,8 +128,8 @@ static void test_rotary(void) {
     CHECK_MSG(worst < 1e-6f, "max error %g", worst);
     vlm_vision_layout_free(&l);
     /* a second image restarts at row/col 0 */
-    int g2[2][3] = {{1, 2, 2}, {1, 2, 2}};
-    CHECK_OK(vlm_vision_layout_build(&v, 1, (const int(*)[3])g2, 2, &l));
+    vlm_grid_thw g2[2] = {{1, 2, 2}, {1, 2, 2}};
+    CHECK_OK(vlm_vision_layout_build(&v, 1, g2, 2, &l));
     CHECK(memcmp(l.rot, l.rot + 4 * 8, 4 * 8 * sizeof(float)) == 0);
     vlm_vision_layout_free(&l);
 }
@@ -137,25 +137,25 @@ static void test_rotary(void) {
 static void test_grid_errors(void) {
     vlm_vision_config v = cfg25();
     vlm_vision_layout l;
-    int odd[1][3] = {{1, 4, 5}}, neg[1][3] = {{1, -2, 4}}, not_t[1][3] = {{0, 2, 2}};
-    CHECK_ERR(vlm_vision_layout_build(&v, 1, (const int(*)[3])odd, 1, &l), VLM_ERR_INVALID, "w=5");
-    CHECK_ERR(vlm_vision_layout_build(&v, 1, (const int(*)[3])neg, 1, &l), VLM_ERR_INVALID, "image 0");
-    CHECK_ERR(vlm_vision_layout_build(&v, 1, (const int(*)[3])not_t, 1, &l), VLM_ERR_INVALID, "t=0");
-    int two[2][3] = {{1, 2, 2}, {1, 2, 3}};
-    CHECK_ERR(vlm_vision_layout_build(&v, 1, (const int(*)[3])two, 2, &l), VLM_ERR_INVALID, "image 1");
-    int big[2][3] = {{1, 2048, 2048}, {1, 2, 2}};
-    CHECK_ERR(vlm_vision_layout_build(&v, 1, (const int(*)[3])big, 2, &l), VLM_ERR_INVALID, "patches");
-    int huge[1][3] = {{1 << 20, 1 << 20, 1 << 20}};
-    CHECK_ERR(vlm_vision_layout_build(&v, 1, (const int(*)[3])huge, 1, &l), VLM_ERR_INVALID, "patches");
+    vlm_grid_thw odd[1] = {{1, 4, 5}}, neg[1] = {{1, -2, 4}}, not_t[1] = {{0, 2, 2}};
+    CHECK_ERR(vlm_vision_layout_build(&v, 1, odd, 1, &l), VLM_ERR_INVALID, "w=5");
+    CHECK_ERR(vlm_vision_layout_build(&v, 1, neg, 1, &l), VLM_ERR_INVALID, "image 0");
+    CHECK_ERR(vlm_vision_layout_build(&v, 1, not_t, 1, &l), VLM_ERR_INVALID, "t=0");
+    vlm_grid_thw two[2] = {{1, 2, 2}, {1, 2, 3}};
+    CHECK_ERR(vlm_vision_layout_build(&v, 1, two, 2, &l), VLM_ERR_INVALID, "image 1");
+    vlm_grid_thw big[2] = {{1, 2048, 2048}, {1, 2, 2}};
+    CHECK_ERR(vlm_vision_layout_build(&v, 1, big, 2, &l), VLM_ERR_INVALID, "patches");
+    vlm_grid_thw huge[1] = {{1 << 20, 1 << 20, 1 << 20}};
+    CHECK_ERR(vlm_vision_layout_build(&v, 1, huge, 1, &l), VLM_ERR_INVALID, "patches");
     CHECK_ERR(vlm_vision_layout_build(&v, 1, NULL, 0, &l), VLM_ERR_INVALID, "no image");
 }
 
 /* The real 1280x720 grid: 26 x 46 merged -> 7 x 12 windows, all non-empty. */
 static void test_large_grid(void) {
     vlm_vision_config v = cfg25();
-    int g[1][3] = {{1, 52, 92}};
+    vlm_grid_thw g[1] = {{1, 52, 92}};
     vlm_vision_layout l;
-    CHECK_OK(vlm_vision_layout_build(&v, 1, (const int(*)[3])g, 1, &l));
+    CHECK_OK(vlm_vision_layout_build(&v, 1, g, 1, &l));
     CHECK(l.n_patches == 4784 && l.n_merged == 1196 && l.n_windows == 84);
     CHECK(l.window_segments[84] == 4784);
     int mono = 1;

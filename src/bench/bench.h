@@ -132,10 +132,6 @@ typedef struct {
 
 void vlm_bench_config_init(vlm_bench_config *c);
 
-/* Resolves --device: auto -> cuda when usable, else cpu. cuda that cannot run here gives
- * VLM_ERR_UNAVAILABLE with the reason. */
-vlm_status vlm_bench_resolve_device(vlm_device requested, vlm_device *out);
-
 /* Runs the benchmark: per mode, load (not measured), one warm-up unless disabled, then c->runs
  * measured greedy generations per image. A mode that cannot run here (VLM_ERR_UNAVAILABLE: no ONNX
  * Runtime, no GPU, ...) is recorded as skipped with the reason; any other failure stops the

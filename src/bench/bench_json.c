@@ -60,8 +60,6 @@ static void image_size(vlm_strbuf *b, const vlm_bench_image_result *im) {
     vlm_sb_printf(b, "{\"width\": %d, \"height\": %d}", im->width, im->height);
 }
 
-static const char *device_str(vlm_device d) { return d == VLM_DEV_CUDA ? "cuda" : d == VLM_DEV_CPU ? "cpu" : "auto"; }
-
 static void metadata(vlm_strbuf *b, const vlm_bench_results *r) {
     const int i2 = 4;
     vlm_sb_append(b, "{", 1);
@@ -72,10 +70,10 @@ static void metadata(vlm_strbuf *b, const vlm_bench_results *r) {
     str_or_null(b, r->model_path);
     vlm_sb_append(b, ",", 1);
     key(b, i2, "device");
-    str_or_null(b, device_str(r->device));
+    str_or_null(b, vlm_device_name(r->device));
     vlm_sb_append(b, ",", 1);
     key(b, i2, "device_requested");
-    str_or_null(b, device_str(r->device_requested));
+    str_or_null(b, vlm_device_name(r->device_requested));
     vlm_sb_append(b, ",", 1);
     key(b, i2, "device_name");
     str_or_null(b, r->device_name);

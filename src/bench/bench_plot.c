@@ -182,8 +182,6 @@ static void throughput_panel(vlm_strbuf *b, const vlm_bench_results *r) {
     }
 }
 
-static const char *device_str(vlm_device d) { return d == VLM_DEV_CUDA ? "cuda" : "cpu"; }
-
 vlm_status vlm_bench_plot_svg(const vlm_bench_results *r, vlm_strbuf *b) {
     vlm_sb_printf(b,
                   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
@@ -194,7 +192,7 @@ vlm_status vlm_bench_plot_svg(const vlm_bench_results *r, vlm_strbuf *b) {
                   H, LEFT);
     vlm_sb_printf(b, "vlm bench: ");
     xml_text(b, r->model_id ? r->model_id : "");
-    vlm_sb_printf(b, " on %s (", device_str(r->device));
+    vlm_sb_printf(b, " on %s (", vlm_device_name(r->device));
     xml_text(b, r->device_name);
     vlm_sb_printf(b,
                   ")</text>\n<text x=\"%d\" y=\"42\">%d run%s per mode, %d image%s, at most %d tokens%s, %s</text>\n",

@@ -9,8 +9,6 @@
 static const char k_rule[] = "======================================================================";
 static const char k_dash[] = "--------------------------------------------------------------------------------------";
 
-static const char *device_str(vlm_device d) { return d == VLM_DEV_CUDA ? "cuda" : d == VLM_DEV_CPU ? "cpu" : "auto"; }
-
 static void print_image_line(FILE *f, const char *label, const vlm_bench_image_result *im) {
     if (im->width > 0) fprintf(f, "%-14s%s (%dx%d)\n", label, im->path, im->width, im->height);
     else fprintf(f, "%-14s%s (size unknown)\n", label, im->path);
@@ -21,7 +19,7 @@ void vlm_bench_print_config(FILE *f, const vlm_bench_results *r) {
     if (r->model_path && strcmp(r->model_path, r->model_id))
         fprintf(f, "%-14s%s (%s)\n", "Model:", r->model_id, r->model_path);
     else fprintf(f, "%-14s%s\n", "Model:", r->model_id);
-    fprintf(f, "%-14s%s (%s)\n", "Device:", device_str(r->device), r->device_name[0] ? r->device_name : "unknown");
+    fprintf(f, "%-14s%s (%s)\n", "Device:", vlm_device_name(r->device), r->device_name[0] ? r->device_name : "unknown");
     if (r->n_images == 1) print_image_line(f, "Image:", &r->images[0]);
     else {
         fprintf(f, "%-14s%d\n", "Images:", r->n_images);

@@ -138,7 +138,7 @@ static vlm_status run_mode(const vlm_bench_config *c, int k, vlm_bench_results *
 vlm_status vlm_bench_measure(const vlm_bench_config *c, int skip_unusable_device, vlm_bench_results *out) {
     memset(out, 0, sizeof *out);
     vlm_device device;
-    vlm_status s = vlm_bench_resolve_device(c->device, &device);
+    vlm_status s = vlm_device_resolve(c->device, &device);
     if (s == VLM_ERR_UNAVAILABLE && skip_unusable_device) {
         char why[VLM_BENCH_REASON_MAX];
         snprintf(why, sizeof why, "%s", vlm_last_error());
@@ -151,7 +151,7 @@ vlm_status vlm_bench_measure(const vlm_bench_config *c, int skip_unusable_device
     char path[VLM_PATH_MAX];
     VLM_TRY(vlm_resolve_model(c->model_id, path, sizeof path));
     VLM_TRY(vlm_bench_results_init(out, c, device));
-    if (!(out->model_path = vlm_strdup(path))) s = VLM_ERR_NOMEM;
+    if (!(out->model_path = vlm_strdup(path, "the model path"))) s = VLM_ERR_NOMEM;
     for (int k = 0; s == VLM_OK && k < c->n_modes; k++) s = run_mode(c, k, out);
     if (s == VLM_OK) s = vlm_bench_finish(out);
     if (s != VLM_OK) vlm_bench_results_free(out);

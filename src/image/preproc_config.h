@@ -13,6 +13,12 @@ typedef struct {
     int do_resize, do_rescale, do_normalize;
 } vlm_preproc_config;
 
+/* Values in one row of pixel_values: 3 channels (RGB) x temporal_patch_size x patch_size^2 (1176
+ * for the published models). */
+static inline int vlm_preproc_patch_dim(const vlm_preproc_config *c) {
+    return 3 * c->temporal_patch_size * c->patch_size * c->patch_size;
+}
+
 /* Parses a preprocessor_config.json object; p == NULL gives the class defaults. `what` names the
  * file in errors. Accepts `size: {shortest_edge, longest_edge}` in place of min/max_pixels. */
 struct cJSON;

@@ -14,8 +14,7 @@
 #include "base/error.h"
 #include "base/pool.h"
 #include "tensor/tensor.h"
-
-typedef enum { VLM_DEVICE_CPU = 0, VLM_DEVICE_CUDA = 1 } vlm_device_kind;
+#include "vlm.h" /* vlm_device: a backend is VLM_DEV_CPU or VLM_DEV_CUDA (vlm_load resolves auto) */
 
 /* Attention over rows of q, k, v (each row: heads x head_dim, at the given strides).
  * - Decoder (causal = 1): queries are positions q_pos0 .. q_pos0 + n_q - 1 of a sequence whose
@@ -66,6 +65,8 @@ typedef struct {
     void (*scatter_rows)(vlm_backend *be, float *dst, const int32_t *idx, const float *src, int n, int row);
     void (*copy)(vlm_backend *be, float *dst, const float *src, size_t n);
     void (*destroy)(vlm_backend *be);
+    /* *first = index of the first NaN or infinity in x[0, n), or -1 (waits for the device) */
+    vlm_status (*find_nonfinite)(vlm_backend *be, const float *x, size_t n, int64_t *first);
 } vlm_backend_ops;
 
 /* How a backend computes (ggml passes n_threads per backend the same way): set at creation. */
@@ -77,7 +78,7 @@ typedef struct {
 
 struct vlm_backend {
     const vlm_backend_ops *ops;
-    vlm_device_kind kind;
+    vlm_device kind;                 /* VLM_DEV_CPU or VLM_DEV_CUDA */
     const char *name;                /* "cpu" / "cuda" */
     vlm_pool *pool;                  /* host threads (options.threads of them) */
     int threads;                     /* vlm_pool_threads(pool) */
@@ -87,16 +88,22 @@ struct vlm_backend {
     void *impl;
 };
 
-/* Creates the backend for kind (o NULL: defaults); VLM_ERR_UNAVAILABLE with the reason when it
- * cannot run here. */
-vlm_status vlm_backend_create(vlm_device_kind kind, const vlm_backend_options *o, vlm_backend **out);
+/* Creates the backend for kind (VLM_DEV_CPU or VLM_DEV_CUDA; auto is the caller's to resolve) with
+ * options o (NULL: defaults); VLM_ERR_UNAVAILABLE with the reason when it cannot run here. */
+vlm_status vlm_backend_create(vlm_device kind, const vlm_backend_options *o, vlm_backend **out);
 void vlm_backend_destroy(vlm_backend *be);
 /* 1 when this build has the CUDA backend and a usable GPU is present; reason explains a 0. */
 int vlm_cuda_available(char *reason, size_t cap);
 /* Device memory in use and total of the GPU (0, 0 without CUDA). */
 vlm_status vlm_gpu_memory(uint64_t *used, uint64_t *total);
-/* "auto" | "cpu" | "cuda" -> kind (auto resolves to cuda when available). */
-vlm_status vlm_device_parse(const char *name, vlm_device_kind *out);
+
+/* What the model code asks of a backend, answered here rather than guessed from the device:
+ * whether device buffers are host memory (the model may then read and write them in place, and
+ * skip staging copies), and how many bytes a new allocation of activations may take (host memory
+ * for the CPU backend, free GPU memory for a device backend; 0 when unknown: the allocation
+ * itself decides). */
+static inline int vlm_backend_host_memory(const vlm_backend *be) { return be->kind == VLM_DEV_CPU; }
+uint64_t vlm_backend_available_memory(vlm_backend *be);
 
 /* Backend constructors (kernels/cpu, kernels/cuda). */
 vlm_status vlm_cpu_backend_create(const vlm_backend_options *o, vlm_backend **out);
@@ -161,5 +168,12 @@ static inline vlm_status vlm_to_host(vlm_backend *be, void *dst, const void *src
     return be->ops->to_host(be, dst, src, bytes);
 }
 static inline vlm_status vlm_sync(vlm_backend *be) { return be->ops->sync(be); }
+
+/* What a stage hands on must be finite: NaN weights or an overflow would otherwise give garbage
+ * with exit 0. Checks x[rows, cols] (device memory of be; host memory when be is NULL) and fails
+ * with VLM_ERR_RUNTIME naming `what` (the stage and tensor) and the first bad row and column. */
+vlm_status vlm_check_finite(vlm_backend *be, const float *x, int64_t rows, int64_t cols, const char *what);
+/* The host loop behind it (and behind the CPU backend's op). */
+int64_t vlm_find_nonfinite_host(const float *x, size_t n);
 
 #endif

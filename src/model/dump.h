@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "image/grid.h"
 #include "kernels/backend.h"
 
 typedef struct vlm_dump vlm_dump;
@@ -20,6 +21,8 @@ vlm_status vlm_dump_f32_host(vlm_dump *d, const char *name, const float *data, i
 /* A host integer tensor (stored as I64). */
 vlm_status vlm_dump_i64(vlm_dump *d, const char *name, const int64_t *data, int ndim, const int64_t *shape);
 vlm_status vlm_dump_i32_as_i64(vlm_dump *d, const char *name, const int32_t *data, int ndim, const int64_t *shape);
+/* Image grids as the processor's image_grid_thw: I64 [n, 3]. */
+vlm_status vlm_dump_grids(vlm_dump *d, const char *name, const vlm_grid_thw *grids, int n);
 /* Writes everything collected (atomically). */
 vlm_status vlm_dump_write(const vlm_dump *d, const char *path);
 

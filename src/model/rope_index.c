@@ -2,10 +2,6 @@
 
 #include <math.h>
 
-int64_t vlm_grid_tokens(const vlm_grid_thw *g, int merge_size) {
-    return (int64_t)g->t * (g->h / merge_size) * (g->w / merge_size);
-}
-
 static void text_run(int32_t *pos, int n, int from, int len, int32_t start) {
     for (int j = 0; j < len; j++)
         for (int a = 0; a < 3; a++) pos[(size_t)a * n + from + j] = start + j;

@@ -13,15 +13,8 @@
 
 #include <stdint.h>
 
+#include "image/grid.h"
 #include "model/config.h"
-
-/* An image's patch grid (t, h, w), as image_grid_thw: temporal patches, patch rows, patch columns. */
-typedef struct {
-    int t, h, w;
-} vlm_grid_thw;
-
-/* Merged tokens of one image: t * (h / merge) * (w / merge). */
-int64_t vlm_grid_tokens(const vlm_grid_thw *g, int merge_size);
 
 /* Positions of n prompt tokens into pos (three rows t, h, w, each n long: pos[a * n + i]) and the
  * rope delta. grids lists the images in prompt order (n_images = 0: a text-only prompt, positions

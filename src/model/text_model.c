@@ -1,5 +1,6 @@
-/* The Qwen2 decoder: weights on the backend, the run state (KV cache + activations) and the forward
- * pass of a batch of rows. Written once against the backend interface. */
+/* The Qwen2 decoder: weights on the backend, the run state (KV cache + activations), the inputs of
+ * a pass (embedding, image rows) and the forward pass of a batch of rows. Written once against the
+ * backend interface. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
  * Weights */
 
 const vlm_model_config *vlm_text_model_config(const vlm_text_model *m) { return &m->cfg; }
+vlm_backend *vlm_text_model_backend(const vlm_text_model *m) { return m->be; }
 
 uint64_t vlm_text_kv_cache_bytes(const vlm_model_config *cfg, int positions) {
     const vlm_text_config *t = &cfg->text;
@@ -28,8 +30,8 @@ typedef struct {
 
 static vlm_status upload_vectors(vlm_text_model *m, const vlm_text_weights *tw) {
     int n_slots = 5 * tw->n_layers + 1, k = 0;
-    vec_slot *slots = calloc((size_t)n_slots, sizeof *slots);
-    if (!slots) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vec_slot *slots = vlm_calloc((size_t)n_slots, sizeof *slots, "the language model's vector table");
+    if (!slots) return VLM_ERR_NOMEM;
     for (int l = 0; l < tw->n_layers; l++) {
         const vlm_text_layer_weights *W = &tw->layers[l];
         vlm_text_layer *L = &m->layers[l];
@@ -164,14 +166,12 @@ vlm_status vlm_text_state_create(vlm_text_model *m, int capacity, int max_rows, 
         padded(t->vocab) + padded((int64_t)(R * half)) * 2;
     st->act_bytes = act * sizeof(float);
     st->kv_bytes = vlm_text_kv_cache_bytes(&m->cfg, capacity);
-    if (m->be->kind == VLM_DEVICE_CPU) {
-        uint64_t avail = vlm_available_memory_bytes();
-        if (avail && st->kv_bytes + st->act_bytes > avail)
-            return vlm_err(VLM_ERR_NOMEM,
-                           "the KV cache for %d positions (%.2f GB) and activations (%.2f GB) exceed "
-                           "the available memory (%.2f GB); ask for fewer tokens",
-                           capacity, st->kv_bytes / 1e9, st->act_bytes / 1e9, avail / 1e9);
-    }
+    uint64_t avail = vlm_backend_available_memory(m->be);
+    if (avail && st->kv_bytes + st->act_bytes > avail)
+        return vlm_err(VLM_ERR_NOMEM,
+                       "the KV cache for %d positions (%.2f GB) and activations (%.2f GB) exceed "
+                       "the available memory (%.2f GB); ask for fewer tokens",
+                       capacity, st->kv_bytes / 1e9, st->act_bytes / 1e9, avail / 1e9);
     st->capacity = capacity;
     st->max_rows = max_rows;
     st->act_block = vlm_dev_alloc(m->be, st->act_bytes, "language model activations");
@@ -203,6 +203,22 @@ void vlm_text_state_free(vlm_text_model *m, vlm_text_state *st) {
     vlm_dev_free(m->be, st->kv_block);
     vlm_free(st->cos_h);
     memset(st, 0, sizeof *st);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Inputs of a pass */
+
+void vlm_text_embed(vlm_text_model *m, vlm_text_state *st, const int32_t *ids, int n) {
+    vlm_embed(m->be, st->x, &m->embed, ids, n);
+}
+
+void vlm_text_set_rows(vlm_text_model *m, vlm_text_state *st, const float *embeds, int n) {
+    vlm_copy(m->be, st->x, embeds, (size_t)n * m->cfg.text.hidden);
+}
+
+void vlm_text_scatter_image_rows(vlm_text_model *m, vlm_text_state *st, const int32_t *rows, const float *feats,
+                                 int n) {
+    if (n > 0) vlm_scatter_rows(m->be, st->x, rows, feats, n, m->cfg.text.hidden);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ int vlm_vision_window_tokens(const vlm_vision_config *v) {
     return t > 0 ? t : 1;
 }
 
-vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const int (*grids)[3], int n_images, int *n_patches) {
+vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const vlm_grid_thw *grids, int n_images, int *n_patches) {
     if (n_images <= 0 || !grids) return vlm_err(VLM_ERR_INVALID, "vision encoder: no image grid given");
     int64_t total = 0;
     int ms = v->merge_size;
     for (int i = 0; i < n_images; i++) {
-        int t = grids[i][0], h = grids[i][1], w = grids[i][2];
+        int t = grids[i].t, h = grids[i].h, w = grids[i].w;
         if (t < 1 || h < ms || w < ms || h % ms || w % ms)
             return vlm_err(VLM_ERR_INVALID,
                            "vision encoder: image %d has grid (t=%d, h=%d, w=%d); t must be >= 1 and h, w positive "
@@ -33,12 +33,12 @@ vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const int (*grids)
     return VLM_OK;
 }
 
-int64_t vlm_vision_max_windows(const vlm_vision_config *v, const int (*grids)[3], int n_images) {
+int64_t vlm_vision_max_windows(const vlm_vision_config *v, const vlm_grid_thw *grids, int n_images) {
     int vm = vlm_vision_window_tokens(v), ms = v->merge_size;
     int64_t n = 0;
     for (int i = 0; i < n_images; i++) {
-        int64_t lh = grids[i][1] / ms, lw = grids[i][2] / ms;
-        n += (int64_t)grids[i][0] * (lh / vm + 1) * (lw / vm + 1);
+        int64_t lh = grids[i].h / ms, lw = grids[i].w / ms;
+        n += (int64_t)grids[i].t * (lh / vm + 1) * (lw / vm + 1);
     }
     return n;
 }
@@ -54,13 +54,13 @@ static void rotary_inv_freq(int dim, float *inv) {
 
 /* Angles of every patch in patch order: patch p of a frame lies in merge group p / unit (groups in
  * raster order over the merged grid) at offset p % unit (raster order inside the group). */
-static void fill_rotary(const vlm_vision_config *v, const int (*grids)[3], int n_images, int rot_dim, float *rot) {
+static void fill_rotary(const vlm_vision_config *v, const vlm_grid_thw *grids, int n_images, int rot_dim, float *rot) {
     int ms = v->merge_size, unit = ms * ms, quarter = rot_dim / 2;
     float inv[128];
     rotary_inv_freq(rot_dim, inv);
     size_t row = 0;
     for (int i = 0; i < n_images; i++) {
-        int t = grids[i][0], h = grids[i][1], w = grids[i][2], lw = w / ms;
+        int t = grids[i].t, h = grids[i].h, w = grids[i].w, lw = w / ms;
         for (int f = 0; f < t; f++)
             for (int p = 0; p < h * w; p++, row++) {
                 int g = p / unit, o = p % unit;
@@ -78,12 +78,12 @@ static void fill_rotary(const vlm_vision_config *v, const int (*grids)[3], int n
  * with pad = vm - side % vm (a full empty window row/column when the side is already a multiple
  * of vm); windows are listed in raster order, tokens inside a window in raster order, padding
  * dropped. Empty windows would repeat a boundary, which unique_consecutive removes: skip them. */
-static void fill_windows(const vlm_vision_config *v, const int (*grids)[3], int n_images, vlm_vision_layout *l) {
+static void fill_windows(const vlm_vision_config *v, const vlm_grid_thw *grids, int n_images, vlm_vision_layout *l) {
     int ms = v->merge_size, vm = vlm_vision_window_tokens(v), unit = ms * ms;
     int k = 0, nw = 0, base = 0;
     l->window_segments[0] = 0;
     for (int i = 0; i < n_images; i++) {
-        int t = grids[i][0], lh = grids[i][1] / ms, lw = grids[i][2] / ms;
+        int t = grids[i].t, lh = grids[i].h / ms, lw = grids[i].w / ms;
         int nwh = (lh + vm - lh % vm) / vm, nww = (lw + vm - lw % vm) / vm;
         for (int f = 0; f < t; f++) {
             int frame = base + f * lh * lw;
@@ -105,8 +105,8 @@ static void fill_windows(const vlm_vision_config *v, const int (*grids)[3], int 
     for (int j = 0; j < l->n_merged; j++) l->window_inverse[l->window_index[j]] = j;
 }
 
-vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows, const int (*grids)[3], int n_images,
-                                   vlm_vision_layout *l) {
+vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows, const vlm_grid_thw *grids,
+                                   int n_images, vlm_vision_layout *l) {
     memset(l, 0, sizeof *l);
     int N;
     VLM_TRY(vlm_vision_grids_check(v, grids, n_images, &N));
@@ -119,7 +119,7 @@ vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows,
     l->n_merged = N / l->unit;
     l->rot_dim = v->head_dim / 2;
     int frames = 0;
-    for (int i = 0; i < n_images; i++) frames += grids[i][0];
+    for (int i = 0; i < n_images; i++) frames += grids[i].t;
     l->rot = vlm_alloc((size_t)N * (size_t)l->rot_dim * sizeof(float), "the vision rotary table");
     l->full_segments = vlm_alloc(sizeof(int) * (size_t)(frames + 1), "the vision image segments");
     if (!l->rot || !l->full_segments) goto nomem;
@@ -127,8 +127,8 @@ vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows,
     l->n_full = frames;
     l->full_segments[0] = 0;
     for (int i = 0, s = 0; i < n_images; i++)
-        for (int f = 0; f < grids[i][0]; f++, s++)
-            l->full_segments[s + 1] = l->full_segments[s] + grids[i][1] * grids[i][2];
+        for (int f = 0; f < grids[i].t; f++, s++)
+            l->full_segments[s + 1] = l->full_segments[s] + grids[i].h * grids[i].w;
     if (with_windows) {
         int64_t maxw = vlm_vision_max_windows(v, grids, n_images);
         l->window_index = vlm_alloc(sizeof(int32_t) * (size_t)l->n_merged, "the vision window index");

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "image/grid.h"
 #include "model/config.h"
 
 /* Upper bound on the patches of one encode call (all images together): 64x the largest image
@@ -35,14 +36,14 @@ typedef struct {
 
 /* Checks grids (t >= 1, h and w positive multiples of merge_size, total patches within
  * VLM_VISION_MAX_PATCHES) and returns the total patch count. Errors name the image and value. */
-vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const int (*grids)[3], int n_images, int *n_patches);
+vlm_status vlm_vision_grids_check(const vlm_vision_config *v, const vlm_grid_thw *grids, int n_images, int *n_patches);
 /* Builds the layout; with_windows = 1 for Qwen2.5-VL. Free with vlm_vision_layout_free. */
-vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows, const int (*grids)[3], int n_images,
-                                   vlm_vision_layout *out);
+vlm_status vlm_vision_layout_build(const vlm_vision_config *v, int with_windows, const vlm_grid_thw *grids,
+                                   int n_images, vlm_vision_layout *out);
 void vlm_vision_layout_free(vlm_vision_layout *l);
 /* Merged tokens per window side: window_size / patch_size / merge_size (4 for 112 px). */
 int vlm_vision_window_tokens(const vlm_vision_config *v);
 /* Upper bound on the window segments of a grid list (for memory estimates). */
-int64_t vlm_vision_max_windows(const vlm_vision_config *v, const int (*grids)[3], int n_images);
+int64_t vlm_vision_max_windows(const vlm_vision_config *v, const vlm_grid_thw *grids, int n_images);
 
 #endif

@@ -108,14 +108,14 @@ vlm_status vlm_vision_create(const vlm_model_config *cfg, const vlm_vision_weigh
     *out = NULL;
     int is25 = cfg->family == VLM_FAMILY_QWEN2_5_VL;
     VLM_TRY(check_weights(&cfg->vision, is25, w));
-    vlm_vision_model *m = calloc(1, sizeof *m);
-    if (!m) return vlm_err(VLM_ERR_NOMEM, "out of memory creating the vision encoder");
+    vlm_vision_model *m = vlm_calloc(1, sizeof *m, "the vision encoder");
+    if (!m) return VLM_ERR_NOMEM;
     m->v = cfg->vision;
     m->family = cfg->family;
     m->is25 = is25;
     m->be = be;
-    m->blocks = calloc((size_t)m->v.depth, sizeof *m->blocks);
-    vlm_status s = m->blocks ? VLM_OK : vlm_err(VLM_ERR_NOMEM, "out of memory creating the vision encoder");
+    m->blocks = vlm_calloc((size_t)m->v.depth, sizeof *m->blocks, "the vision encoder's blocks");
+    vlm_status s = m->blocks ? VLM_OK : VLM_ERR_NOMEM;
     if (s == VLM_OK) s = mat(be, &w->patch_embed, &m->patch_w);
     for (int b = 0; s == VLM_OK && b < m->v.depth; b++) {
         s = bind_block(be, &w->blocks[b], is25, &m->blocks[b]);
@@ -158,7 +158,7 @@ void vlm_vision_free(vlm_vision_model *m) {
 
 /* ---------- forward ---------- */
 
-static int on_cpu(const vlm_vision_model *m) { return m->be->kind == VLM_DEVICE_CPU; }
+static int on_cpu(const vlm_vision_model *m) { return vlm_backend_host_memory(m->be); }
 
 /* Buffers for N patches: reused when the kept ones are large enough. */
 static vlm_status ensure_buffers(vlm_vision_model *m, int N) {
@@ -276,19 +276,11 @@ static vlm_status dump_layout(vlm_dump *d, const vlm_vision_layout *l) {
     return vlm_dump_i32_as_i64(d, "vision_cu_window_seqlens", l->window_segments, 1, cs);
 }
 
-/* Host memory for the CPU backend; free GPU memory for a device backend (whose buffers also
- * hold a copy of pixel_values). What this model already holds counts as available. */
-static vlm_status check_available(vlm_vision_model *m, const vlm_model_config *cfg, const int (*grids)[3],
+/* What the backend has available (a device backend's buffers also hold a copy of pixel_values).
+ * What this model already holds counts as available. */
+static vlm_status check_available(vlm_vision_model *m, const vlm_model_config *cfg, const vlm_grid_thw *grids,
                                   int n_images) {
-    uint64_t avail;
-    if (on_cpu(m)) {
-        avail = vlm_available_memory_bytes();
-    } else {
-        uint64_t used = 0, total = 0;
-        VLM_TRY(vlm_gpu_memory(&used, &total));
-        avail = total > used ? total - used : 0;
-        if (!total) return VLM_OK; /* no probe for this device: the allocation decides */
-    }
+    uint64_t avail = vlm_backend_available_memory(m->be);
     if (!avail) return VLM_OK; /* unknown here: the allocation decides */
     return vlm_vision_check_memory(cfg, grids, n_images, avail + m->buf.bytes, !on_cpu(m));
 }
@@ -334,7 +326,7 @@ static vlm_status run(vlm_vision_model *m, const float *pixels, const vlm_vision
     return VLM_OK;
 }
 
-vlm_status vlm_vision_encode(vlm_vision_model *m, const float *pixels, int64_t n_rows, const int (*grids)[3],
+vlm_status vlm_vision_encode(vlm_vision_model *m, const float *pixels, int64_t n_rows, const vlm_grid_thw *grids,
                              int n_images, float *out, int out_on_host, vlm_dump *dump) {
     vlm_model_config cfg = {.family = m->family, .vision = m->v};
     int N;

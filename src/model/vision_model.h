@@ -2,7 +2,7 @@
  * fullatt_block_indexes) and Qwen2-VL (LayerNorm, QuickGELU, full attention everywhere), written
  * once against the backend interface:
  *
- *   pixel_values [N, 1176] --patch embed (the Conv3d as one matmul)--> [N, W]
+ *   pixel_values [N, C*T*P*P] --patch embed (the Conv3d as one matmul)--> [N, W]
  *   (2.5: rows permuted to window order, 4 patches per merged token)
  *   blocks: x += proj(attn(rope(qkv(norm1(x))))), x += mlp(norm2(x))
  *           attention segments = windows, or one segment per image for full-attention blocks
@@ -33,7 +33,7 @@ void vlm_vision_free(vlm_vision_model *m);
 
 /* Encodes n_images images.
  * pixels: host [n_rows, C*T*P*P] f32 (the image processor's pixel_values, images concatenated);
- * grids: [n_images][3] = (t, h, w) in patches; n_rows must equal sum t*h*w.
+ * grids: n_images grids (t, h, w) in patches; n_rows must equal sum t*h*w.
  * out: [sum(t*h*w) / merge^2, out_hidden] f32, in device memory of the backend, or in host memory
  * when out_on_host (the same thing on the CPU backend).
  * dump (may be NULL): vision_patch_embed, vision_rotary_pos_emb, vision_window_index and
@@ -42,7 +42,7 @@ void vlm_vision_free(vlm_vision_model *m);
  * Fails before computing anything when the activations would not fit in available memory (CPU),
  * naming the bytes needed and a --max-pixels that fits. Activation buffers are kept for the next
  * call and reused when large enough (vlm_vision_trim releases them). */
-vlm_status vlm_vision_encode(vlm_vision_model *m, const float *pixels, int64_t n_rows, const int (*grids)[3],
+vlm_status vlm_vision_encode(vlm_vision_model *m, const float *pixels, int64_t n_rows, const vlm_grid_thw *grids,
                              int n_images, float *out, int out_on_host, vlm_dump *dump);
 /* Releases the activation buffers kept between calls. */
 void vlm_vision_trim(vlm_vision_model *m);

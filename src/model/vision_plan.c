@@ -36,18 +36,18 @@ static uint64_t call_bytes(const vlm_vision_config *v, int is25, size_t N, size_
     return vlm_vision_device_bytes(v, is25, N, include_pixels) + host;
 }
 
-int64_t vlm_vision_output_rows(const vlm_model_config *cfg, const int (*grids)[3], int n_images) {
+int64_t vlm_vision_output_rows(const vlm_model_config *cfg, const vlm_grid_thw *grids, int n_images) {
     int N;
     if (vlm_vision_grids_check(&cfg->vision, grids, n_images, &N) != VLM_OK) return -1;
     return N / (cfg->vision.merge_size * cfg->vision.merge_size);
 }
 
-uint64_t vlm_vision_activation_bytes(const vlm_model_config *cfg, const int (*grids)[3], int n_images,
+uint64_t vlm_vision_activation_bytes(const vlm_model_config *cfg, const vlm_grid_thw *grids, int n_images,
                                      int include_pixels) {
     int N;
     if (vlm_vision_grids_check(&cfg->vision, grids, n_images, &N) != VLM_OK) return 0;
     int64_t frames = 0;
-    for (int i = 0; i < n_images; i++) frames += grids[i][0];
+    for (int i = 0; i < n_images; i++) frames += grids[i].t;
     int is25 = cfg->family == VLM_FAMILY_QWEN2_5_VL;
     return call_bytes(&cfg->vision, is25, (size_t)N, (size_t)frames,
                       (size_t)vlm_vision_max_windows(&cfg->vision, grids, n_images), include_pixels);
@@ -72,8 +72,8 @@ int64_t vlm_vision_max_pixels_fitting(const vlm_model_config *cfg, int n_images,
     return lo * side * side;
 }
 
-vlm_status vlm_vision_check_memory(const vlm_model_config *cfg, const int (*grids)[3], int n_images, uint64_t available,
-                                   int include_pixels) {
+vlm_status vlm_vision_check_memory(const vlm_model_config *cfg, const vlm_grid_thw *grids, int n_images,
+                                   uint64_t available, int include_pixels) {
     int N;
     VLM_TRY(vlm_vision_grids_check(&cfg->vision, grids, n_images, &N));
     uint64_t need = vlm_vision_activation_bytes(cfg, grids, n_images, include_pixels);
@@ -91,7 +91,7 @@ vlm_status vlm_vision_check_memory(const vlm_model_config *cfg, const int (*grid
                    n_images, N, need / mib, available / mib, (long long)fit);
 }
 
-double vlm_vision_flops(const vlm_model_config *cfg, const int (*grids)[3], int n_images) {
+double vlm_vision_flops(const vlm_model_config *cfg, const vlm_grid_thw *grids, int n_images) {
     const vlm_vision_config *v = &cfg->vision;
     int is25 = cfg->family == VLM_FAMILY_QWEN2_5_VL;
     vlm_vision_layout l;

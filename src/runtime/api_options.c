@@ -43,4 +43,38 @@ const char *vlm_precision_name(vlm_precision p) {
     return p == VLM_PRECISION_F32 ? "f32" : p == VLM_PRECISION_BF16 ? "bf16" : "?";
 }
 
+const char *vlm_stop_reason_name(vlm_stop_reason r) {
+    static const char *const names[] = {"eos", "max_tokens", "callback", "stop_string", "cancelled"};
+    return (unsigned)r < sizeof names / sizeof *names ? names[r] : "?";
+}
+
+static const char *const k_devices[] = {"auto", "cpu", "cuda"}; /* VLM_DEV_AUTO, VLM_DEV_CPU, VLM_DEV_CUDA */
+
+int vlm_device_parse(const char *name, vlm_device *out) {
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, k_devices[i])) {
+            *out = (vlm_device)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *vlm_device_name(vlm_device d) { return (unsigned)d < 3 ? k_devices[d] : "?"; }
+
+vlm_status vlm_device_resolve(vlm_device want, vlm_device *got) {
+    char why[256] = "";
+    if (want == VLM_DEV_CPU) {
+        *got = VLM_DEV_CPU;
+        return VLM_OK;
+    }
+    if ((unsigned)want > VLM_DEV_CUDA) return vlm_err(VLM_ERR_INVALID, "unknown device %d", (int)want);
+    int usable = vlm_cuda_available(why, sizeof why);
+    *got = usable ? VLM_DEV_CUDA : VLM_DEV_CPU;
+    if (want == VLM_DEV_CUDA && !usable) {
+        *got = VLM_DEV_CUDA;
+        return vlm_err(VLM_ERR_UNAVAILABLE, "--device cuda: no usable GPU: %s", why);
+    }
+    return VLM_OK;
+}
+
 int vlm_cuda_usable(char *reason, size_t cap) { return vlm_cuda_available(reason, cap); }

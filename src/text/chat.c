@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/memory.h"
+
 static const char k_default_system[] = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n";
 static const char k_image[] = "<|vision_start|><|image_pad|><|vision_end|>";
 static const char k_video[] = "<|vision_start|><|video_pad|><|vision_end|>";
@@ -52,7 +54,7 @@ vlm_status vlm_chat_render(const vlm_chat_message *msgs, int n_msgs, const vlm_c
         put(out, "<|im_end|>\n");
     }
     if (opt->add_generation_prompt) put(out, "<|im_start|>assistant\n");
-    if (out->failed) return vlm_err(VLM_ERR_NOMEM, "chat: out of memory");
+    if (out->failed) return vlm_err(VLM_ERR_NOMEM, "out of memory rendering the chat template");
     return VLM_OK;
 }
 
@@ -125,15 +127,16 @@ vlm_status vlm_chat_build(vlm_tokenizer *t, const vlm_chat_message *msgs, int n_
 
 vlm_status vlm_chat_build_prompt(vlm_tokenizer *t, const char *prompt, size_t prompt_len, const int *image_tokens,
                                  int n_images, vlm_ids *ids, vlm_strbuf *text) {
-    enum { MAX_IMAGES = 256 };
-    if (n_images < 0 || n_images > MAX_IMAGES)
-        return vlm_err(VLM_ERR_INVALID, "chat: %d images in one prompt (at most %d)", n_images, MAX_IMAGES);
-    vlm_chat_part parts[MAX_IMAGES + 1];
+    if (n_images < 0) return vlm_err(VLM_ERR_INVALID, "chat: %d images in one prompt", n_images);
+    vlm_chat_part *parts = vlm_calloc((size_t)n_images + 1, sizeof *parts, "the parts of a chat message");
+    if (!parts) return VLM_ERR_NOMEM;
     for (int k = 0; k < n_images; k++) parts[k] = (vlm_chat_part){VLM_CHAT_IMAGE, NULL, 0};
     parts[n_images] = (vlm_chat_part){VLM_CHAT_TEXT, prompt, prompt ? prompt_len : 0};
     vlm_chat_message msg = {"user", parts, n_images + 1};
     vlm_chat_options opt = {1, 0};
-    return vlm_chat_build(t, &msg, 1, &opt, image_tokens, n_images, ids, text);
+    vlm_status s = vlm_chat_build(t, &msg, 1, &opt, image_tokens, n_images, ids, text);
+    vlm_free(parts);
+    return s;
 }
 
 vlm_status vlm_chat_vision_tokens(int grid_t, int grid_h, int grid_w, int merge_size, int *tokens) {

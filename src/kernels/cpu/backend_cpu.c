@@ -122,7 +122,12 @@ static void cpu_copy(vlm_backend *be, float *dst, const float *src, size_t n) {
     if (dst != src) memmove(dst, src, n * sizeof(float));
 }
 
-static void cpu_destroy(vlm_backend *be) { free(be); } /* the pool: vlm_backend_destroy */
+static void cpu_destroy(vlm_backend *be) { vlm_free(be); } /* the pool: vlm_backend_destroy */
+
+static vlm_status cpu_find_nonfinite(vlm_backend *be, const float *x, size_t n, int64_t *first) {
+    *first = vlm_find_nonfinite_host(x, n);
+    return VLM_OK;
+}
 
 static const vlm_backend_ops k_cpu_ops = {
     .alloc = cpu_alloc,
@@ -147,21 +152,22 @@ static const vlm_backend_ops k_cpu_ops = {
     .scatter_rows = cpu_scatter_rows,
     .copy = cpu_copy,
     .destroy = cpu_destroy,
+    .find_nonfinite = cpu_find_nonfinite,
 };
 
 vlm_status vlm_cpu_backend_create(const vlm_backend_options *o, vlm_backend **out) {
     *out = NULL;
-    vlm_backend *be = calloc(1, sizeof *be);
-    if (!be) return vlm_err(VLM_ERR_NOMEM, "out of memory creating the CPU backend");
+    vlm_backend *be = vlm_calloc(1, sizeof *be, "the CPU backend");
+    if (!be) return VLM_ERR_NOMEM;
     vlm_status s = vlm_pool_create(o ? o->threads : 0, &be->pool);
     if (s != VLM_OK) {
-        free(be);
+        vlm_free(be);
         return s;
     }
     be->threads = vlm_pool_threads(be->pool);
     be->bf16 = o ? o->bf16 : 0;
     be->ops = &k_cpu_ops;
-    be->kind = VLM_DEVICE_CPU;
+    be->kind = VLM_DEV_CPU;
     be->name = "cpu";
     snprintf(be->device_name, sizeof be->device_name, "%s", vlm_cpu_name());
     *out = be;

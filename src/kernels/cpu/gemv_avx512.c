@@ -161,7 +161,8 @@ DEF_DP(3)
 DEF_DP(4)
 DEF_DP(5)
 DEF_DP(6)
-DEF_DP(7) DEF_DP(8)
+DEF_DP(7)
+DEF_DP(8)
 
     void vlm_gemv_rows_bf16dp_avx512(float *y, const uint16_t *xb, const vlm_tensor *w, const float *bias, int M,
                                      int64_t n0, int64_t n1) {

@@ -58,7 +58,7 @@ int vlm_ort_available(char *reason, size_t cap) {
     return 0;
 }
 
-vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device_kind device, vlm_ort_vision **out) {
+vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device device, vlm_ort_vision **out) {
     (void)threads, (void)device;
     *out = NULL;
     return vlm_err(VLM_ERR_UNAVAILABLE, "opening %s: %s", path, NO_ORT);
@@ -71,9 +71,14 @@ int vlm_ort_vision_out_hidden(const vlm_ort_vision *v) {
     return 0;
 }
 
+int vlm_ort_vision_patch_dim(const vlm_ort_vision *v) {
+    (void)v;
+    return 0;
+}
+
 vlm_status vlm_ort_vision_run(vlm_ort_vision *v, const float *pixel_values, int64_t n_patches, int patch_dim,
-                              const int64_t *grid_thw, int n_images, float *out, int64_t out_rows) {
-    (void)v, (void)pixel_values, (void)n_patches, (void)patch_dim, (void)grid_thw, (void)n_images, (void)out,
+                              const vlm_grid_thw *grids, int n_images, float *out, int64_t out_rows) {
+    (void)v, (void)pixel_values, (void)n_patches, (void)patch_dim, (void)grids, (void)n_images, (void)out,
         (void)out_rows;
     return vlm_err(VLM_ERR_UNAVAILABLE, "%s", NO_ORT);
 }

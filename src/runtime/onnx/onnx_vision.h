@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "image/grid.h"
 #include "kernels/backend.h"
 
 #define VLM_ONNX_FILE "vision.onnx"
@@ -91,17 +92,19 @@ int vlm_ort_available(char *reason, size_t cap);
 typedef struct vlm_ort_vision vlm_ort_vision;
 
 /* Opens out_dir/vision.onnx (or a path ending in .onnx) with intra-op threads = threads (0 = every
- * core). device: VLM_DEVICE_CPU; VLM_DEVICE_CUDA is refused with the reason when the ONNX Runtime
+ * core). device: VLM_DEV_CPU; VLM_DEV_CUDA is refused with the reason when the ONNX Runtime
  * library has no CUDA execution provider (the npm onnxruntime-node build has none). A missing,
  * corrupt or truncated file is an error naming it, with ONNX Runtime's own message. */
-vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device_kind device, vlm_ort_vision **out);
+vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device device, vlm_ort_vision **out);
 void vlm_ort_vision_close(vlm_ort_vision *v);
 /* Width of one output row (the text hidden size). */
 int vlm_ort_vision_out_hidden(const vlm_ort_vision *v);
+/* Values in one input row (C*T*P*P). */
+int vlm_ort_vision_patch_dim(const vlm_ort_vision *v);
 /* Runs the images of one request: pixel_values [n_patches, patch_dim] (rows of all images, in
- * order), grid_thw [n_images, 3]. Writes n_patches/4 rows of out_hidden floats to out (out_rows
+ * order) and their grids. Writes n_patches/4 rows of out_hidden floats to out (out_rows
  * is the caller's capacity in rows). One graph call per image. */
 vlm_status vlm_ort_vision_run(vlm_ort_vision *v, const float *pixel_values, int64_t n_patches, int patch_dim,
-                              const int64_t *grid_thw, int n_images, float *out, int64_t out_rows);
+                              const vlm_grid_thw *grids, int n_images, float *out, int64_t out_rows);
 
 #endif

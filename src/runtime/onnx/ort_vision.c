@@ -9,6 +9,7 @@
 
 #include "base/cpu.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "base/pool.h"
 #include "io/file.h"
 #include "runtime/onnx/onnx_vision.h"
@@ -147,7 +148,7 @@ static vlm_status read_metadata(vlm_ort_vision *v) {
     return s;
 }
 
-static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device_kind device) {
+static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device device) {
     const OrtApi *api = v->api;
     /* ORT's own error lines would repeat what the returned error says */
     OrtLoggingLevel level = vlm_log_get_level() >= VLM_LOG_DEBUG ? ORT_LOGGING_LEVEL_WARNING : ORT_LOGGING_LEVEL_FATAL;
@@ -163,7 +164,7 @@ static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device_kind d
     const char *profile = getenv("VLM_ORT_PROFILE");
     if (!st && profile && *profile) st = api->EnableProfiling(so, profile);
     vlm_status s = st ? ort_err(api, st, VLM_ERR_RUNTIME, "ONNX Runtime session options") : VLM_OK;
-    if (s == VLM_OK && device == VLM_DEVICE_CUDA) s = use_cuda(v, so);
+    if (s == VLM_OK && device == VLM_DEV_CUDA) s = use_cuda(v, so);
     if (s == VLM_OK) {
         st = api->CreateSession(v->env, v->path, so, &v->session);
         if (st)
@@ -176,13 +177,13 @@ static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device_kind d
     return s;
 }
 
-vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device_kind device, vlm_ort_vision **out) {
+vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device device, vlm_ort_vision **out) {
     *out = NULL;
     char reason[256];
     const OrtApi *api = get_api(reason, sizeof reason);
     if (!api) return vlm_err(VLM_ERR_UNAVAILABLE, "%s", reason);
-    vlm_ort_vision *v = calloc(1, sizeof *v);
-    if (!v) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vlm_ort_vision *v = vlm_calloc(1, sizeof *v, "the ONNX Runtime session");
+    if (!v) return VLM_ERR_NOMEM;
     v->api = api;
     vlm_status s = VLM_OK;
     if (vlm_is_dir(path)) s = vlm_path_join(v->path, sizeof v->path, path, VLM_ONNX_FILE);
@@ -211,12 +212,14 @@ void vlm_ort_vision_close(vlm_ort_vision *v) {
 }
 
 int vlm_ort_vision_out_hidden(const vlm_ort_vision *v) { return v->out_hidden; }
+int vlm_ort_vision_patch_dim(const vlm_ort_vision *v) { return v->patch_dim; }
 
 /* One graph call: rows of one image in, its merged rows out (checked against the expected shape). */
-static vlm_status run_image(vlm_ort_vision *v, const float *pixels, int64_t rows, const int64_t grid[3], float *out) {
+static vlm_status run_image(vlm_ort_vision *v, const float *pixels, int64_t rows, const vlm_grid_thw *grid,
+                            float *out) {
     const OrtApi *api = v->api;
     int64_t pv_shape[2] = {rows, v->patch_dim}, grid_shape[2] = {1, 3};
-    int64_t grid_copy[3] = {grid[0], grid[1], grid[2]};
+    int64_t grid_copy[3] = {grid->t, grid->h, grid->w}; /* the graph's image_grid_thw is int64 */
     OrtValue *inputs[2] = {NULL, NULL}, *output = NULL;
     vlm_status s = VLM_OK;
     OrtStatus *st =
@@ -229,7 +232,7 @@ static vlm_status run_image(vlm_ort_vision *v, const float *pixels, int64_t rows
     if (!st) st = api->Run(v->session, NULL, in_names, (const OrtValue *const *)inputs, 2, out_names, 1, &output);
     if (st)
         s = ort_err(api, st, VLM_ERR_RUNTIME, "%s: running the vision tower on a %lldx%lldx%lld grid", v->path,
-                    (long long)grid[0], (long long)grid[1], (long long)grid[2]);
+                    (long long)grid->t, (long long)grid->h, (long long)grid->w);
     OrtTensorTypeAndShapeInfo *info = NULL;
     int64_t dims[2] = {0, 0};
     size_t nd = 0;
@@ -254,21 +257,21 @@ static vlm_status run_image(vlm_ort_vision *v, const float *pixels, int64_t rows
 }
 
 vlm_status vlm_ort_vision_run(vlm_ort_vision *v, const float *pixel_values, int64_t n_patches, int patch_dim,
-                              const int64_t *grid_thw, int n_images, float *out, int64_t out_rows) {
+                              const vlm_grid_thw *grids, int n_images, float *out, int64_t out_rows) {
     int64_t mm = (int64_t)v->merge * v->merge, row = 0;
     if (patch_dim != v->patch_dim)
         return vlm_err(VLM_ERR_INVALID, "run_onnx: pixel rows have %d values, %s expects %d", patch_dim, v->path,
                        v->patch_dim);
     if (n_images < 1) return vlm_err(VLM_ERR_INVALID, "run_onnx: no image");
     for (int i = 0; i < n_images; i++) {
-        const int64_t *g = grid_thw + 3 * i;
-        if (g[0] < 1 || g[1] < 1 || g[2] < 1 || g[1] % v->merge || g[2] % v->merge || g[1] > (1 << 20) ||
-            g[2] > (1 << 20) || g[0] > 4096)
+        const vlm_grid_thw *g = &grids[i];
+        if (g->t < 1 || g->h < 1 || g->w < 1 || g->h % v->merge || g->w % v->merge || g->h > (1 << 20) ||
+            g->w > (1 << 20) || g->t > 4096)
             return vlm_err(VLM_ERR_INVALID,
-                           "run_onnx: image %d has grid (%lld, %lld, %lld); t >= 1 and h, w must be "
-                           "positive multiples of %d",
-                           i, (long long)g[0], (long long)g[1], (long long)g[2], v->merge);
-        row += g[0] * g[1] * g[2];
+                           "run_onnx: image %d has grid (%d, %d, %d); t >= 1 and h, w must be positive multiples "
+                           "of %d",
+                           i, g->t, g->h, g->w, v->merge);
+        row += vlm_grid_patches(g);
     }
     if (row != n_patches)
         return vlm_err(VLM_ERR_INVALID, "run_onnx: the grids cover %lld patches but pixel_values has %lld rows",
@@ -278,9 +281,8 @@ vlm_status vlm_ort_vision_run(vlm_ort_vision *v, const float *pixel_values, int6
                        (long long)(n_patches / mm), (long long)out_rows);
     row = 0;
     for (int i = 0; i < n_images; i++) {
-        const int64_t *g = grid_thw + 3 * i;
-        int64_t rows = g[0] * g[1] * g[2];
-        VLM_TRY(run_image(v, pixel_values + row * patch_dim, rows, g, out + row / mm * v->out_hidden));
+        int64_t rows = vlm_grid_patches(&grids[i]);
+        VLM_TRY(run_image(v, pixel_values + row * patch_dim, rows, &grids[i], out + row / mm * v->out_hidden));
         row += rows;
     }
     return VLM_OK;

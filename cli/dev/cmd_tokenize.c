@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "base/memory.h"
 #include "commands.h"
 #include "io/file.h"
 #include "io/hf_cache.h"
@@ -122,11 +123,11 @@ int cmd_tokenize(int argc, char **argv) {
         {"--image-tokens", ARG_LIST, &image_tokens, "N", "with --chat: images before the text, N tokens each"},
         {0},
     };
-    char **args = malloc(((size_t)argc + 1) * sizeof *args);
-    if (!args) return vlm_cli_fail(vlm_err(VLM_ERR_NOMEM, "out of memory"));
+    char **args = vlm_alloc(((size_t)argc + 1) * sizeof *args, "the arguments");
+    if (!args) return vlm_cli_fail(VLM_ERR_NOMEM);
     int n_args = split_decode_value(argc, argv, args, &decode_ids);
     int r = vlm_args_parse("tokenize", k_synopsis, spec, n_args, args);
-    free(args);
+    vlm_free(args);
     if (r) return r < 0 ? 0 : r;
     if (!model_id) return vlm_usage_error("tokenize", "--model-id is required");
     if (text && file) return vlm_usage_error("tokenize", "give --text or --file, not both");
@@ -135,8 +136,12 @@ int cmd_tokenize(int argc, char **argv) {
     if (decode && chat) return vlm_usage_error("tokenize", "--chat encodes; it cannot be used with --decode");
     if (image_tokens.n && !chat) return vlm_usage_error("tokenize", "--image-tokens needs --chat");
     if (skip && !decode) return vlm_usage_error("tokenize", "--skip-special needs --decode");
-    int counts[VLM_ARG_LIST_MAX];
-    if (parse_counts(&image_tokens, counts)) return 2;
+    int *counts = vlm_calloc((size_t)image_tokens.n + 1, sizeof *counts, "--image-tokens");
+    if (!counts) return vlm_cli_fail(VLM_ERR_NOMEM);
+    if (parse_counts(&image_tokens, counts)) {
+        vlm_free(counts);
+        return 2;
+    }
 
     char *data = NULL;
     size_t len = 0;
@@ -144,7 +149,10 @@ int cmd_tokenize(int argc, char **argv) {
     if (input) len = strlen(input);
     else {
         vlm_status s = vlm_read_file(file, 0, &data, &len);
-        if (s != VLM_OK) return vlm_cli_fail(s);
+        if (s != VLM_OK) {
+            vlm_free(counts);
+            return vlm_cli_fail(s);
+        }
         input = data;
     }
     vlm_ids ids = {0};
@@ -166,5 +174,6 @@ int cmd_tokenize(int argc, char **argv) {
     vlm_ids_free(&ids);
     vlm_sb_free(&out);
     free(data);
+    vlm_free(counts);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* vlm preprocess: decode image files and run the model's image processor on them, writing what the
- * vision tower takes: pixel_values (F32 [patches, 1176]) and image_grid_thw (I64 [images, 3]), with
- * several images concatenated in order, as transformers' processor returns them. */
+ * vision tower takes: pixel_values (F32 [patches, 3·T·P²]: 1176 wide for the published models) and
+ * image_grid_thw (I64 [images, 3]), with several images concatenated in order, as transformers'
+ * processor returns them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +27,15 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
     vlm_pool *pool = NULL; /* one thread per core, as vlm run's default */
     s = vlm_pool_create(0, &pool);
     if (s != VLM_OK) return s;
-    vlm_pixel_values pv[VLM_ARG_LIST_MAX];
+    vlm_pixel_values *pv = vlm_calloc((size_t)images->n, sizeof *pv, "the images' pixel values");
     int64_t *grid = NULL;
     float *all = NULL;
     int n = 0;
     int64_t total = 0;
-    memset(pv, 0, sizeof pv);
+    if (!pv) {
+        vlm_pool_free(pool);
+        return VLM_ERR_NOMEM;
+    }
     for (; n < images->n; n++) {
         const char *path = images->v[n];
         double t0 = vlm_now();
@@ -47,12 +51,11 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
             n++;
             goto done;
         }
-        VLM_LOG_I("%s: %s %dx%d (%s%s) -> resized %dx%d (h x w), grid [%lld, %lld, %lld], %lld patches; "
+        VLM_LOG_I("%s: %s %dx%d (%s%s) -> resized %dx%d (h x w), grid [%d, %d, %d], %lld patches; "
                   "decode %.1f ms, preprocess %.1f ms",
                   path, vlm_image_format_name(info.format), img.width, img.height, info.mode,
-                  info.orientation != 1 ? ", EXIF-rotated" : "", pv[n].resized_h, pv[n].resized_w,
-                  (long long)pv[n].grid_thw[0], (long long)pv[n].grid_thw[1], (long long)pv[n].grid_thw[2],
-                  (long long)pv[n].n_patches, (t1 - t0) * 1e3, (vlm_now() - t1) * 1e3);
+                  info.orientation != 1 ? ", EXIF-rotated" : "", pv[n].resized_h, pv[n].resized_w, pv[n].grid.t,
+                  pv[n].grid.h, pv[n].grid.w, (long long)pv[n].n_patches, (t1 - t0) * 1e3, (vlm_now() - t1) * 1e3);
         vlm_image_free(&img);
         total += pv[n].n_patches;
     }
@@ -65,7 +68,7 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
     }
     size_t off = 0;
     for (int i = 0; i < n; i++) {
-        memcpy(grid + 3 * i, pv[i].grid_thw, sizeof pv[i].grid_thw);
+        grid[3 * i] = pv[i].grid.t, grid[3 * i + 1] = pv[i].grid.h, grid[3 * i + 2] = pv[i].grid.w;
         if (n > 1) memcpy(all + off, pv[i].data, (size_t)pv[i].n_patches * dim * sizeof(float));
         off += (size_t)pv[i].n_patches * dim;
     }
@@ -79,6 +82,7 @@ done:
     if (all && n > 1) vlm_free(all);
     vlm_free(grid);
     for (int i = 0; i < n; i++) vlm_pixel_values_free(&pv[i]);
+    vlm_free(pv);
     vlm_pool_free(pool);
     return s;
 }
@@ -106,6 +110,7 @@ int cmd_preprocess(int argc, char **argv) {
     if (!out) return vlm_usage_error("preprocess", "--out is required");
     if (min_px < 0 || max_px < 0 || limit < 0)
         return vlm_usage_error("preprocess", "--min-pixels, --max-pixels and --max-image-pixels must be positive");
-    vlm_status s = run(model_id, &images, min_px, max_px, limit, out);
+    vlm_status s = vlm_check_output_path(out, "--out");
+    if (s == VLM_OK) s = run(model_id, &images, min_px, max_px, limit, out);
     return s == VLM_OK ? 0 : vlm_cli_fail(s);
 }
