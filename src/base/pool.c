@@ -21,6 +21,7 @@
 struct vlm_pool {
     int threads;
     pthread_t *workers; /* threads - 1 */
+    int started;        /* workers running (all of them once created) */
     pthread_mutex_t run_lock;
     /* the job */
     vlm_pool_fn fn;
@@ -109,11 +110,12 @@ int vlm_cpu_count(void) {
     return n > 0 ? (int)n : 1;
 }
 
-static void stop_workers(vlm_pool *p, int started) {
+static void stop_workers(vlm_pool *p) {
     atomic_store(&p->stop, 1);
     atomic_fetch_add(&p->gen, 1);
     futex_wake(&p->gen, INT_MAX);
-    for (int i = 0; i < started; i++) pthread_join(p->workers[i], NULL);
+    for (int i = 0; i < p->started; i++) pthread_join(p->workers[i], NULL);
+    p->started = 0;
 }
 
 vlm_status vlm_pool_create(int threads, vlm_pool **out) {
@@ -140,12 +142,11 @@ vlm_status vlm_pool_create(int threads, vlm_pool **out) {
             if (rc != 0) vlm_free(wa);
         }
         if (rc != 0) {
-            stop_workers(p, i - 1);
-            p->threads = 1; /* nothing left to stop */
-            vlm_pool_free(p);
+            vlm_pool_free(p); /* stops the workers started so far */
             return wa ? vlm_err(VLM_ERR_RUNTIME, "cannot start thread %d of %d for the CPU backend", i, threads)
                       : VLM_ERR_NOMEM;
         }
+        p->started = i;
     }
     *out = p;
     return VLM_OK;
@@ -153,7 +154,7 @@ vlm_status vlm_pool_create(int threads, vlm_pool **out) {
 
 void vlm_pool_free(vlm_pool *p) {
     if (!p) return;
-    if (p->threads > 1) stop_workers(p, p->threads - 1);
+    stop_workers(p);
     pthread_mutex_destroy(&p->run_lock);
     vlm_free(p->workers);
     vlm_free(p);

@@ -150,27 +150,20 @@ AI void rows_dp(const int M, float *y, const uint16_t *xb, const vlm_tensor *w, 
     }
 }
 
-#define DEF_DP(M)                                                                                                      \
-    static void rows_dp_##M(float *y, const uint16_t *xb, const vlm_tensor *w, const float *bias, int64_t n0,          \
-                            int64_t n1) {                                                                              \
-        rows_dp(M, y, xb, w, bias, n0, n1);                                                                            \
+void vlm_gemv_rows_bf16dp_avx512(float *y, const uint16_t *xb, const vlm_tensor *w, const float *bias, int M,
+                                 int64_t n0, int64_t n1) {
+    if (n0 >= n1 || w->dtype != VLM_DT_BF16) return;
+    switch (M) { /* one specialised loop per row count */
+    case 1: rows_dp(1, y, xb, w, bias, n0, n1); break;
+    case 2: rows_dp(2, y, xb, w, bias, n0, n1); break;
+    case 3: rows_dp(3, y, xb, w, bias, n0, n1); break;
+    case 4: rows_dp(4, y, xb, w, bias, n0, n1); break;
+    case 5: rows_dp(5, y, xb, w, bias, n0, n1); break;
+    case 6: rows_dp(6, y, xb, w, bias, n0, n1); break;
+    case 7: rows_dp(7, y, xb, w, bias, n0, n1); break;
+    case 8: rows_dp(8, y, xb, w, bias, n0, n1); break;
+    default: break;
     }
-DEF_DP(1)
-DEF_DP(2)
-DEF_DP(3)
-DEF_DP(4)
-DEF_DP(5)
-DEF_DP(6)
-DEF_DP(7)
-DEF_DP(8)
-
-    void vlm_gemv_rows_bf16dp_avx512(float *y, const uint16_t *xb, const vlm_tensor *w, const float *bias, int M,
-                                     int64_t n0, int64_t n1) {
-    typedef void (*fn)(float *, const uint16_t *, const vlm_tensor *, const float *, int64_t, int64_t);
-    static const fn k_rows[VLM_GEMV_MAX_M] = {rows_dp_1, rows_dp_2, rows_dp_3, rows_dp_4,
-                                              rows_dp_5, rows_dp_6, rows_dp_7, rows_dp_8};
-    if (M < 1 || M > VLM_GEMV_MAX_M || n0 >= n1 || w->dtype != VLM_DT_BF16) return;
-    k_rows[M - 1](y, xb, w, bias, n0, n1);
 }
 
 void vlm_round_bf16_avx512(uint16_t *dst, const float *x, size_t n) {
