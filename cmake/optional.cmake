@@ -89,3 +89,20 @@ message(STATUS "vlm: ONNX export ${VLM_HAVE_ONNX_EXPORT}")
 # of the exporter and the session when protobuf-c or ONNX Runtime is missing)
 file(GLOB VLM_ONNX_COMMON_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/runtime/onnx/onnx_*.c)
 target_sources(vlmcore PRIVATE ${VLM_ONNX_COMMON_SOURCES})
+
+# --- vlm serve and vlm bench --serve: libmicrohttpd and libcurl (scripts/setup.sh installs both) -----
+# Without them (a bare machine building from copied libraries: scripts/gpu_check.sh) the rest of vlm
+# builds, and `vlm serve` / `vlm bench --serve` say they are not in this build.
+set(VLM_HAVE_SERVE OFF)
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(MHD IMPORTED_TARGET libmicrohttpd)
+  pkg_check_modules(CURL IMPORTED_TARGET libcurl)
+endif()
+file(GLOB VLM_SERVE_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/serve/*.c)
+if(MHD_FOUND AND CURL_FOUND AND VLM_SERVE_SOURCES)
+  set(VLM_HAVE_SERVE ON)
+  target_sources(vlmcore PRIVATE ${VLM_SERVE_SOURCES} ${CMAKE_SOURCE_DIR}/src/bench/bench_serve.c)
+  target_compile_definitions(vlmcore PUBLIC VLM_HAVE_SERVE=1)
+  target_link_libraries(vlmcore PUBLIC PkgConfig::MHD PkgConfig::CURL)
+endif()
+message(STATUS "vlm: serve (libmicrohttpd ${MHD_VERSION}, libcurl ${CURL_VERSION}) ${VLM_HAVE_SERVE}")

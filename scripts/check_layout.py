@@ -26,8 +26,8 @@ ALLOWED = {
     "model": {"base", "tensor", "io", "kernels", "image"},  # forward passes: no sampler, no runtime
     "runtime": {"base", "tensor", "io", "kernels", "image", "text", "model"},  # the pipeline
     "bench": {"base", "io"},            # vlm bench: a client of include/vlm.h
-    "serve": {"base", "tensor", "io", "kernels", "image", "text", "model", "runtime"},
-    "cli": {"base", "io", "bench"},     # run, bench: the engine through include/vlm.h only
+    "serve": {"base", "io"},            # vlm serve: a client of include/vlm.h (JSON helpers from io)
+    "cli": {"base", "io", "bench", "serve"},  # run, serve, bench: the engine through include/vlm.h only
     "cli/dev": {"base", "tensor", "io", "kernels", "image", "text", "model", "runtime"},  # tools
 }
 

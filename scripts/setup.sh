@@ -16,6 +16,8 @@ PKGS=(
   libomp-dev                              # OpenMP for clang builds (gcc brings libgomp)
   clang libclang-rt-dev                   # make fuzz: libFuzzer, ASan + UBSan with float-cast-overflow
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev   # ONNX export
+  libmicrohttpd-dev                       # vlm serve: the HTTP server
+  libcurl4-openssl-dev                    # vlm bench --serve: the HTTP client; file:// URL parsing
   python3-onnx python3-numpy python3-pil  # test-side checks: onnx checker, Pillow comparison bench
 )
 
