@@ -13,7 +13,8 @@
 static const char k_synopsis[] =
     "--image PATH [--image PATH ...] [--text STR] [--modes M ...] [--runs N] [--max-tokens N] [--no-warmup]\n"
     "       [--ignore-eos] [--model-id ID] [--device auto|cuda|cpu] [--quantize] [--output-dir DIR] [--output FILE]\n"
-    "       [--csv] [--compare-devices | --compare-quantization] [--threads N] [--plot FILE.svg|FILE.html]\n"
+    "       [--csv] [--compare-devices | --compare-quantization] [--threads N] [--precision f32|bf16]\n"
+    "       [--plot FILE.svg|FILE.html]\n"
     "   or: vlm bench --serve URL (--concurrency N[,N...] | --request-rate R[,R...]) [--requests K] [--image PATH "
     "...]\n"
     "       [--text STR] [--max-tokens N] [--ignore-eos] [--runs N] [--api-key KEY] [--served-model NAME]\n"
@@ -21,7 +22,7 @@ static const char k_synopsis[] =
 
 typedef struct {
     vlm_arg_list images, modes, concurrency, rates;
-    const char *text, *model_id, *device, *output_dir, *output, *plot, *serve, *api_key, *served_model;
+    const char *text, *model_id, *device, *output_dir, *output, *plot, *serve, *api_key, *served_model, *precision;
     int runs, max_tokens, no_warmup, ignore_eos, quantize, csv, compare_devices, compare_quant, threads, requests;
     float timeout;
     int device_seen, runs_seen, model_seen, modes_seen, output_dir_seen;
@@ -35,6 +36,8 @@ static int check_args(const bench_args *a, vlm_bench_config *c) {
     if (a->runs < 1) return vlm_usage_error("bench", "--runs must be at least 1, got %d", a->runs);
     if (a->max_tokens < 1) return vlm_usage_error("bench", "--max-tokens must be at least 1, got %d", a->max_tokens);
     if (a->threads < 0) return vlm_usage_error("bench", "--threads must be 0 (every core) or more, got %d", a->threads);
+    if (vlm_precision_parse(a->precision, &c->precision) != 0)
+        return usage("--precision: unknown precision '%s' (expected f32 or bf16)%s", a->precision, "");
     if (a->modes.n) {
         c->n_modes = 0;
         for (int i = 0; i < a->modes.n; i++) {
@@ -212,6 +215,7 @@ int cmd_bench(int argc, char **argv) {
     bench_args a = {.text = "Describe this image.",
                     .model_id = "Qwen/Qwen2.5-VL-3B-Instruct",
                     .device = "auto",
+                    .precision = "f32",
                     .output_dir = "split_models",
                     .runs = 5,
                     .max_tokens = 128,
@@ -239,6 +243,7 @@ int cmd_bench(int argc, char **argv) {
         {"--compare-quantization", ARG_FLAG, &a.compare_quant, NULL,
          "run non-quantized and 4-bit; write benchmark_{non_quantized,quantized}_TIMESTAMP.json here"},
         {"--threads", ARG_INT, &a.threads, "N", "CPU threads (default: every core)"},
+        {"--precision", ARG_STR, &a.precision, "P", "f32 (default) | bf16: arithmetic of the matrix products"},
         {"--plot", ARG_STR, &a.plot, "FILE", "chart of stage times and throughput (.svg or .html)"},
         {"--serve", ARG_STR, &a.serve, "URL", "benchmark an OpenAI-compatible server at URL instead (vlm serve, ...)"},
         {"--concurrency", ARG_LIST, &a.concurrency, "N", "--serve: requests in flight, e.g. 1,4,16 (one level each)"},

@@ -57,6 +57,7 @@ vlm_status vlm_bench_results_init(vlm_bench_results *r, const vlm_bench_config *
     r->ignore_eos = c->ignore_eos;
     r->quantize = c->quantize;
     r->threads = c->threads;
+    r->precision = c->precision;
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);

@@ -169,7 +169,7 @@ static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_im
     const vlm_preproc_config *pc = &m->preproc;
     long long lo = pick_limit(in->min_pixels, r->min_pixels, m->opt.min_pixels);
     long long hi = pick_limit(in->max_pixels, r->max_pixels, m->opt.max_pixels);
-    if (s == VLM_OK) s = vlm_preprocess_resize(&img, pc, lo, hi, &out->resized);
+    if (s == VLM_OK) s = vlm_preprocess_resize(&img, pc, lo, hi, m->be->pool, &out->resized);
     if (s == VLM_OK) {
         out->grid = (vlm_grid_thw){1, out->resized.height / pc->patch_size, out->resized.width / pc->patch_size};
         s = vlm_chat_vision_tokens(out->grid.t, out->grid.h, out->grid.w, pc->merge_size, &out->tokens);

@@ -21,7 +21,7 @@ static vlm_status make_pixels(const vlm_model *m, const vlm_job *j, float **pixe
     int64_t row = 0;
     for (int i = 0; i < j->n_images; i++) {
         vlm_pixel_values pv;
-        VLM_TRY(vlm_image_patchify(&j->images[i].resized, pc, &pv));
+        VLM_TRY(vlm_image_patchify(&j->images[i].resized, pc, m->be->pool, &pv));
         memcpy(*pixels + row * dim, pv.data, (size_t)pv.n_patches * dim * sizeof(float));
         row += pv.n_patches;
         vlm_pixel_values_free(&pv);

@@ -15,6 +15,7 @@ source "$SCRIPT_DIR/lib.sh"
 expect bench 2 "--image is required" --
 expect bench 2 "--image is required" -- --runs 2
 expect bench 2 "unknown option '--bogus'" -- --image "$IMG" --bogus
+expect bench 2 "--precision: unknown precision 'fp16'" -- --image "$IMG" --precision fp16
 expect bench 2 "unknown option '--run'" -- --image "$IMG" --run 3
 expect bench 2 "--image needs a value" -- --image
 expect bench 2 "--runs needs a value" -- --image "$IMG" --runs

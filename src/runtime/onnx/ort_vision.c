@@ -10,6 +10,7 @@
 #include "base/cpu.h"
 #include "base/log.h"
 #include "base/memory.h"
+#include "base/pool.h"
 #include "io/file.h"
 #include "runtime/onnx/onnx_vision.h"
 
@@ -156,7 +157,7 @@ static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device device
             "ONNX Runtime memory info");
     OrtSessionOptions *so = NULL;
     ORT_TRY(v, api->CreateSessionOptions(&so), VLM_ERR_RUNTIME, "ONNX Runtime session options");
-    OrtStatus *st = api->SetIntraOpNumThreads(so, threads > 0 ? threads : vlm_threads());
+    OrtStatus *st = api->SetIntraOpNumThreads(so, threads > 0 ? threads : vlm_cpu_count());
     if (!st) st = api->SetInterOpNumThreads(so, 1);
     if (!st) st = api->SetSessionGraphOptimizationLevel(so, ORT_ENABLE_ALL);
     /* VLM_ORT_PROFILE=PREFIX: ONNX Runtime writes a per-node timing profile PREFIX_<date>.json */
@@ -197,7 +198,7 @@ vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device device,
         return s;
     }
     VLM_LOG_D("run_onnx: %s loaded (%d intra-op threads, out_hidden %d)", v->path,
-              threads > 0 ? threads : vlm_threads(), v->out_hidden);
+              threads > 0 ? threads : vlm_cpu_count(), v->out_hidden);
     *out = v;
     return VLM_OK;
 }
