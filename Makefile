@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test demo clean sanitize format format-check
+.PHONY: all setup configure build test demo clean sanitize format format-check lint coverage
 
 all: build
 
@@ -26,6 +26,15 @@ demo: setup build
 
 sanitize:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DVLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# clang-tidy over src/ and cli/ with the checks of .clang-tidy (each one justified there); must be clean.
+lint: configure
+	scripts/lint.sh $(BUILD) $(JOBS)
+
+# Line coverage of make test (gcc --coverage + gcovr): build-cov/coverage.txt, build-cov/coverage/index.html.
+coverage:
+	$(MAKE) test BUILD=build-cov CMAKE_FLAGS="-DVLM_COVERAGE=ON -DVLM_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug"
+	scripts/coverage.sh build-cov
 
 # Source files clang-format owns (.clang-format): everything but the fixtures.
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.inc' | grep -v '^tests/fixtures/')

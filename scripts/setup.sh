@@ -15,6 +15,7 @@ PKGS=(
   libomp-dev                              # OpenMP for clang builds (gcc brings libgomp)
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev   # ONNX export
   python3-onnx python3-numpy python3-pil  # test-side checks: onnx checker, Pillow comparison bench
+  clang-format clang-tidy gcovr           # make format / format-check, make lint, make coverage
 )
 
 missing=()
