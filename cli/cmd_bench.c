@@ -1,23 +1,30 @@
 /* vlm bench: measure and compare the execution modes (../shared/BENCHMARK_SPEC.md). Parses and
  * checks the options, then calls src/bench: the runner, the console report, the output files. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
 #include "base/log.h"
 #include "bench/bench.h"
+#include "bench/serve_bench.h"
 #include "commands.h"
 
 static const char k_synopsis[] =
     "--image PATH [--image PATH ...] [--text STR] [--modes M ...] [--runs N] [--max-tokens N] [--no-warmup]\n"
     "       [--ignore-eos] [--model-id ID] [--device auto|cuda|cpu] [--quantize] [--output-dir DIR] [--output FILE]\n"
-    "       [--csv] [--compare-devices | --compare-quantization] [--threads N] [--plot FILE.svg|FILE.html]";
+    "       [--csv] [--compare-devices | --compare-quantization] [--threads N] [--plot FILE.svg|FILE.html]\n"
+    "   or: vlm bench --serve URL (--concurrency N[,N...] | --request-rate R[,R...]) [--requests K] [--image PATH "
+    "...]\n"
+    "       [--text STR] [--max-tokens N] [--ignore-eos] [--runs N] [--api-key KEY] [--served-model NAME]\n"
+    "       [--timeout S] [--no-warmup] [--output FILE] [--csv] [--plot FILE.svg|FILE.html]";
 
 typedef struct {
-    vlm_arg_list images, modes;
-    const char *text, *model_id, *device, *output_dir, *output, *plot;
-    int runs, max_tokens, no_warmup, ignore_eos, quantize, csv, compare_devices, compare_quant, threads;
-    int device_seen;
+    vlm_arg_list images, modes, concurrency, rates;
+    const char *text, *model_id, *device, *output_dir, *output, *plot, *serve, *api_key, *served_model;
+    int runs, max_tokens, no_warmup, ignore_eos, quantize, csv, compare_devices, compare_quant, threads, requests;
+    float timeout;
+    int device_seen, runs_seen, model_seen, modes_seen, output_dir_seen;
 } bench_args;
 
 static int usage(const char *fmt, const char *a, const char *b) { return vlm_usage_error("bench", fmt, a, b); }
@@ -96,27 +103,135 @@ static int run_single(const bench_args *a, const vlm_bench_config *c) {
     return s == VLM_OK ? 0 : vlm_cli_fail(s);
 }
 
+/* "1,4,16" or "1 4 16" (several --concurrency values) into numbers > 0. */
+static int parse_levels(const vlm_arg_list *l, const char *flag, int integers, double *out, int cap, int *n) {
+    *n = 0;
+    for (int i = 0; i < l->n; i++) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", l->v[i]);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            char *end;
+            double v = strtod(t, &end);
+            if (*end || !(v > 0) || (integers && v != (int)v) || v > 1e6)
+                return vlm_usage_error("bench", "%s: '%s' is not a %s", flag, t,
+                                       integers ? "whole number >= 1" : "positive rate (requests per second)");
+            if (*n == cap) return vlm_usage_error("bench", "%s: at most %d levels", flag, cap);
+            out[(*n)++] = v;
+        }
+    }
+    return 0;
+}
+
+/* vlm bench --serve URL: a load test of an OpenAI-compatible server (src/bench/bench_serve.c). */
+static int run_serve(const bench_args *a) {
+    const char *bad = a->modes_seen ? "--modes"
+        : a->device_seen            ? "--device"
+        : a->quantize               ? "--quantize"
+        : a->model_seen             ? "--model-id"
+        : a->compare_devices        ? "--compare-devices"
+        : a->compare_quant          ? "--compare-quantization"
+        : a->threads                ? "--threads"
+        : a->output_dir_seen        ? "--output-dir"
+                                    : NULL;
+    if (bad) return vlm_usage_error("bench", "%s cannot be combined with --serve (the server's own setting)", bad);
+    double conc[32], rates[32];
+    int n_conc = 0, n_rates = 0, r;
+    if ((r = parse_levels(&a->concurrency, "--concurrency", 1, conc, 32, &n_conc)) ||
+        (r = parse_levels(&a->rates, "--request-rate", 0, rates, 32, &n_rates)))
+        return r;
+    if (n_conc + n_rates == 0) return vlm_usage_error("bench", "--serve needs --concurrency N or --request-rate R");
+    if (a->requests < 0) return vlm_usage_error("bench", "--requests must be at least 1");
+    if (a->runs < 1) return vlm_usage_error("bench", "--runs must be at least 1, got %d", a->runs);
+    if (a->max_tokens < 1) return vlm_usage_error("bench", "--max-tokens must be at least 1, got %d", a->max_tokens);
+    if (!(a->timeout > 0)) return vlm_usage_error("bench", "--timeout must be positive seconds");
+    if (a->plot && !vlm_bench_plot_format_ok(a->plot))
+        return vlm_usage_error("bench", "--plot %s: the chart is written as FILE.svg or FILE.html", a->plot);
+    if (a->csv && !a->output) return vlm_usage_error("bench", "--csv writes beside the JSON: give --output FILE too");
+    vlm_status s;
+    if (a->output && (s = vlm_bench_check_output_path(a->output, "--output")) != VLM_OK) return vlm_cli_fail(s);
+    if (a->plot && (s = vlm_bench_check_output_path(a->plot, "--plot")) != VLM_OK) return vlm_cli_fail(s);
+    char **images = NULL;
+    int n_images = 0;
+    if (a->images.n && (s = vlm_bench_collect_images(a->images.v, a->images.n, &images, &n_images)) != VLM_OK)
+        return vlm_cli_fail(s);
+    int conc_i[32];
+    for (int i = 0; i < n_conc; i++) conc_i[i] = (int)conc[i];
+    const char *key = a->api_key ? a->api_key
+        : getenv("VLM_API_KEY")  ? getenv("VLM_API_KEY")
+                                 : getenv("OPENAI_API_KEY");
+    vlm_bench_serve_config c = {.url = a->serve,
+                                .api_key = key && key[0] ? key : NULL,
+                                .model = a->served_model,
+                                .text = a->text,
+                                .images = (const char *const *)images,
+                                .n_images = n_images,
+                                .max_tokens = a->max_tokens,
+                                .ignore_eos = a->ignore_eos,
+                                .warmup = !a->no_warmup,
+                                .runs = a->runs_seen ? a->runs : 1,
+                                .requests = a->requests,
+                                .concurrency = conc_i,
+                                .n_concurrency = n_conc,
+                                .rates = rates,
+                                .n_rates = n_rates,
+                                .timeout_s = a->timeout};
+    vlm_loadtest_results res;
+#ifdef VLM_HAVE_SERVE
+    s = vlm_bench_serve(&c, &res);
+#else
+    s = vlm_err(VLM_ERR_UNAVAILABLE,
+                "--serve is not in this build: libmicrohttpd and libcurl were not found when "
+                "vlm was configured (scripts/setup.sh installs them)");
+#endif
+    vlm_bench_free_list(images, n_images);
+    if (s != VLM_OK) return vlm_cli_fail(s);
+    vlm_loadtest_print(stdout, &res);
+    fflush(stdout);
+    if (a->output && (s = vlm_loadtest_write_json(&res, a->output)) == VLM_OK) {
+        VLM_LOG_I("bench: wrote %s", a->output);
+        if (a->csv) {
+            char path[VLM_PATH_MAX];
+            vlm_bench_csv_path(a->output, path, sizeof path);
+            if ((s = vlm_loadtest_write_csv(&res, path)) == VLM_OK) VLM_LOG_I("bench: wrote %s", path);
+        }
+    }
+    if (s == VLM_OK && a->plot && (s = vlm_loadtest_write_plot(&res, a->plot)) == VLM_OK)
+        VLM_LOG_I("bench: wrote %s", a->plot);
+    int ok = 0;
+    for (int i = 0; i < res.n_levels; i++) ok += res.levels[i].n_ok;
+    vlm_loadtest_free(&res);
+    if (s != VLM_OK) return vlm_cli_fail(s);
+    if (!ok) {
+        vlm_err(VLM_ERR_IO, "--serve %s: no request succeeded (errors above)", a->serve);
+        return vlm_cli_fail(VLM_ERR_IO);
+    }
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     bench_args a = {.text = "Describe this image.",
                     .model_id = "Qwen/Qwen2.5-VL-3B-Instruct",
                     .device = "auto",
                     .output_dir = "split_models",
                     .runs = 5,
-                    .max_tokens = 128};
+                    .max_tokens = 128,
+                    .timeout = 1800};
     vlm_arg spec[] = {
         {"--image", ARG_LIST, &a.images, "PATH", "input image (required); repeat it, or name a directory, for several"},
         {"--text", ARG_STR, &a.text, "STR", "prompt (default \"Describe this image.\")"},
-        {"--modes", ARG_LIST, &a.modes, "M", "original, split_native, run_onnx (default: all three)"},
-        {"--runs", ARG_INT, &a.runs, "N", "measured runs per mode (default 5)"},
+        {"--modes", ARG_LIST, &a.modes, "M", "original, split_native, run_onnx (default: all three)", &a.modes_seen},
+        {"--runs", ARG_INT, &a.runs, "N", "measured runs per mode (default 5; with --serve, per level: 1)",
+         &a.runs_seen},
         {"--max-tokens", ARG_INT, &a.max_tokens, "N", "tokens to generate at most (default 128)"},
         {"--no-warmup", ARG_FLAG, &a.no_warmup, NULL, "skip the unmeasured warm-up run of each mode"},
         {"--ignore-eos", ARG_FLAG, &a.ignore_eos, NULL, "always generate exactly --max-tokens tokens"},
         {"--model-id", ARG_STR, &a.model_id, "ID",
-         "checkpoint directory or HF id (default Qwen/Qwen2.5-VL-3B-Instruct)"},
+         "checkpoint directory or HF id (default Qwen/Qwen2.5-VL-3B-Instruct)", &a.model_seen},
         {"--device", ARG_STR, &a.device, "D", "auto, cuda or cpu (default auto: cuda when a GPU is usable)",
          &a.device_seen},
         {"--quantize", ARG_FLAG, &a.quantize, NULL, "4-bit weights"},
-        {"--output-dir", ARG_STR, &a.output_dir, "DIR", "split / ONNX / quantized artifacts (default split_models)"},
+        {"--output-dir", ARG_STR, &a.output_dir, "DIR", "split / ONNX / quantized artifacts (default split_models)",
+         &a.output_dir_seen},
         {"--output", ARG_STR, &a.output, "FILE", "write the results as JSON"},
         {"--csv", ARG_FLAG, &a.csv, NULL, "also write CSV beside the JSON (same name, .csv)"},
         {"--compare-devices", ARG_FLAG, &a.compare_devices, NULL,
@@ -125,10 +240,22 @@ int cmd_bench(int argc, char **argv) {
          "run non-quantized and 4-bit; write benchmark_{non_quantized,quantized}_TIMESTAMP.json here"},
         {"--threads", ARG_INT, &a.threads, "N", "CPU threads (default: every core)"},
         {"--plot", ARG_STR, &a.plot, "FILE", "chart of stage times and throughput (.svg or .html)"},
+        {"--serve", ARG_STR, &a.serve, "URL", "benchmark an OpenAI-compatible server at URL instead (vlm serve, ...)"},
+        {"--concurrency", ARG_LIST, &a.concurrency, "N", "--serve: requests in flight, e.g. 1,4,16 (one level each)"},
+        {"--request-rate", ARG_LIST, &a.rates, "R", "--serve: Poisson arrivals at R requests/s (one level each)"},
+        {"--requests", ARG_INT, &a.requests, "K", "--serve: requests per level and run (default N; rates: 16)"},
+        {"--api-key", ARG_STR, &a.api_key, "KEY", "--serve: bearer key (default $VLM_API_KEY or $OPENAI_API_KEY)"},
+        {"--served-model", ARG_STR, &a.served_model, "NAME", "--serve: the model name (default: GET /v1/models)"},
+        {"--timeout", ARG_FLOAT, &a.timeout, "S", "--serve: seconds one request may take (default 1800)"},
         {0},
     };
     int r = vlm_args_parse("bench", k_synopsis, spec, argc, argv);
     if (r) return r < 0 ? 0 : r;
+    if (a.serve) return run_serve(&a);
+    if (a.concurrency.n || a.rates.n || a.requests || a.api_key || a.served_model)
+        return vlm_usage_error("bench",
+                               "--concurrency, --request-rate, --requests, --api-key and --served-model "
+                               "need --serve URL (an in-process --concurrency is not built yet)");
     vlm_bench_config c;
     vlm_bench_config_init(&c);
     if ((r = check_args(&a, &c))) return r;
@@ -140,6 +267,11 @@ int cmd_bench(int argc, char **argv) {
 
     if (a.output && (s = vlm_bench_check_output_path(a.output, "--output")) != VLM_OK) return vlm_cli_fail(s);
     if (a.plot && (s = vlm_bench_check_output_path(a.plot, "--plot")) != VLM_OK) return vlm_cli_fail(s);
+    if (a.output && a.csv) {
+        char csv[VLM_PATH_MAX];
+        vlm_bench_csv_path(a.output, csv, sizeof csv);
+        if ((s = vlm_bench_check_output_path(csv, "--csv")) != VLM_OK) return vlm_cli_fail(s);
+    }
     if ((a.compare_devices || a.compare_quant) &&
         (s = vlm_bench_check_output_dir(".", "the comparison files")) != VLM_OK)
         return vlm_cli_fail(s);

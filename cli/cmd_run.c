@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "commands.h"
@@ -31,10 +32,16 @@ static vlm_status write_json(const char *path, const vlm_result *r, const vlm_mo
     json_ids(&b, "generated_ids", r->generated_ids, r->n_generated);
     vlm_sb_printf(&b, ",\n  \"text\": ");
     vlm_sb_json_string(&b, r->text ? r->text : "", r->text ? strlen(r->text) : 0);
-    vlm_sb_printf(&b, ",\n  \"stop_reason\": \"%s\",\n",
-                  r->stop == VLM_STOP_EOS              ? "eos"
-                      : r->stop == VLM_STOP_MAX_TOKENS ? "max_tokens"
-                                                       : "callback");
+    vlm_sb_printf(&b, ",\n  \"stop_reason\": \"%s\",\n", vlm_stop_reason_name(r->stop));
+    vlm_sb_printf(&b, "  \"images\": [");
+    for (int i = 0; i < r->n_images; i++) {
+        const vlm_image_summary *im = &r->images[i];
+        vlm_sb_printf(&b,
+                      "%s{\"width\": %d, \"height\": %d, \"resized_width\": %d, \"resized_height\": %d, "
+                      "\"tokens\": %d}",
+                      i ? ", " : "", im->width, im->height, im->resized_width, im->resized_height, im->tokens);
+    }
+    vlm_sb_printf(&b, "],\n");
     vlm_sb_printf(&b,
                   "  \"timings\": {\"preprocess\": %.6f, \"vision\": %.6f, \"prefill\": %.6f, \"decode\": %.6f, "
                   "\"total\": %.6f, \"time_to_first_token\": %.6f, \"load\": %.6f},\n",
@@ -67,7 +74,7 @@ int cmd_run(int argc, char **argv) {
     vlm_request r;
     vlm_load_options_init(&o);
     vlm_request_init(&r);
-    vlm_arg_list images = {0};
+    vlm_arg_list images = {0}, stops = {0};
     const char *mode = "original", *device = "auto", *json = NULL, *text = NULL, *file = NULL;
     long long seed = 0;
     int greedy = 0, seen_t = 0, seen_k = 0, seen_p = 0, seen_r = 0;
@@ -95,6 +102,7 @@ int cmd_run(int argc, char **argv) {
          &seen_r},
         {"--seed", ARG_LLONG, &seed, "S", "random seed"},
         {"--ignore-eos", ARG_FLAG, &r.sampling.ignore_eos, NULL, "generate exactly --max-tokens"},
+        {"--stop", ARG_LIST, &stops, "STR", "end the answer before this text (repeat for several)"},
         {"--json", ARG_STR, &json, "OUT", "write ids, text, timings and memory as JSON"},
         {"--dump", ARG_STR, &r.dump_path, "OUT", "write intermediate tensors (fixture names) to a safetensors file"},
         {0},
@@ -124,10 +132,20 @@ int cmd_run(int argc, char **argv) {
         (seen_p ? VLM_SAMPLING_TOP_P : 0) | (seen_r ? VLM_SAMPLING_REPETITION_PENALTY : 0);
     r.sampling.greedy = greedy;
     r.sampling.seed = (uint64_t)seed;
+    /* output paths fail now, not after loading the model and streaming the whole answer */
+    vlm_status s = json ? vlm_check_output_path(json, "--json") : VLM_OK;
+    if (s == VLM_OK && r.dump_path) s = vlm_check_output_path(r.dump_path, "--dump");
+    for (int i = 0; s == VLM_OK && i < images.n; i++) { /* and missing or unreadable images */
+        int fd;
+        s = vlm_open_regular(images.v[i], &fd);
+        if (s == VLM_OK) close(fd);
+        else vlm_err_ctx(s, "--image");
+    }
+    if (s != VLM_OK) return vlm_cli_fail(s);
     char *file_text = NULL;
     size_t file_len = 0;
     if (file) {
-        vlm_status s = vlm_read_file(file, (size_t)64 << 20, &file_text, &file_len);
+        s = vlm_read_file(file, (size_t)64 << 20, &file_text, &file_len);
         if (s != VLM_OK) return vlm_cli_fail(s);
         text = file_text;
     }
@@ -136,9 +154,11 @@ int cmd_run(int argc, char **argv) {
     r.images = images.v;
     r.n_images = images.n;
     r.on_text = stream_out;
+    r.stop = stops.v;
+    r.n_stop = stops.n;
 
     vlm_model *m = NULL;
-    vlm_status s = vlm_load(&o, &m);
+    s = vlm_load(&o, &m);
     vlm_result res = {0};
     if (s == VLM_OK) s = vlm_generate(m, &r, &res);
     if (s == VLM_OK) {

@@ -11,7 +11,12 @@ if(VLM_CUDA AND VLM_CUDA_SOURCES)
   endif()
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
-    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    # VLM_CUDA_ARCH picks the GPU targets, e.g. 90a: H100/H200 only, with Hopper's own instructions
+    # (wgmma, setmaxnreg; scripts/gpu_check.sh builds so). Default: A100 and H100/H200 (sm_80, sm_90).
+    set(VLM_CUDA_ARCH "" CACHE STRING "CUDA architectures, e.g. 90a (default: 80;90)")
+    if(VLM_CUDA_ARCH)
+      set(CMAKE_CUDA_ARCHITECTURES ${VLM_CUDA_ARCH})
+    elseif(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 80 90)   # A100, H100/H200
     endif()
     enable_language(CUDA)
@@ -27,7 +32,7 @@ if(VLM_CUDA AND VLM_CUDA_SOURCES)
                           CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
   endif()
 endif()
-message(STATUS "vlm: CUDA backend ${VLM_HAVE_CUDA}")
+message(STATUS "vlm: CUDA backend ${VLM_HAVE_CUDA} (architectures: ${CMAKE_CUDA_ARCHITECTURES})")
 
 # --- ONNX Runtime (run_onnx mode): ORT_ROOT, else third_party/onnxruntime from scripts/setup.sh ----
 set(VLM_HAVE_ORT OFF)
@@ -45,7 +50,7 @@ find_path(ORT_INCLUDE_DIR onnxruntime_c_api.h
           PATHS ${VLM_ORT_ROOT}/include ${VLM_ORT_ROOT}/include/onnxruntime NO_DEFAULT_PATH)
 find_library(ORT_LIBRARY NAMES onnxruntime libonnxruntime.so.1 PATHS ${VLM_ORT_ROOT}/lib NO_DEFAULT_PATH)
 file(GLOB VLM_ORT_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/runtime/onnx/ort_*.c)
-if(ORT_INCLUDE_DIR AND ORT_LIBRARY AND VLM_ORT_SOURCES)
+if(VLM_ONNXRUNTIME AND ORT_INCLUDE_DIR AND ORT_LIBRARY AND VLM_ORT_SOURCES)
   set(VLM_HAVE_ORT ON)
   target_sources(vlmcore PRIVATE ${VLM_ORT_SOURCES})
   target_include_directories(vlmcore PRIVATE ${ORT_INCLUDE_DIR})
@@ -84,3 +89,20 @@ message(STATUS "vlm: ONNX export ${VLM_HAVE_ONNX_EXPORT}")
 # of the exporter and the session when protobuf-c or ONNX Runtime is missing)
 file(GLOB VLM_ONNX_COMMON_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/runtime/onnx/onnx_*.c)
 target_sources(vlmcore PRIVATE ${VLM_ONNX_COMMON_SOURCES})
+
+# --- vlm serve and vlm bench --serve: libmicrohttpd and libcurl (scripts/setup.sh installs both) -----
+# Without them (a bare machine building from copied libraries: scripts/gpu_check.sh) the rest of vlm
+# builds, and `vlm serve` / `vlm bench --serve` say they are not in this build.
+set(VLM_HAVE_SERVE OFF)
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(MHD IMPORTED_TARGET libmicrohttpd)
+  pkg_check_modules(CURL IMPORTED_TARGET libcurl)
+endif()
+file(GLOB VLM_SERVE_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/serve/*.c)
+if(MHD_FOUND AND CURL_FOUND AND VLM_SERVE_SOURCES)
+  set(VLM_HAVE_SERVE ON)
+  target_sources(vlmcore PRIVATE ${VLM_SERVE_SOURCES} ${CMAKE_SOURCE_DIR}/src/bench/bench_serve.c)
+  target_compile_definitions(vlmcore PUBLIC VLM_HAVE_SERVE=1)
+  target_link_libraries(vlmcore PUBLIC PkgConfig::MHD PkgConfig::CURL)
+endif()
+message(STATUS "vlm: serve (libmicrohttpd ${MHD_VERSION}, libcurl ${CURL_VERSION}) ${VLM_HAVE_SERVE}")

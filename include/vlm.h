@@ -153,8 +153,11 @@ typedef enum {
     VLM_STOP_MAX_TOKENS = 1, /* max_tokens reached */
     VLM_STOP_CALLBACK = 2,   /* on_text returned nonzero */
     VLM_STOP_STRING = 3,     /* one of the request's stop strings */
-    VLM_STOP_CANCELLED = 4   /* vlm_engine_cancel */
+    VLM_STOP_CANCELLED = 4   /* vlm_engine_cancel, or the engine freed before the request ended */
 } vlm_stop_reason;
+
+/* "eos", "max_tokens", "callback", "stop_string", "cancelled" ("?" for other values). */
+const char *vlm_stop_reason_name(vlm_stop_reason r);
 
 /* One image of a request as the model saw it: its size after decoding (and EXIF rotation), after
  * smart_resize (grounding boxes of Qwen2.5-VL are in these pixels), and its merged tokens. */

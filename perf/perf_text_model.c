@@ -16,6 +16,7 @@
 #include "base/membw.h"
 #include "base/timer.h"
 #include "model/text_model_impl.h"
+#include "runtime/text_generate.h"
 
 /* Bytes of weights one decode step reads: every matrix of every layer, the lm_head, the small
  * vectors (the embedding contributes one row). */

@@ -11,9 +11,13 @@ PKGS=(
   libcjson-dev                            # JSON (config, tokenizer.json, safetensors headers)
   libpcre2-dev                            # pre-tokenizer regex (JIT, Unicode classes)
   libutf8proc-dev                         # NFC normalization
+  libssl-dev                              # SHA-256 (libcrypto): image identities, KV-block hashes
   libopenblas-dev libopenblas0-openmp     # f32 GEMM panels
   libomp-dev                              # OpenMP for clang builds (gcc brings libgomp)
+  clang libclang-rt-dev                   # make fuzz: libFuzzer, ASan + UBSan with float-cast-overflow
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev   # ONNX export
+  libmicrohttpd-dev                       # vlm serve: the HTTP server
+  libcurl4-openssl-dev                    # vlm bench --serve: the HTTP client; file:// URL parsing
   python3-onnx python3-numpy python3-pil  # test-side checks: onnx checker, Pillow comparison bench
   clang-format clang-tidy gcovr           # make format / format-check, make lint, make coverage
 )

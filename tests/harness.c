@@ -48,12 +48,18 @@ const char *test_tmp(const char *rel) {
 
 /* The fixtures are a copy of ../shared/fixtures that scripts/setup.sh makes (they are not tracked):
  * without them a test that needs them is skipped (exit 77) with the command that fixes it, and
- * .ci/run, which always has ../shared, fails on that skip. */
+ * .ci/run, which always has ../shared, fails on that skip. $VLM_TEST_FIXTURES names another copy
+ * (a test binary run on another machine: scripts/gpu_check.sh). */
+static const char *fixtures_dir(void) {
+    const char *env = getenv("VLM_TEST_FIXTURES");
+    return env && *env ? env : VLM_TEST_FIXTURES;
+}
+
 static void need_fixtures(void) {
     static int checked;
     if (checked++) return;
     char path[1024];
-    snprintf(path, sizeof path, "%s/README.md", VLM_TEST_FIXTURES);
+    snprintf(path, sizeof path, "%s/README.md", fixtures_dir());
     FILE *f = fopen(path, "r");
     if (f) {
         fclose(f);
@@ -62,7 +68,7 @@ static void need_fixtures(void) {
     fprintf(stderr,
             "SKIPPED: fixtures missing: %s has no README.md; run scripts/setup.sh (or "
             "scripts/refresh_fixtures.sh DIR) to copy ../shared/fixtures there\n",
-            VLM_TEST_FIXTURES);
+            fixtures_dir());
     exit(77);
 }
 
@@ -71,7 +77,7 @@ const char *test_fixture(const char *rel) {
     static char buf[8][1024];
     static int k;
     char *b = buf[k++ % 8];
-    snprintf(b, 1024, "%s/%s", VLM_TEST_FIXTURES, rel);
+    snprintf(b, 1024, "%s/%s", fixtures_dir(), rel);
     return b;
 }
 

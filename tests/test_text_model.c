@@ -12,6 +12,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "model/text_model.h"
+#include "runtime/text_generate.h"
 #include "text/chat.h"
 #include "text/generation_config.h"
 #include "text/tokenizer.h"

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "base/log.h"
 #include "base/memory.h"
@@ -78,9 +79,11 @@ vlm_status vlm_bench_collect_images(const char *const *args, int n, char ***out,
     *out = NULL;
     *n_out = 0;
     for (int i = 0; s == VLM_OK && i < n; i++) {
+        struct stat st;
         if (vlm_is_dir(args[i])) s = add_dir(&l, args[i]);
-        else if (!vlm_is_file(args[i]))
-            s = vlm_err(VLM_ERR_NOT_FOUND, "--image %s: no such file or directory", args[i]);
+        else if (stat(args[i], &st) != 0) s = vlm_err(VLM_ERR_NOT_FOUND, "--image %s: %s", args[i], strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+            s = vlm_err(VLM_ERR_INVALID, "--image %s is %s, not a regular file", args[i], vlm_file_kind(st.st_mode));
         else s = list_push(&l, args[i]);
     }
     if (s != VLM_OK) {

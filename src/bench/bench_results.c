@@ -179,15 +179,4 @@ vlm_status vlm_bench_check_output_dir(const char *dir, const char *what) {
     return VLM_OK;
 }
 
-vlm_status vlm_bench_check_output_path(const char *path, const char *flag) {
-    char dir[VLM_PATH_MAX], what[VLM_PATH_MAX + 32];
-    snprintf(dir, sizeof dir, "%s", path);
-    snprintf(what, sizeof what, "%s %s", flag, path);
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    VLM_TRY(vlm_bench_check_output_dir(dir, what));
-    if (vlm_is_dir(path)) return vlm_err(VLM_ERR_INVALID, "%s: is a directory", what);
-    return VLM_OK;
-}
+vlm_status vlm_bench_check_output_path(const char *path, const char *flag) { return vlm_check_output_path(path, flag); }

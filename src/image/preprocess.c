@@ -189,9 +189,9 @@ static vlm_status resize_patchify(const vlm_image *img, int rh, int rw, const vl
     return s;
 }
 
-vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
-                                long long max_pixels, vlm_pixel_values *out) {
-    memset(out, 0, sizeof *out);
+/* The processor's checks and target size: *rh x *rw, or the image's own size without do_resize. */
+static vlm_status target_size(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
+                              long long max_pixels, int *rh, int *rw) {
     if (!img->rgb || img->width <= 0 || img->height <= 0)
         return vlm_err(VLM_ERR_INVALID, "preprocess: empty image (%dx%d)", img->width, img->height);
     if (img->width < VLM_PREPROCESS_MIN_SIDE || img->height < VLM_PREPROCESS_MIN_SIDE)
@@ -201,10 +201,38 @@ vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preproc_config *
     long long lo = min_pixels > 0 ? min_pixels : cfg->min_pixels, hi = max_pixels > 0 ? max_pixels : cfg->max_pixels;
     if (min_pixels < 0 || max_pixels < 0 || lo > hi)
         return vlm_err(VLM_ERR_INVALID, "min_pixels %lld and max_pixels %lld must be positive with min <= max", lo, hi);
-    if (!cfg->do_resize) return vlm_image_patchify(img, cfg, out);
+    *rh = img->height, *rw = img->width;
+    const int unit = cfg->patch_size * cfg->merge_size;
+    if (!cfg->do_resize && (unit <= 0 || img->height % unit || img->width % unit))
+        return vlm_err(VLM_ERR_INVALID, "image %dx%d: without do_resize each side must be a multiple of %d", img->width,
+                       img->height, unit);
+    if (!cfg->do_resize) return VLM_OK;
+    return vlm_smart_resize(img->height, img->width, cfg->patch_size * cfg->merge_size, lo, hi, rh, rw);
+}
+
+vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
+                                long long max_pixels, vlm_pixel_values *out) {
+    memset(out, 0, sizeof *out);
     int rh, rw;
-    VLM_TRY(vlm_smart_resize(img->height, img->width, cfg->patch_size * cfg->merge_size, lo, hi, &rh, &rw));
+    VLM_TRY(target_size(img, cfg, min_pixels, max_pixels, &rh, &rw));
+    if (!cfg->do_resize) return vlm_image_patchify(img, cfg, out);
     vlm_status s = resize_patchify(img, rh, rw, cfg, out);
+    if (s != VLM_OK) return vlm_err_ctx(s, "preprocessing a %dx%d image", img->width, img->height);
+    return VLM_OK;
+}
+
+vlm_status vlm_preprocess_resize(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
+                                 long long max_pixels, vlm_image *out) {
+    memset(out, 0, sizeof *out);
+    int rh, rw;
+    VLM_TRY(target_size(img, cfg, min_pixels, max_pixels, &rh, &rw));
+    vlm_status s;
+    if (cfg->do_resize) {
+        s = vlm_image_resize_bicubic(img, rw, rh, out);
+    } else {
+        s = vlm_image_alloc(out, img->width, img->height);
+        if (s == VLM_OK) memcpy(out->rgb, img->rgb, (size_t)img->width * img->height * 3);
+    }
     if (s != VLM_OK) return vlm_err_ctx(s, "preprocessing a %dx%d image", img->width, img->height);
     return VLM_OK;
 }

@@ -50,6 +50,12 @@ vlm_status vlm_image_patchify(const vlm_image *img, const vlm_preproc_config *cf
  * (transformers' min_pixels / max_pixels processor arguments). */
 vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
                                 long long max_pixels, vlm_pixel_values *out);
+/* The processor's first half: its checks, smart_resize and the bicubic resize (a copy when the
+ * config has do_resize false), into out (allocated here). vlm_image_patchify of out gives the same
+ * pixel_values as vlm_preprocess_image: a caller can keep the smaller 8-bit image until it needs
+ * the rows (the engine's queue does). */
+vlm_status vlm_preprocess_resize(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
+                                 long long max_pixels, vlm_image *out);
 void vlm_pixel_values_free(vlm_pixel_values *pv);
 
 #endif

@@ -322,6 +322,13 @@ static const char *pil_mode(int color, int depth) {
 
 static void on_info(png_structp png, png_infop pi) {
     png_ctx *c = png_get_progressive_ptr(png);
+    if (c->img.rgb) {
+        /* libpng calls this again when a chunk interrupts the image data (IDAT, eXIf, IDAT): the
+         * image is already set up, so stop here, as Pillow's reader stops at the end of the first
+         * run of IDATs (what decoded by then is judged as a file ending there) */
+        snprintf(c->msg, sizeof c->msg, "the image data is interrupted by another chunk");
+        png_longjmp(png, 1);
+    }
     png_uint_32 w, h;
     int depth, color, interlace;
     png_get_IHDR(png, pi, &w, &h, &depth, &color, &interlace, NULL, NULL);

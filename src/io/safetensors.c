@@ -2,6 +2,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,7 +81,8 @@ static vlm_status parse_entry(const cJSON *desc, const char *path, const char *n
     const cJSON *d;
     cJSON_ArrayForEach(d, shape) {
         double v = cJSON_IsNumber(d) ? d->valuedouble : -1;
-        if (v < 0 || v != (double)(int64_t)v || v > 9.0e15)
+        /* range first: casting a double outside int64's range (1e19) is undefined behaviour */
+        if (!(v >= 0 && v <= 9.0e15) || v != floor(v))
             return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: shape[%d] is not a non-negative integer", path, name, i);
         e->shape[i++] = (int64_t)v;
         if (v > 0 && numel > UINT64_MAX / (uint64_t)v)
@@ -90,9 +92,16 @@ static vlm_status parse_entry(const cJSON *desc, const char *path, const char *n
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2)
         return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: \"data_offsets\" must be [begin, end]", path, name);
     double b = cJSON_GetArrayItem(offs, 0)->valuedouble, en = cJSON_GetArrayItem(offs, 1)->valuedouble;
-    if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) || b < 0 ||
-        en < 0 || b != (double)(uint64_t)b || en != (double)(uint64_t)en)
+    if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) ||
+        !(b >= 0 && en >= 0) || b != floor(b) || en != floor(en))
         return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: \"data_offsets\" must be non-negative integers", path, name);
+    /* exact in a double up to 2^53, and no file is that large: refuse before casting (1e20 does not
+     * fit a uint64_t, and such a cast is undefined behaviour) */
+    if (b > (double)data_size || en > (double)data_size)
+        return vlm_err(VLM_ERR_FORMAT,
+                       "%s: tensor %s: data_offsets [%.17g, %.17g] out of range (data section is %llu bytes; "
+                       "file truncated?)",
+                       path, name, b, en, (unsigned long long)data_size);
     uint64_t begin = (uint64_t)b, end = (uint64_t)en;
     if (begin > end || end > data_size)
         return vlm_err(VLM_ERR_FORMAT,

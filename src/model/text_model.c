@@ -1,5 +1,6 @@
-/* The Qwen2 decoder: weights on the backend, the run state (KV cache + activations) and the forward
- * pass of a batch of rows. Written once against the backend interface. */
+/* The Qwen2 decoder: weights on the backend, the run state (KV cache + activations), the inputs of
+ * a pass (embedding, image rows) and the forward pass of a batch of rows. Written once against the
+ * backend interface. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
  * Weights */
 
 const vlm_model_config *vlm_text_model_config(const vlm_text_model *m) { return &m->cfg; }
+vlm_backend *vlm_text_model_backend(const vlm_text_model *m) { return m->be; }
 
 uint64_t vlm_text_kv_cache_bytes(const vlm_model_config *cfg, int positions) {
     const vlm_text_config *t = &cfg->text;
@@ -201,6 +203,22 @@ void vlm_text_state_free(vlm_text_model *m, vlm_text_state *st) {
     vlm_dev_free(m->be, st->kv_block);
     vlm_free(st->cos_h);
     memset(st, 0, sizeof *st);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Inputs of a pass */
+
+void vlm_text_embed(vlm_text_model *m, vlm_text_state *st, const int32_t *ids, int n) {
+    vlm_embed(m->be, st->x, &m->embed, ids, n);
+}
+
+void vlm_text_set_rows(vlm_text_model *m, vlm_text_state *st, const float *embeds, int n) {
+    vlm_copy(m->be, st->x, embeds, (size_t)n * m->cfg.text.hidden);
+}
+
+void vlm_text_scatter_image_rows(vlm_text_model *m, vlm_text_state *st, const int32_t *rows, const float *feats,
+                                 int n) {
+    if (n > 0) vlm_scatter_rows(m->be, st->x, rows, feats, n, m->cfg.text.hidden);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-/* Internals of the language model shared by text_model.c (weights, run state, forward pass) and
- * text_generate.c (the generation loop). Not for other modules: they use text_model.h. */
+/* Internals of the language model (its weights on the device), for text_model.c and the
+ * micro-benchmarks that count its bytes. Other modules use text_model.h. */
 #ifndef VLM_MODEL_TEXT_MODEL_IMPL_H
 #define VLM_MODEL_TEXT_MODEL_IMPL_H
 
@@ -23,39 +23,5 @@ struct vlm_text_model {
     float inv_freq[VLM_TEXT_MAX_HALF];
     vlm_safetensors *st; /* set when the model opened the checkpoint itself */
 };
-
-/* Run state of one request: the KV cache and the activations of one batched pass. */
-typedef struct {
-    int capacity; /* positions the KV cache holds */
-    int max_rows; /* rows one pass may run */
-    int n_past;   /* positions already in the cache */
-    /* device memory */
-    float *x;                 /* [max_rows, D] residual stream (the pass's input embeddings on entry) */
-    float *xn;                /* [max_rows, D] normed input / projection output */
-    float *q;                 /* [max_rows, H*hd] */
-    float *att;               /* [max_rows, H*hd] attention output */
-    float *gate, *up;         /* [max_rows, I] */
-    float *logits;            /* [vocab] of the last row */
-    float *k_cache, *v_cache; /* [layers, capacity, kvH*hd] each */
-    float *cos, *sin;         /* [max_rows, hd/2] */
-    void *act_block, *kv_block;
-    /* host scratch for the rotary tables */
-    float *cos_h, *sin_h;
-    uint64_t kv_bytes, act_bytes;
-} vlm_text_state;
-
-vlm_status vlm_text_state_create(vlm_text_model *m, int capacity, int max_rows, vlm_text_state *st);
-void vlm_text_state_free(vlm_text_model *m, vlm_text_state *st);
-
-/* Host destinations for intermediate tensors of one pass (rows of this pass), or NULL. */
-typedef struct {
-    float *inputs_embeds, *layer0_out, *final_norm_out;
-} vlm_text_taps;
-
-/* Runs the n rows already embedded in st->x at cache positions st->n_past .. + n - 1 with
- * positions pos[a * pos_stride + r] (host), appends their keys and values to the cache and, when
- * want_logits, leaves the last row's logits in st->logits. */
-vlm_status vlm_text_forward(vlm_text_model *m, vlm_text_state *st, int n, const int32_t *pos, int pos_stride,
-                            int want_logits, const vlm_text_taps *taps);
 
 #endif

@@ -32,6 +32,11 @@ int vlm_mode_parse(const char *name, vlm_mode *out) {
 
 const char *vlm_mode_name(vlm_mode m) { return (unsigned)m < 3 ? k_modes[m] : "?"; }
 
+const char *vlm_stop_reason_name(vlm_stop_reason r) {
+    static const char *const names[] = {"eos", "max_tokens", "callback", "stop_string", "cancelled"};
+    return (unsigned)r < sizeof names / sizeof *names ? names[r] : "?";
+}
+
 static const char *const k_devices[] = {"auto", "cpu", "cuda"}; /* VLM_DEV_AUTO, VLM_DEV_CPU, VLM_DEV_CUDA */
 
 int vlm_device_parse(const char *name, vlm_device *out) {

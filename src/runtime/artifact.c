@@ -62,7 +62,9 @@ vlm_status vlm_fingerprint_dir(const char *dir, char out[VLM_FINGERPRINT_LEN]) {
         size_t len = strlen(names[i]);
         if (s == VLM_OK && len > 12 && !strcmp(names[i] + len - 12, ".safetensors")) {
             /* the header: u64 length + JSON (names, dtypes, shapes, offsets) */
-            FILE *f = fopen(path, "rb");
+            int fd;
+            FILE *f = vlm_open_regular(path, &fd) == VLM_OK ? fdopen(fd, "rb") : NULL; /* no FIFO waits */
+            if (!f && fd >= 0) close(fd);
             unsigned char lenbuf[8];
             if (f && fread(lenbuf, 1, 8, f) == 8) {
                 uint64_t hl = 0;
@@ -218,13 +220,5 @@ vlm_status vlm_manifest_write_for(const char *model_dir, const char *artifact_di
 }
 
 vlm_status vlm_artifact_publish(const char *tmp_dir, const char *final_dir) {
-    if (rename(tmp_dir, final_dir) == 0) return VLM_OK; /* absent (or empty) */
-    char old[VLM_PATH_MAX];
-    snprintf(old, sizeof old, "%s.old.%d", final_dir, (int)getpid());
-    if (rename(final_dir, old) != 0) return vlm_err(VLM_ERR_IO, "cannot move %s aside to replace it", final_dir);
-    if (rename(tmp_dir, final_dir) != 0) {
-        rename(old, final_dir);
-        return vlm_err(VLM_ERR_IO, "cannot rename %s to %s", tmp_dir, final_dir);
-    }
-    return vlm_remove_tree(old);
+    return vlm_replace_dir(tmp_dir, final_dir);
 }

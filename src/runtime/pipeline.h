@@ -6,6 +6,8 @@
 #ifndef VLM_RUNTIME_PIPELINE_H
 #define VLM_RUNTIME_PIPELINE_H
 
+#include <pthread.h>
+
 #include "image/preproc_config.h"
 #include "io/file.h"
 #include "io/safetensors.h"
@@ -49,8 +51,20 @@ struct vlm_model {
     vlm_text_model *text;
     vlm_tokenizer *tok;
     vlm_generation_config gen; /* the language component's generation_config.json (+ config.json's eos) */
+    /* The tokenizer encodes on one thread at a time (its piece cache): requests are prepared on
+     * their callers' threads, so chat templates and tokenization take this lock. It also guards
+     * `engine`: at most one engine per model (the backend's scratch memory serves one thread). */
+    pthread_mutex_t lock;
+    struct vlm_engine *engine;
 
     double load_s;
+    /* after values stopped being finite: which weight is NaN or infinite (scanned once) */
+    int weights_scanned;
+    char bad_weight[512];
 };
+
+/* Adds to the current error which tensor of the checkpoint holds a NaN or infinity, when one does
+ * (every weight is scanned, once per model: only a run whose values stopped being finite pays). */
+void vlm_model_explain_nonfinite(vlm_model *m);
 
 #endif

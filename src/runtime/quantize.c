@@ -331,19 +331,17 @@ vlm_status vlm_quantize_checkpoint(const char *model_dir, const char *out_dir, c
     vlm_checkpoint_parts parts;
     vlm_status s = vlm_detect_parts(st, &parts);
     if (s == VLM_OK && !parts.has_text) s = vlm_err(VLM_ERR_FORMAT, "%s has no language model", model_dir);
-    char tmp[VLM_PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out_dir, (int)getpid());
-    if (s == VLM_OK) {
-        vlm_remove_tree(tmp);
-        s = vlm_mkdirs(tmp);
-    }
-    if (s == VLM_OK) s = quantize_into(model_dir, tmp, st, &cfg, &parts, o, stats);
+    vlm_dir_lock lock = {-1};
+    vlm_tmp_dir tmp = {.fd = -1};
+    if (s == VLM_OK) s = vlm_writer_lock_for(out_dir, &lock);
+    if (s == VLM_OK) s = vlm_tmp_dir_create(&tmp, out_dir);
+    if (s == VLM_OK) s = quantize_into(model_dir, tmp.path, st, &cfg, &parts, o, stats);
     vlm_st_close(st);
-    if (s == VLM_OK) s = vlm_artifact_publish(tmp, out_dir);
-    if (s != VLM_OK) {
-        vlm_remove_tree(tmp);
-        vlm_err_ctx(s, "quantizing %s to %s", model_dir, out_dir);
-    }
+    if (s == VLM_OK) s = vlm_artifact_publish(tmp.path, out_dir);
+    if (s == VLM_OK) vlm_tmp_dir_close(&tmp);
+    else vlm_tmp_dir_abort(&tmp);
+    vlm_writer_unlock(&lock);
+    if (s != VLM_OK) vlm_err_ctx(s, "quantizing %s to %s", model_dir, out_dir);
     stats->seconds = vlm_now() - t0;
     return s;
 }

@@ -311,7 +311,7 @@ vlm_status vlm_tok_load_dir(const char *dir, vlm_tokenizer **out) {
     char path[VLM_PATH_MAX];
     *out = NULL;
     VLM_TRY(vlm_path_join(path, sizeof path, dir, "tokenizer.json"));
-    if (!vlm_is_file(path))
+    if (!vlm_path_exists(path)) /* one that is not a regular file is refused by vlm_tok_load, by name */
         return vlm_err(VLM_ERR_NOT_FOUND,
                        "%s: no tokenizer.json in this directory (only tokenizer.json files are read)", dir);
     return vlm_tok_load(path, out);

@@ -66,6 +66,20 @@ expect bench 1 "--output $TMP/nodir/r.json: the directory $TMP/nodir does not ex
 mkdir -p d.svg
 expect bench 1 "--plot $TMP/d.svg: is a directory" -- --image "$IMG" --model-id "$MODEL" --device cpu --plot "$TMP/d.svg"
 
+# --serve: the served benchmark's own usage errors, and a server that is not there
+expect bench 2 "--serve needs --concurrency N or --request-rate R" -- --serve http://127.0.0.1:9
+expect bench 2 "need --serve URL" -- --image "$IMG" --concurrency 4
+expect bench 2 "--concurrency: '0' is not a whole number" -- --serve http://127.0.0.1:9 --concurrency 1,0
+expect bench 2 "--concurrency: '2.5' is not a whole number" -- --serve http://127.0.0.1:9 --concurrency 2.5
+expect bench 2 "--request-rate: 'x' is not a positive rate" -- --serve http://127.0.0.1:9 --request-rate x
+expect bench 2 "--modes cannot be combined with --serve" -- --serve http://127.0.0.1:9 --concurrency 1 --modes original
+expect bench 2 "--model-id cannot be combined with --serve" -- --serve http://127.0.0.1:9 --concurrency 1 --model-id m
+expect bench 2 "--timeout must be positive" -- --serve http://127.0.0.1:9 --concurrency 1 --timeout 0
+expect bench 2 "expected an http:// or https:// URL" -- --serve ftp://x --concurrency 1
+expect bench 1 "GET http://127.0.0.1:9/v1/models: Couldn't connect to server" -- --serve http://127.0.0.1:9/v1/ \
+    --concurrency 1
+expect bench 1 "--image $TMP/missing.png" -- --serve http://127.0.0.1:9 --concurrency 1 --image "$TMP/missing.png"
+
 # --device cuda alone on a machine without a usable GPU: a clear failure before any work
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then
     echo "note: a GPU is present here; the no-GPU --device cuda check is not applicable"

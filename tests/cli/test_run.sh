@@ -30,6 +30,27 @@ assert set(o['timings']) >= {'preprocess', 'vision', 'prefill', 'decode', 'total
 assert o['tokens']['image'] == e['num_image_tokens'] and o['tokens']['generated'] == 16
 PY"
 check "dump written" "[ -s $T/d.safetensors ]"
+check "json has the per-image block and the stop reason" "$PY - $T/o.json <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o['images'] == [{'width': 256, 'height': 300, 'resized_width': 252, 'resized_height': 308, 'tokens': 99}]
+assert o['stop_reason'] == 'max_tokens'
+PY"
+# --stop: the answer ends just before the first occurrence of a piece of it; stdout shows none of it
+check "--stop cuts the answer before the stop string" "$PY - \"$VLM\" $M25 \"$IMG\" \"$PROMPT\" $T/o.json $T/st.json <<'PY'
+import json, subprocess, sys
+vlm, model, img, prompt, whole, out = sys.argv[1:]
+text = json.load(open(whole))['text']
+assert len(text) >= 4, text
+stop = text[len(text) // 2:len(text) // 2 + 2]
+p = subprocess.run([vlm, 'run', '--model-id', model, '--image', img, '--text', prompt, '--greedy', '--max-tokens',
+                    '16', '--stop', stop, '--json', out], capture_output=True)
+assert p.returncode == 0, p.stderr
+o = json.load(open(out))
+want = text[:text.index(stop)]
+assert o['text'] == want and o['stop_reason'] == 'stop_string', (o['text'], want, stop)
+assert p.stdout.decode('utf-8', 'replace').rstrip('\\n') == want
+PY"
 
 # text only, and split_native with its artifacts
 "$VLM" run --model-id "$M25" --text "Hello" --max-tokens 4 --greedy >"$T/out2" 2>"$T/err2"
@@ -39,7 +60,7 @@ check "text-only run exits 0" "[ $? -eq 0 ]"
 check "split_native exits 0" "[ $? -eq 0 ]"
 check "split artifacts written" "[ -f $T/split/vision/model.safetensors ] && [ -f $T/split/language/tokenizer.json ]"
 check "split_native ids equal original's" "$PY -c \"import json;a=json.load(open('$T/o.json'));b=json.load(open('$T/s.json'));assert a['generated_ids']==b['generated_ids']\""
-check "no temporary files left" "[ -z \"\$(find $T/split -name '*.tmp*')\" ]"
+check "no temporary files left" "[ -z \"\$(find $T/split -name '*vlm-tmp*')\" ]"
 
 # bad input
 "$VLM" run --model-id "$M25" --image "$T/missing.png" --text hi >/dev/null 2>"$T/e1"

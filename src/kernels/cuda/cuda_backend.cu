@@ -161,10 +161,11 @@ static void cu_destroy(vlm_backend *be) {
 }
 
 static const vlm_backend_ops k_cuda_ops = {
-    cu_alloc,         cu_free,           cu_to_device, cu_to_host,      cu_sync,        cu_weight,
-    cu_weight_f32,    cu_weight_free,    cuda_matmul,  cuda_rmsnorm,    cuda_layernorm, cuda_rope,
-    cuda_attention,   cuda_swiglu,       cuda_gelu,    cuda_quick_gelu, cuda_add,       cuda_embed,
-    cuda_gather_rows, cuda_scatter_rows, cu_copy,      cu_destroy,
+    cu_alloc,        cu_free,       cu_to_device,        cu_to_host,       cu_sync,
+    cu_weight,       cu_weight_f32, cu_weight_free,      cuda_matmul,      cuda_rmsnorm,
+    cuda_layernorm,  cuda_rope,     cuda_attention,      cuda_swiglu,      cuda_gelu,
+    cuda_quick_gelu, cuda_add,      cuda_embed,          cuda_gather_rows, cuda_scatter_rows,
+    cu_copy,         cu_destroy,    cuda_find_nonfinite,
 };
 
 extern "C" int vlm_cuda_available(char *reason, size_t cap) {

@@ -317,7 +317,11 @@ vlm_status vlm_onnx_export(const char *model_dir, const char *out_dir, const vlm
         s = vlm_err(VLM_ERR_NOT_FOUND, "the checkpoint has no vision tower (no %s* tensors)",
                     vlm_vision_prefix(parts.naming));
     if (s == VLM_OK) s = vlm_bind_weights(st, &cfg, 1, 0, &vw, &tw);
+    vlm_dir_lock lock = {-1};
+    if (s == VLM_OK) s = vlm_mkdirs(out_dir);
+    if (s == VLM_OK) s = vlm_writer_lock(out_dir, &lock); /* one writer at a time; reaps killed ones' files */
     if (s == VLM_OK) s = export_graph(model_dir, out_dir, &o, &cfg, &vw);
+    vlm_writer_unlock(&lock);
     vlm_vision_weights_free(&vw);
     vlm_text_weights_free(&tw);
     vlm_st_close(st);

@@ -170,8 +170,16 @@ vlm_status vlm_onnx_ensure_export(const char *model_dir, const char *out_dir, co
     if (exported) *exported = 0;
     VLM_TRY(vlm_onnx_export_current(model_dir, out_dir, o, &current, why, sizeof why));
     if (current) return VLM_OK;
-    VLM_LOG_I("exporting the vision tower to ONNX in %s: %s", out_dir, why);
-    VLM_TRY(vlm_onnx_export(model_dir, out_dir, o));
-    if (exported) *exported = 1;
-    return VLM_OK;
+    /* look again under the lock: another process may be exporting now */
+    VLM_TRY(vlm_mkdirs(out_dir));
+    vlm_dir_lock lock;
+    VLM_TRY(vlm_writer_lock(out_dir, &lock));
+    vlm_status s = vlm_onnx_export_current(model_dir, out_dir, o, &current, why, sizeof why);
+    if (s == VLM_OK && !current) {
+        VLM_LOG_I("exporting the vision tower to ONNX in %s: %s", out_dir, why);
+        s = vlm_onnx_export(model_dir, out_dir, o);
+        if (s == VLM_OK && exported) *exported = 1;
+    }
+    vlm_writer_unlock(&lock);
+    return s;
 }

@@ -1,0 +1,590 @@
+/* The engine (include/vlm.h, "The engine: many requests at once") on the fixture models: every
+ * fixture case run concurrently with the others (and with sampled requests) gives the ids of the
+ * fixture and the text of vlm_generate alone; threads submitting at once to an engine run on its
+ * own thread; cancelling queued and running requests; a full queue; stop strings; images as bytes
+ * equal to images as files; interleaved message parts; per-image pixel limits; errors at submit;
+ * on_done exactly once; one engine per model. */
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "io/file.h"
+#include "io/json.h"
+#include "text/chat.h"
+#include "text/tokenizer.h"
+#include "vlm.h"
+
+/* ---- fixture cases ---- */
+
+typedef struct {
+    char name[64];
+    char model[1024];
+    char prompt[1024];
+    char images[2][1024];
+    const char *image_ptrs[2];
+    int n_images;
+    int max_tokens;
+    int32_t input_ids[512], generated_ids[64];
+    int n_input, n_generated;
+} fixture_case;
+
+static int read_ids(const cJSON *j, const char *key, int32_t *out, int cap) {
+    const cJSON *a = cJSON_GetObjectItem(j, key), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, a) if (n < cap) out[n++] = (int32_t)e->valuedouble;
+    return n;
+}
+
+static int load_case(const char *name, fixture_case *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/request.json", test_fixture("cases"), name);
+    cJSON *req = NULL, *exp = NULL;
+    CHECK_OK(vlm_json_load(path, &req));
+    snprintf(path, sizeof path, "%s/%s/expected.json", test_fixture("cases"), name);
+    CHECK_OK(vlm_json_load(path, &exp));
+    int ok = req && exp;
+    if (ok) {
+        const cJSON *img = cJSON_GetObjectItem(req, "image"), *imgs = cJSON_GetObjectItem(req, "images"), *e;
+        snprintf(c->prompt, sizeof c->prompt, "%s", cJSON_GetObjectItem(req, "prompt")->valuestring);
+        snprintf(c->model, sizeof c->model, "%s/%s/%s", test_fixture("cases"), name,
+                 cJSON_GetObjectItem(req, "model")->valuestring);
+        if (cJSON_IsString(img))
+            snprintf(c->images[c->n_images++], 1024, "%s/%s/%s", test_fixture("cases"), name, img->valuestring);
+        cJSON_ArrayForEach(e, imgs) if (c->n_images < 2)
+            snprintf(c->images[c->n_images++], 1024, "%s/%s/%s", test_fixture("cases"), name, e->valuestring);
+        for (int i = 0; i < c->n_images; i++) c->image_ptrs[i] = c->images[i];
+        c->max_tokens = cJSON_GetObjectItem(req, "max_new_tokens")->valueint;
+        c->n_input = read_ids(exp, "input_ids", c->input_ids, 512);
+        c->n_generated = read_ids(exp, "generated_ids", c->generated_ids, 64);
+    }
+    cJSON_Delete(req);
+    cJSON_Delete(exp);
+    return ok;
+}
+
+static void case_request(const fixture_case *c, vlm_request *r) {
+    vlm_request_init(r);
+    r->images = c->image_ptrs;
+    r->n_images = c->n_images;
+    r->text = c->prompt;
+    r->sampling.greedy = 1;
+    r->sampling.max_tokens = c->max_tokens;
+}
+
+static vlm_model *load_model(const char *dir) {
+    vlm_load_options o;
+    vlm_load_options_init(&o);
+    o.model_id = dir;
+    o.device = VLM_DEV_CPU;
+    o.output_dir = test_tmp("artifacts");
+    vlm_model *m = NULL;
+    CHECK_OK(vlm_load(&o, &m));
+    return m;
+}
+
+/* ---- what on_done saw, per request ---- */
+
+typedef struct {
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+    int *n_done;
+    int calls;
+    vlm_request_id id, done_id;
+    vlm_status status;
+    char error[512];
+    vlm_stop_reason stop;
+    int32_t input_ids[1024], generated[256];
+    int n_input, n_generated, n_times, times_ok;
+    char text[4096];
+    vlm_image_summary images[4];
+    int n_images;
+    vlm_timings timings;
+    vlm_strbuf streamed; /* everything on_text received */
+    int cancel_after;    /* on_text: cancel this request after this many pieces (0: never) */
+    int pieces;
+    vlm_engine *engine;
+} outcome;
+
+static void on_done(void *user, vlm_request_id id, vlm_status status, const char *error, const vlm_result *res) {
+    outcome *o = user;
+    if (o->mu) pthread_mutex_lock(o->mu);
+    o->calls++;
+    o->done_id = id;
+    o->status = status;
+    if (error) snprintf(o->error, sizeof o->error, "%s", error);
+    if (res) {
+        o->stop = res->stop;
+        o->n_input = res->n_input < 1024 ? res->n_input : 1024;
+        memcpy(o->input_ids, res->input_ids, (size_t)o->n_input * sizeof(int32_t));
+        o->n_generated = res->n_generated < 256 ? res->n_generated : 256;
+        memcpy(o->generated, res->generated_ids, (size_t)o->n_generated * sizeof(int32_t));
+        snprintf(o->text, sizeof o->text, "%s", res->text);
+        o->n_images = res->n_images < 4 ? res->n_images : 4;
+        memcpy(o->images, res->images, (size_t)o->n_images * sizeof *o->images);
+        o->timings = res->timings;
+        o->times_ok = 1;
+        for (int i = 0; i < res->n_generated; i++)
+            if (!(res->token_times[i] > 0) || (i && res->token_times[i] < res->token_times[i - 1])) o->times_ok = 0;
+    }
+    if (o->n_done) (*o->n_done)++;
+    if (o->cv) pthread_cond_broadcast(o->cv);
+    if (o->mu) pthread_mutex_unlock(o->mu);
+}
+
+static int on_text(void *user, const char *piece, size_t len) {
+    outcome *o = user;
+    vlm_sb_append(&o->streamed, piece, len);
+    if (o->cancel_after && ++o->pieces == o->cancel_after) vlm_engine_cancel(o->engine, o->id);
+    return 0;
+}
+
+static void run_until_idle(vlm_engine *e) {
+    for (int active = 1, steps = 0; active && steps < 100000; steps++) CHECK_OK(vlm_engine_step(e, &active));
+}
+
+static int same_ids(const int32_t *a, int na, const int32_t *b, int nb) {
+    return na == nb && !memcmp(a, b, (size_t)na * sizeof *a);
+}
+
+/* ---- every fixture case, concurrently, with sampled requests mixed in ---- */
+
+static const char *k_q25[] = {"q25_gray",       "q25_photo",      "q25_rgba", "q25_text_only",
+                              "q25_tiny_image", "q25_two_images", "q25_wide"};
+static const char *k_q2vl[] = {"q2vl_photo", "q2vl_rgba", "q2vl_text_only"};
+static const char *k_q2vlc[] = {"q2vlc_photo"};
+
+static void sampled_request(const fixture_case *c, vlm_request *r, uint64_t seed) {
+    case_request(c, r);
+    r->sampling.greedy = 0;
+    r->sampling.given = VLM_SAMPLING_TEMPERATURE | VLM_SAMPLING_TOP_K;
+    r->sampling.temperature = 0.8f;
+    r->sampling.top_k = 20;
+    r->sampling.seed = seed;
+    r->sampling.max_tokens = 7 + (int)(seed % 5);
+}
+
+static void concurrent_cases(const char *const *names, int n, int max_running) {
+    fixture_case *cases = calloc((size_t)n, sizeof *cases);
+    outcome *greedy = calloc((size_t)n, sizeof *greedy), *sampled = calloc((size_t)n, sizeof *sampled);
+    vlm_result *alone = calloc((size_t)n, sizeof *alone), *alone_s = calloc((size_t)n, sizeof *alone_s);
+    for (int i = 0; i < n; i++) CHECK(load_case(names[i], &cases[i]));
+    vlm_model *m = load_model(cases[0].model);
+    if (!m) goto out;
+    /* each request alone, through vlm_generate */
+    for (int i = 0; i < n; i++) {
+        vlm_request r;
+        case_request(&cases[i], &r);
+        CHECK_OK(vlm_generate(m, &r, &alone[i]));
+        sampled_request(&cases[i], &r, 100 + i);
+        CHECK_OK(vlm_generate(m, &r, &alone_s[i]));
+    }
+    vlm_engine_options o;
+    vlm_engine_options_init(&o);
+    o.max_running = max_running;
+    vlm_engine *e = NULL;
+    CHECK_OK(vlm_engine_create(m, &o, &e));
+    if (!e) goto out;
+    /* all at once, greedy and sampled interleaved */
+    for (int i = 0; i < n; i++) {
+        vlm_request r;
+        case_request(&cases[i], &r);
+        CHECK_OK(vlm_engine_submit(e, &r, on_done, &greedy[i], &greedy[i].id));
+        sampled_request(&cases[i], &r, 100 + i);
+        CHECK_OK(vlm_engine_submit(e, &r, on_done, &sampled[i], &sampled[i].id));
+    }
+    run_until_idle(e);
+    for (int i = 0; i < n; i++) {
+        const fixture_case *c = &cases[i];
+        CHECK_MSG(greedy[i].calls == 1 && greedy[i].status == VLM_OK, "%s: %d calls, %s", c->name, greedy[i].calls,
+                  greedy[i].error);
+        CHECK_MSG(same_ids(greedy[i].input_ids, greedy[i].n_input, c->input_ids, c->n_input), "%s: input ids", c->name);
+        CHECK_MSG(same_ids(greedy[i].generated, greedy[i].n_generated, c->generated_ids, c->n_generated),
+                  "%s: generated ids differ from the fixture when run with others", c->name);
+        CHECK_MSG(!strcmp(greedy[i].text, alone[i].text), "%s: text differs from vlm_generate's", c->name);
+        CHECK_MSG(
+            same_ids(sampled[i].generated, sampled[i].n_generated, alone_s[i].generated_ids, alone_s[i].n_generated),
+            "%s: sampled ids differ from the same request alone", c->name);
+        CHECK(greedy[i].times_ok && greedy[i].timings.time_to_first_token_s > 0);
+        CHECK(greedy[i].n_images == c->n_images);
+    }
+    vlm_engine_stats st;
+    vlm_engine_get_stats(e, &st);
+    CHECK(st.requests_finished == (uint64_t)(2 * n) && st.running == 0 && st.waiting == 0);
+    vlm_engine_free(e);
+out:
+    for (int i = 0; i < n; i++) vlm_result_free(&alone[i]), vlm_result_free(&alone_s[i]);
+    vlm_model_free(m);
+    free(cases), free(greedy), free(sampled), free(alone), free(alone_s);
+}
+
+static void test_fixture_cases_concurrently(void) {
+    concurrent_cases(k_q25, 7, 4);
+    concurrent_cases(k_q25, 7, 16);
+    concurrent_cases(k_q2vl, 3, 16);
+    concurrent_cases(k_q2vlc, 1, 16);
+}
+
+/* ---- threads submitting at once to an engine running on its own thread ---- */
+
+typedef struct {
+    vlm_engine *e;
+    const fixture_case *cases;
+    int n_cases;
+    outcome *out; /* [3] */
+    int first;
+    vlm_status submit_status[3];
+} submitter;
+
+static void *submit_thread(void *arg) {
+    submitter *s = arg;
+    for (int k = 0; k < 3; k++) {
+        const fixture_case *c = &s->cases[(s->first + k) % s->n_cases];
+        vlm_request r;
+        case_request(c, &r);
+        s->submit_status[k] = vlm_engine_submit(s->e, &r, on_done, &s->out[k], &s->out[k].id);
+    }
+    return NULL;
+}
+
+static void *run_thread(void *arg) {
+    vlm_engine_run(arg);
+    return NULL;
+}
+
+static void test_threads_submit_at_once(void) {
+    fixture_case cases[3];
+    const char *names[3] = {"q25_photo", "q25_text_only", "q25_two_images"};
+    for (int i = 0; i < 3; i++) CHECK(load_case(names[i], &cases[i]));
+    vlm_model *m = load_model(cases[0].model);
+    if (!m) return;
+    vlm_engine *e = NULL;
+    CHECK_OK(vlm_engine_create(m, NULL, &e));
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    int n_done = 0;
+    outcome out[4][3];
+    memset(out, 0, sizeof out);
+    for (int t = 0; t < 4; t++)
+        for (int k = 0; k < 3; k++) out[t][k] = (outcome){.mu = &mu, .cv = &cv, .n_done = &n_done};
+    pthread_t runner, th[4];
+    submitter sub[4];
+    pthread_create(&runner, NULL, run_thread, e);
+    for (int t = 0; t < 4; t++) {
+        sub[t] = (submitter){.e = e, .cases = cases, .n_cases = 3, .out = out[t], .first = t};
+        pthread_create(&th[t], NULL, submit_thread, &sub[t]);
+    }
+    for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+    pthread_mutex_lock(&mu);
+    while (n_done < 12) pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    vlm_engine_stop(e);
+    pthread_join(runner, NULL);
+    for (int t = 0; t < 4; t++)
+        for (int k = 0; k < 3; k++) {
+            const fixture_case *c = &cases[(t + k) % 3];
+            const outcome *o = &out[t][k];
+            CHECK_OK(sub[t].submit_status[k]);
+            CHECK(o->calls == 1 && o->status == VLM_OK && o->done_id == o->id);
+            CHECK_MSG(same_ids(o->generated, o->n_generated, c->generated_ids, c->n_generated), "%s (thread %d)",
+                      c->name, t);
+        }
+    /* ids are distinct */
+    for (int a = 0; a < 12; a++)
+        for (int b = a + 1; b < 12; b++) CHECK(out[a / 3][a % 3].id != out[b / 3][b % 3].id);
+    vlm_engine_free(e);
+    vlm_model_free(m);
+}
+
+/* ---- cancel, a full queue, freeing with requests left ---- */
+
+static void test_cancel(void) {
+    fixture_case c;
+    if (!load_case("q25_photo", &c)) return;
+    vlm_model *m = load_model(c.model);
+    if (!m) return;
+    vlm_engine_options o;
+    vlm_engine_options_init(&o);
+    o.max_running = 1;
+    vlm_engine *e = NULL;
+    CHECK_OK(vlm_engine_create(m, &o, &e));
+    outcome a = {0}, b = {0}, q = {0};
+    vlm_request r;
+    case_request(&c, &r);
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &a, &a.id));
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &b, &b.id));
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &q, &q.id));
+    int active;
+    CHECK_OK(vlm_engine_step(e, &active)); /* a: prefill and its first token */
+    CHECK_OK(vlm_engine_step(e, &active)); /* a: second token */
+    CHECK(active == 3);
+    CHECK(vlm_engine_cancel(e, a.id) == 0); /* running */
+    CHECK(vlm_engine_cancel(e, q.id) == 0); /* queued */
+    CHECK(vlm_engine_cancel(e, 999999) == -1);
+    run_until_idle(e);
+    CHECK(a.calls == 1 && a.status == VLM_OK && a.stop == VLM_STOP_CANCELLED);
+    CHECK(a.n_generated == 2 && same_ids(a.generated, 2, c.generated_ids, 2));
+    CHECK(q.calls == 1 && q.status == VLM_OK && q.stop == VLM_STOP_CANCELLED && q.n_generated == 0);
+    CHECK(b.calls == 1 && b.stop == VLM_STOP_MAX_TOKENS);
+    CHECK(same_ids(b.generated, b.n_generated, c.generated_ids, c.n_generated));
+    CHECK(vlm_engine_cancel(e, b.id) == -1); /* already done */
+    vlm_engine_stats st;
+    vlm_engine_get_stats(e, &st);
+    CHECK(st.requests_cancelled == 2 && st.requests_finished == 1 && st.requests_failed == 0);
+
+    /* cancelled from its own stream (the engine's thread), mid-answer */
+    outcome s = {.cancel_after = 3, .engine = e};
+    r.on_text = on_text;
+    r.user = &s;
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &s, &s.id));
+    run_until_idle(e);
+    CHECK(s.calls == 1 && s.stop == VLM_STOP_CANCELLED && s.n_generated >= 3 && s.n_generated < c.n_generated);
+    vlm_sb_free(&s.streamed);
+    vlm_engine_free(e);
+    vlm_model_free(m);
+}
+
+static void test_full_queue(void) {
+    fixture_case c;
+    if (!load_case("q25_text_only", &c)) return;
+    vlm_model *m = load_model(c.model);
+    if (!m) return;
+    vlm_engine_options o;
+    vlm_engine_options_init(&o);
+    o.max_waiting = 2;
+    vlm_engine *e = NULL;
+    CHECK_OK(vlm_engine_create(m, &o, &e));
+    outcome out[3] = {{0}};
+    vlm_request r;
+    case_request(&c, &r);
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &out[0], NULL));
+    CHECK_OK(vlm_engine_submit(e, &r, on_done, &out[1], NULL));
+    vlm_request_id id = 7;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &out[2], &id), VLM_ERR_BUSY, "queue is full");
+    CHECK(id == 0 && out[2].calls == 0);
+    vlm_engine_stats st;
+    vlm_engine_get_stats(e, &st);
+    CHECK(st.waiting == 2 && st.running == 0);
+    /* one engine per model, and vlm_generate says why it cannot run beside it */
+    vlm_engine *e2 = NULL;
+    CHECK_ERR(vlm_engine_create(m, NULL, &e2), VLM_ERR_BUSY, "already has an engine");
+    vlm_result res;
+    CHECK_ERR(vlm_generate(m, &r, &res), VLM_ERR_BUSY, "submit the request to it");
+    /* freeing ends the queued requests: on_done once each, cancelled */
+    vlm_engine_free(e);
+    CHECK(out[0].calls == 1 && out[0].stop == VLM_STOP_CANCELLED && out[0].n_generated == 0);
+    CHECK(out[1].calls == 1 && out[1].stop == VLM_STOP_CANCELLED);
+    CHECK_OK(vlm_generate(m, &r, &res)); /* the model is free again */
+    vlm_result_free(&res);
+    vlm_model_free(m);
+}
+
+/* ---- stop strings ---- */
+
+static void test_stop_strings(void) {
+    fixture_case c;
+    if (!load_case("q2vlc_photo", &c)) return; /* its answer has >= 5 distinct ids */
+    vlm_model *m = load_model(c.model);
+    if (!m) return;
+    vlm_request r;
+    case_request(&c, &r);
+    vlm_result whole;
+    CHECK_OK(vlm_generate(m, &r, &whole));
+    size_t n = strlen(whole.text);
+    CHECK_MSG(n >= 8, "the answer is too short to test stop strings (%zu bytes)", n);
+    if (n < 8) goto out;
+    /* a stop string from the middle of the answer: the text ends just before its first occurrence */
+    char stop[8];
+    size_t at = n / 2;
+    while (at > 0 && ((unsigned char)whole.text[at] & 0xC0) == 0x80) at--; /* a character boundary */
+    snprintf(stop, sizeof stop, "%.3s", whole.text + at);
+    const char *first = strstr(whole.text, stop);
+    const char *stops[2] = {"\x01never", stop};
+    outcome o = {0};
+    r.stop = stops;
+    r.n_stop = 2;
+    r.on_text = on_text;
+    r.user = &o;
+    vlm_result res;
+    CHECK_OK(vlm_generate(m, &r, &res));
+    size_t want = (size_t)(first - whole.text);
+    CHECK_MSG(res.stop == VLM_STOP_STRING && strlen(res.text) == want && !strncmp(res.text, whole.text, want),
+              "stop '%s': got '%s' (%s), want the first %zu bytes of '%s'", stop, res.text,
+              vlm_stop_reason_name(res.stop), want, whole.text);
+    CHECK(o.streamed.len == want && (!want || !memcmp(o.streamed.data, res.text, want))); /* nothing of it streamed */
+    CHECK(res.n_generated <= whole.n_generated &&
+          same_ids(res.generated_ids, res.n_generated, whole.generated_ids, res.n_generated));
+    vlm_result_free(&res);
+    vlm_sb_free(&o.streamed);
+    /* a stop string that only the prompt contains ends nothing */
+    const char *in_prompt[1] = {"<|im_start|>"};
+    r.stop = in_prompt;
+    r.n_stop = 1;
+    r.on_text = NULL;
+    CHECK_OK(vlm_generate(m, &r, &res));
+    CHECK(!strcmp(res.text, whole.text) && res.stop == whole.stop);
+    vlm_result_free(&res);
+    /* an empty stop string is refused at once */
+    const char *empty[1] = {""};
+    r.stop = empty;
+    CHECK_ERR(vlm_generate(m, &r, &res), VLM_ERR_INVALID, "stop string 0 is empty");
+out:
+    vlm_result_free(&whole);
+    vlm_model_free(m);
+}
+
+/* ---- images as bytes, interleaved parts, per-image limits ---- */
+
+static void test_image_bytes_and_parts(void) {
+    fixture_case c, c2;
+    if (!load_case("q25_photo", &c) || !load_case("q25_two_images", &c2)) return;
+    vlm_model *m = load_model(c.model);
+    if (!m) return;
+    char *bytes = NULL;
+    size_t n = 0;
+    CHECK_OK(vlm_read_file(c.images[0], 1 << 26, &bytes, &n));
+    vlm_request r;
+    case_request(&c, &r);
+    r.images = NULL;
+    r.n_images = 0;
+    vlm_image_input in = {.bytes = bytes, .n_bytes = n};
+    r.image_inputs = &in;
+    r.n_image_inputs = 1;
+    vlm_result res;
+    CHECK_OK(vlm_generate(m, &r, &res));
+    CHECK(same_ids(res.input_ids, res.n_input, c.input_ids, c.n_input));
+    CHECK(same_ids(res.generated_ids, res.n_generated, c.generated_ids, c.n_generated));
+    CHECK(res.n_images == 1 && res.images[0].width == 256 && res.images[0].height == 300 &&
+          res.images[0].resized_width == 252 && res.images[0].resized_height == 308 && res.images[0].tokens == 99);
+    vlm_result_free(&res);
+
+    /* interleaved parts: text, image, text, image, text in one user turn */
+    vlm_image_input second = {.path = c2.images[1]};
+    vlm_content_part parts[5] = {{.text = "First: "},
+                                 {.image = &in},
+                                 {.text = "then, smaller: "},
+                                 {.image = &second},
+                                 {.text = "What differs?"}};
+    vlm_message msg = {.role = "user", .parts = parts, .n_parts = 5};
+    vlm_request_init(&r);
+    r.messages = &msg;
+    r.n_messages = 1;
+    r.sampling.greedy = 1;
+    r.sampling.max_tokens = 4;
+    CHECK_OK(vlm_generate(m, &r, &res));
+    vlm_tokenizer *tok = NULL;
+    CHECK_OK(vlm_tok_load_dir(c.model, &tok));
+    if (tok && res.n_images == 2) {
+        vlm_chat_part cp[5] = {{VLM_CHAT_TEXT, "First: ", 7},
+                               {VLM_CHAT_IMAGE, NULL, 0},
+                               {VLM_CHAT_TEXT, "then, smaller: ", 15},
+                               {VLM_CHAT_IMAGE, NULL, 0},
+                               {VLM_CHAT_TEXT, "What differs?", 13}};
+        vlm_chat_message cm = {"user", cp, 5};
+        vlm_chat_options opt = {1, 0};
+        int counts[2] = {res.images[0].tokens, res.images[1].tokens};
+        vlm_ids ids = {0};
+        CHECK_OK(vlm_chat_build(tok, &cm, 1, &opt, counts, 2, &ids, NULL));
+        CHECK(same_ids(res.input_ids, res.n_input, ids.v, (int)ids.n));
+        CHECK(counts[0] == 99 && counts[1] == 6 && res.n_generated == 4);
+        vlm_ids_free(&ids);
+    }
+    CHECK(res.n_images == 2);
+    vlm_result_free(&res);
+    vlm_tok_free(tok);
+
+    /* per-image limits: this image at most 56x56 pixels, the request's limits for the other */
+    vlm_image_input small = {.bytes = bytes, .n_bytes = n, .max_pixels = 56 * 56};
+    vlm_image_input both[2] = {small, {.path = c.images[0]}};
+    case_request(&c, &r);
+    r.images = NULL;
+    r.n_images = 0;
+    r.image_inputs = both;
+    r.n_image_inputs = 2;
+    r.sampling.max_tokens = 2;
+    r.max_pixels = 28 * 28 * 16;
+    CHECK_OK(vlm_generate(m, &r, &res));
+    CHECK(res.n_images == 2 && res.images[0].resized_width * res.images[0].resized_height <= 56 * 56);
+    CHECK(res.n_images == 2 && res.images[0].tokens == 2 && res.images[0].resized_height == 56);
+    CHECK(res.n_images == 2 && res.images[1].tokens <= 16 && res.images[1].tokens > 2);
+    if (res.n_images == 2) /* two image spans: one more vision_start / vision_end pair */
+        CHECK(res.n_input == c.n_input - 99 + res.images[0].tokens + res.images[1].tokens + 2);
+    vlm_result_free(&res);
+    free(bytes);
+    vlm_model_free(m);
+}
+
+/* ---- bad requests fail at submit, naming the cause ---- */
+
+static void test_errors_at_submit(void) {
+    fixture_case c;
+    if (!load_case("q25_photo", &c)) return;
+    vlm_model *m = load_model(c.model);
+    if (!m) return;
+    vlm_engine *e = NULL;
+    CHECK_OK(vlm_engine_create(m, NULL, &e));
+    if (!e) return vlm_model_free(m);
+    outcome o = {0};
+    vlm_request r;
+    const char *missing[1] = {"/nonexistent/picture.png"};
+    case_request(&c, &r);
+    r.images = missing;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_IO, "picture.png");
+    vlm_image_input both = {.path = c.images[0], .bytes = "x", .n_bytes = 1}, neither = {0};
+    case_request(&c, &r);
+    r.images = NULL, r.n_images = 0, r.image_inputs = &both, r.n_image_inputs = 1;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "not both");
+    r.image_inputs = &neither;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "not neither");
+    vlm_image_input garbage = {.bytes = "not an image at all", .n_bytes = 19};
+    r.image_inputs = &garbage;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_UNSUPPORTED, "image 0 (bytes)");
+    vlm_image_input neg = {.path = c.images[0], .max_pixels = -5};
+    r.image_inputs = &neg;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "max_pixels");
+    case_request(&c, &r);
+    r.image_inputs = &neither, r.n_image_inputs = 1;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "both as paths");
+    case_request(&c, &r);
+    r.sampling.max_tokens = 1 << 30;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "context");
+    r.sampling.max_tokens = 0;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "max_tokens");
+    case_request(&c, &r);
+    vlm_message msg = {.role = "user", .text = "hi"};
+    r.messages = &msg, r.n_messages = 1;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "not both");
+    vlm_content_part bad_part = {.text = "x", .image = &neither};
+    vlm_message msg2 = {.role = "user", .parts = &bad_part, .n_parts = 1};
+    vlm_request_init(&r);
+    r.messages = &msg2, r.n_messages = 1;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "both text and an image");
+    vlm_message no_role = {.text = "hi"};
+    r.messages = &no_role;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "no role");
+    case_request(&c, &r);
+    r.sampling.given = VLM_SAMPLING_TOP_P;
+    r.sampling.greedy = 0;
+    r.sampling.top_p = 2;
+    CHECK_ERR(vlm_engine_submit(e, &r, on_done, &o, NULL), VLM_ERR_INVALID, "top_p");
+    CHECK(o.calls == 0);
+    vlm_engine_stats st;
+    vlm_engine_get_stats(e, &st);
+    CHECK(st.waiting == 0 && st.requests_failed == 0);
+    vlm_engine_free(e);
+    vlm_model_free(m);
+}
+
+int main(void) {
+    RUN(test_fixture_cases_concurrently);
+    RUN(test_threads_submit_at_once);
+    RUN(test_cancel);
+    RUN(test_full_queue);
+    RUN(test_stop_strings);
+    RUN(test_image_bytes_and_parts);
+    RUN(test_errors_at_submit);
+    return test_summary();
+}
