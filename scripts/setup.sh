@@ -19,6 +19,7 @@ PKGS=(
   libmicrohttpd-dev                       # vlm serve: the HTTP server
   libcurl4-openssl-dev                    # vlm bench --serve: the HTTP client; file:// URL parsing
   python3-onnx python3-numpy python3-pil  # test-side checks: onnx checker, Pillow comparison bench
+  clang-format clang-tidy gcovr           # make format / format-check, make lint, make coverage
 )
 
 missing=()
