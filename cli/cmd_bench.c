@@ -179,8 +179,9 @@ static int run_serve(const bench_args *a) {
 #ifdef VLM_HAVE_SERVE
     s = vlm_bench_serve(&c, &res);
 #else
-    s = vlm_err(VLM_ERR_UNAVAILABLE, "--serve is not in this build: libmicrohttpd and libcurl were not found when "
-                                     "vlm was configured (scripts/setup.sh installs them)");
+    s = vlm_err(VLM_ERR_UNAVAILABLE,
+                "--serve is not in this build: libmicrohttpd and libcurl were not found when "
+                "vlm was configured (scripts/setup.sh installs them)");
 #endif
     vlm_bench_free_list(images, n_images);
     if (s != VLM_OK) return vlm_cli_fail(s);

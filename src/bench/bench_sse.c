@@ -40,4 +40,3 @@ void vlm_sse_reader_free(vlm_sse_reader *r) {
     vlm_sb_free(&r->line);
     vlm_sb_free(&r->data);
 }
-
