@@ -198,5 +198,25 @@ assert value("vlm:vision_encoder_seconds_count") == 4
 assert value("vlm:inter_token_latency_seconds_count") >= 3 * 11
 PY
 
+# ---- vlm bench --serve against it: every request served, latencies consistent, the files written ----
+"$VLM" bench --serve "$s_URL" --api-key "$KEY" --concurrency 1,3 --requests 3 --max-tokens 6 --ignore-eos \
+    --image "$IMG" --output "$TMP/bench.json" --csv --plot "$TMP/bench.svg" >"$TMP/bench.out" 2>"$TMP/bench.err" ||
+    fail "bench --serve: $(cat "$TMP/bench.err")"
+"$PY" - "$TMP/bench.json" <<'PY' || fail "bench --serve results: $(cat "$TMP/bench.out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["metadata"]["model"] == "tiny" and d["metadata"]["max_tokens"] == 6
+for n in ("1", "3"):
+    l = d["concurrency"][n]
+    assert l["num_requests"] == 3 and l["num_ok"] == 3 and l["errors"] == {}, l
+    assert l["output_tokens"]["values"] == [6, 6, 6], l["output_tokens"]
+    e2e, ttft, itl = l["e2e"]["values"], l["ttft"]["values"], l["itl"]["values"]
+    assert len(e2e) == len(ttft) == 3 and 3 <= len(itl) <= 15, (len(ttft), len(itl))
+    assert all(0 < t < e for t, e in zip(sorted(ttft), sorted(e2e))), (ttft, e2e)
+    assert all(0 <= g < max(e2e) for g in itl), itl
+    assert l["itl"]["p90"] <= l["itl"]["max"] and l["output_tokens_per_sec"]["mean"] > 0
+PY
+[ -s "$TMP/bench.csv" ] && grep -q "</svg>" "$TMP/bench.svg" || fail "bench --serve: no CSV or chart"
+
 stop_server s
 finish
