@@ -49,7 +49,8 @@ static uint64_t random_seed(void) {
 
 /* ---- routes ------------------------------------------------------------------------------------------ */
 
-static void health(vlm_server *s, vlm_http_response *rs) {
+static void route_health(vlm_server *s, const vlm_http_request *rq, vlm_http_response *rs) {
+    (void)rq;
     serve_state st = (serve_state)atomic_load(&s->state);
     rs->status = st == SERVE_READY ? 200 : 503;
     vlm_sb_printf(&rs->body, "{\"status\":\"%s\"}",
@@ -59,7 +60,8 @@ static void health(vlm_server *s, vlm_http_response *rs) {
     if (st != SERVE_READY) rs->retry_after_s = 5;
 }
 
-static void metrics(vlm_server *s, vlm_http_response *rs) {
+static void route_metrics(vlm_server *s, const vlm_http_request *rq, vlm_http_response *rs) {
+    (void)rq;
     vlm_engine_stats st = {0};
     if (s->engine) vlm_engine_get_stats(s->engine, &st);
     vlm_metrics_render(&s->metrics, &st, &rs->body);
@@ -67,7 +69,8 @@ static void metrics(vlm_server *s, vlm_http_response *rs) {
     rs->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
-static void models(vlm_server *s, vlm_http_response *rs) {
+static void route_models(vlm_server *s, const vlm_http_request *rq, vlm_http_response *rs) {
+    (void)rq;
     rs->status = 200;
     vlm_sb_printf(&rs->body, "{\"object\":\"list\",\"data\":[{\"id\":");
     vlm_sb_json_string(&rs->body, s->model_names[0], strlen(s->model_names[0]));
@@ -77,51 +80,50 @@ static void models(vlm_server *s, vlm_http_response *rs) {
     vlm_sb_printf(&rs->body, "}]}");
 }
 
+typedef void (*route_fn)(vlm_server *s, const vlm_http_request *rq, vlm_http_response *rs);
+
 static const struct {
     const char *path, *method;
+    route_fn fn;
+    int needs_model; /* 503 while loading or draining */
 } k_routes[] = {
-    {"/health", "GET"},
-    {"/metrics", "GET"},
-    {"/v1/models", "GET"},
-    {"/v1/chat/completions", "POST"},
+    {"/health", "GET", route_health, 0},
+    {"/metrics", "GET", route_metrics, 0},
+    {"/v1/models", "GET", route_models, 1},
+    {"/v1/chat/completions", "POST", vlm_serve_chat, 1},
 };
+
+static void refuse(vlm_server *s, vlm_http_response *rs, vlm_outcome o, int status, const char *code, const char *msg) {
+    vlm_oai_error e;
+    vlm_oai_error_set(&e, status, code, NULL, "%s", msg);
+    vlm_metrics_count(&s->metrics, o);
+    vlm_serve_error(rs, &e);
+}
 
 static void handle(void *user, const vlm_http_request *rq, vlm_http_response *rs) {
     vlm_server *s = user;
-    vlm_oai_error e;
     size_t k = 0;
     while (k < sizeof k_routes / sizeof *k_routes && strcmp(k_routes[k].path, rq->path)) k++;
+    char msg[512];
     if (k == sizeof k_routes / sizeof *k_routes) {
-        vlm_oai_error_set(&e, 404, "not_found", NULL,
-                          "No route %s %s (the API: POST /v1/chat/completions, GET "
-                          "/v1/models, /health, /metrics).",
-                          rq->method, rq->path);
-        vlm_metrics_count(&s->metrics, VLM_OUTCOME_INVALID);
-        vlm_serve_error(rs, &e);
-        return;
+        snprintf(msg, sizeof msg,
+                 "No route %s %s (the API: POST /v1/chat/completions, GET /v1/models, /health, /metrics).", rq->method,
+                 rq->path);
+        return refuse(s, rs, VLM_OUTCOME_INVALID, 404, "not_found", msg);
     }
     int head = !strcmp(rq->method, "HEAD") && !strcmp(k_routes[k].method, "GET");
     if (strcmp(rq->method, k_routes[k].method) && !head) {
-        vlm_oai_error_set(&e, 405, "method_not_allowed", NULL, "%s takes %s, not %s.", rq->path, k_routes[k].method,
-                          rq->method);
-        vlm_metrics_count(&s->metrics, VLM_OUTCOME_INVALID);
-        vlm_serve_error(rs, &e);
-        return;
+        snprintf(msg, sizeof msg, "%s takes %s, not %s.", rq->path, k_routes[k].method, rq->method);
+        return refuse(s, rs, VLM_OUTCOME_INVALID, 405, "method_not_allowed", msg);
     }
-    if (k == 0) return health(s, rs);
-    if (k == 1) return metrics(s, rs);
     serve_state st = (serve_state)atomic_load(&s->state);
-    if (st != SERVE_READY) {
-        vlm_oai_error_set(&e, 503, st == SERVE_LOADING ? "loading" : "shutting_down", NULL,
-                          st == SERVE_LOADING ? "The model is still loading; retry shortly (GET /health turns 200 when "
-                                                "it is ready)."
-                                              : "The server is shutting down; retry on another replica.");
-        vlm_metrics_count(&s->metrics, VLM_OUTCOME_UNAVAILABLE);
-        vlm_serve_error(rs, &e);
-        return;
-    }
-    if (k == 2) return models(s, rs);
-    vlm_serve_chat(s, rq, rs);
+    if (k_routes[k].needs_model && st == SERVE_LOADING)
+        return refuse(s, rs, VLM_OUTCOME_UNAVAILABLE, 503, "loading",
+                      "The model is still loading; retry shortly (GET /health turns 200 when it is ready).");
+    if (k_routes[k].needs_model && st == SERVE_DRAINING)
+        return refuse(s, rs, VLM_OUTCOME_UNAVAILABLE, 503, "shutting_down",
+                      "The server is shutting down; retry on another replica.");
+    k_routes[k].fn(s, rq, rs);
 }
 
 static void on_reject(void *user, int status) {
