@@ -7,8 +7,8 @@
 #                       no ONNX Runtime: run_onnx runs its vision on the CPU anyway)
 #   .gpu/bundle.tar.xz  those binaries; lib/: the shared libraries they need from this machine (ldd,
 #                       less glibc, libstdc++ and CUDA's, which the GPU machine has); include/: the
-#                       headers of those libraries, so the GPU machine can also build from source with
-#                       them; fixtures/: every model case of tests/fixtures (expected tensors without
+#                       headers of those libraries (jpeg, png, zlib, pcre2, utf8proc, cJSON, libcrypto),
+#                       so the GPU machine can also build from source with them; fixtures/: every model case of tests/fixtures (expected tensors without
 #                       the preprocessing ones); images/: the 448x448 and 1920x1080 bench images
 #   .gpu/bundle.txt     what it holds and the hash of the sources it was built from
 # Then it checks what would travel against the 64 MiB and prints the exact `run` call to make.
@@ -42,7 +42,7 @@ for b in "${BINS[@]}"; do ldd "$BUILD/$b"; done | awk '$2 == "=>" && $3 ~ /^\// 
   done
 # link names for building there (libX.so -> the soname copied above)
 for pair in jpeg:libjpeg.so.62 png16:libpng16.so.16 png:libpng16.so.16 z:libz.so.1 pcre2-8:libpcre2-8.so.0 \
-  utf8proc:libutf8proc.so.2 cjson:libcjson.so.1; do
+  utf8proc:libutf8proc.so.2 cjson:libcjson.so.1 crypto:libcrypto.so.3; do
   [[ -f $STAGE/lib/${pair#*:} ]] || { echo "gpu_bundle: ${pair#*:} not among the binaries' libraries" >&2; exit 1; }
   ln -sf "${pair#*:}" "$STAGE/lib/lib${pair%%:*}.so"
 done
@@ -52,6 +52,8 @@ for h in jpeglib.h jerror.h jmorecfg.h x86_64-linux-gnu/jconfig.h libpng16/png.h
   cp -L "/usr/include/$h" "$STAGE/include/"
 done
 cp -L /usr/include/cjson/cJSON.h "$STAGE/include/cjson/"
+cp -rL /usr/include/openssl "$STAGE/include/" # libcrypto's headers (SHA-256), with the multiarch ones
+cp -L /usr/include/x86_64-linux-gnu/openssl/*.h "$STAGE/include/openssl/"
 
 python3 scripts/gpu_check.py bundle-fixtures "$FIX" "$STAGE/fixtures" >&2
 

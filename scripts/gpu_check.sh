@@ -119,7 +119,7 @@ PY
     fi
     if [[ -n $why ]]; then
       # Build here: the machine's nvcc, CMake and C compiler, with the carried headers and libraries
-      # of jpeg, png, zlib, pcre2, utf8proc and cJSON (no pkg-config or -dev packages needed), no
+      # of jpeg, png, zlib, pcre2, utf8proc, cJSON and libcrypto (no pkg-config or -dev packages needed), no
       # OpenBLAS (perf/ only), no ONNX Runtime or protobuf-c (run_onnx and export-onnx report
       # themselves unavailable), warnings not fatal (another compiler version)
       echo "building here: $why"
@@ -130,6 +130,7 @@ PY
         -DPNG_LIBRARY="$L/libpng16.so" -DZLIB_INCLUDE_DIR="$I" -DZLIB_LIBRARY="$L/libz.so" \
         -DPCRE2_INCLUDE_DIR="$I" -DPCRE2_LIBRARY="$L/libpcre2-8.so" -DUTF8PROC_INCLUDE_DIR="$I" \
         -DUTF8PROC_LIBRARY="$L/libutf8proc.so" -DCJSON_INCLUDE_DIR="$I" -DCJSON_LIBRARY="$L/libcjson.so" \
+        -DOPENSSL_INCLUDE_DIR="$I" -DOPENSSL_CRYPTO_LIBRARY="$L/libcrypto.so" \
         -DPROTOC_C=PROTOC_C-NOTFOUND -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" ||
         exit 1
       grep -q VLM_HAVE_CUDA "$WORK/build/CMakeFiles/vlmcore.dir/flags.make" || { echo "no CUDA backend in the build"; exit 1; }
@@ -139,7 +140,7 @@ PY
       cp "$WORK/build/vlm" "$WORK/build/tests/test_cuda" "$WORK/build/tests/test_text_model" "$BIN/"
       CUBLAS_DIR=$CUBLAS_DIR vlm_env "$BIN/vlm" --version || exit 1
       if [[ $DRY == 1 ]]; then # here, prove no header came from this machine's -dev packages
-        if grep -rhoE '/usr/include/(jpeglib|jconfig|jmorecfg|jerror|png|pngconf|pnglibconf|zlib|zconf|pcre2|utf8proc)\.h|/usr/include/cjson/' \
+        if grep -rhoE '/usr/include/(jpeglib|jconfig|jmorecfg|jerror|png|pngconf|pnglibconf|zlib|zconf|pcre2|utf8proc)\.h|/usr/include/(cjson|openssl|x86_64-linux-gnu/openssl)/' \
           "$WORK/build" --include='*.make' --include='*.d' --include='*.ts' | sort -u | grep .; then
           echo "the build used this machine's headers above, not the carried ones"
           exit 1

@@ -56,7 +56,7 @@ static vlm_status push(vlm_loadtest_values *a, double v) {
     return VLM_OK;
 }
 
-static char *dup_or_null(const char *s) { return s ? vlm_strdup(s) : NULL; }
+static char *dup_or_null(const char *s) { return s ? vlm_strdup(s, "a load-test record") : NULL; }
 
 vlm_status vlm_loadtest_init(vlm_loadtest_results *r, const char *target, const char *model, const char *prompt,
                              const char *const *images, int n_images, int max_tokens, int ignore_eos, int requests,
@@ -79,7 +79,7 @@ vlm_status vlm_loadtest_init(vlm_loadtest_results *r, const char *target, const 
         if (!r->images) return VLM_ERR_NOMEM;
         r->n_images = n_images;
         for (int i = 0; i < n_images; i++)
-            if (!(r->images[i] = vlm_strdup(images[i]))) return VLM_ERR_NOMEM;
+            if (!(r->images[i] = vlm_strdup(images[i], "an image name"))) return VLM_ERR_NOMEM;
     }
     return VLM_OK;
 }
