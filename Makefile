@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test demo clean sanitize format format-check
+.PHONY: all setup configure build test demo clean sanitize fuzz fuzz-build fuzz-merge format format-check
 
 all: build
 
@@ -26,6 +26,24 @@ demo: setup build
 
 sanitize:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DVLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# Coverage-guided fuzzing (clang + libFuzzer, ASan + UBSan with float-cast-overflow): every
+# tests/fuzz/fuzz_*.c for FUZZ_SECONDS each, one after another; fails on any finding
+# (scripts/fuzz.sh). fuzz-merge adds what the runs found that reaches new coverage to the committed
+# corpus (tests/fuzz/corpus/), minimised.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+fuzz-build:
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Fuzz -DVLM_FUZZ=ON -DVLM_CUDA=OFF >/dev/null
+	cmake --build $(FUZZ_BUILD) --target fuzz_targets -j $(JOBS)
+
+fuzz: fuzz-build
+	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-merge: fuzz-build
+	scripts/fuzz.sh --merge $(FUZZ_BUILD) $(FUZZ_TARGETS)
 
 # Source files clang-format owns (.clang-format): everything but the fixtures.
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu' '*.inc' | grep -v '^tests/fixtures/')

@@ -140,6 +140,11 @@ int cmd_bench(int argc, char **argv) {
 
     if (a.output && (s = vlm_bench_check_output_path(a.output, "--output")) != VLM_OK) return vlm_cli_fail(s);
     if (a.plot && (s = vlm_bench_check_output_path(a.plot, "--plot")) != VLM_OK) return vlm_cli_fail(s);
+    if (a.output && a.csv) {
+        char csv[VLM_PATH_MAX];
+        vlm_bench_csv_path(a.output, csv, sizeof csv);
+        if ((s = vlm_bench_check_output_path(csv, "--csv")) != VLM_OK) return vlm_cli_fail(s);
+    }
     if ((a.compare_devices || a.compare_quant) &&
         (s = vlm_bench_check_output_dir(".", "the comparison files")) != VLM_OK)
         return vlm_cli_fail(s);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "commands.h"
@@ -62,7 +63,8 @@ static vlm_status write_json(const char *path, const vlm_result *r, const vlm_mo
                   vlm_mode_name(info->mode));
     vlm_sb_json_string(&b, info->device_name, strlen(info->device_name));
     vlm_sb_printf(&b, ", \"quantized\": %s}\n}\n", info->quantized ? "true" : "false");
-    vlm_status s = b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory") : vlm_write_file(path, b.data, b.len);
+    vlm_status s =
+        b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory writing %s", path) : vlm_write_file(path, b.data, b.len);
     vlm_sb_free(&b);
     return s;
 }
@@ -130,10 +132,20 @@ int cmd_run(int argc, char **argv) {
         (seen_p ? VLM_SAMPLING_TOP_P : 0) | (seen_r ? VLM_SAMPLING_REPETITION_PENALTY : 0);
     r.sampling.greedy = greedy;
     r.sampling.seed = (uint64_t)seed;
+    /* output paths fail now, not after loading the model and streaming the whole answer */
+    vlm_status s = json ? vlm_check_output_path(json, "--json") : VLM_OK;
+    if (s == VLM_OK && r.dump_path) s = vlm_check_output_path(r.dump_path, "--dump");
+    for (int i = 0; s == VLM_OK && i < images.n; i++) { /* and missing or unreadable images */
+        int fd;
+        s = vlm_open_regular(images.v[i], &fd);
+        if (s == VLM_OK) close(fd);
+        else vlm_err_ctx(s, "--image");
+    }
+    if (s != VLM_OK) return vlm_cli_fail(s);
     char *file_text = NULL;
     size_t file_len = 0;
     if (file) {
-        vlm_status s = vlm_read_file(file, (size_t)64 << 20, &file_text, &file_len);
+        s = vlm_read_file(file, (size_t)64 << 20, &file_text, &file_len);
         if (s != VLM_OK) return vlm_cli_fail(s);
         text = file_text;
     }
@@ -146,7 +158,7 @@ int cmd_run(int argc, char **argv) {
     r.n_stop = stops.n;
 
     vlm_model *m = NULL;
-    vlm_status s = vlm_load(&o, &m);
+    s = vlm_load(&o, &m);
     vlm_result res = {0};
     if (s == VLM_OK) s = vlm_generate(m, &r, &res);
     if (s == VLM_OK) {

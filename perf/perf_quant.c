@@ -247,7 +247,7 @@ int main(int argc, char **argv) {
         char kind[64], why[VLM_PATH_MAX + 256];
         vlm_quant_kind(&o, kind, sizeof kind);
         q->quant_s = -1;
-        if (requant || !vlm_manifest_is_fresh(q->dir, kind, model, why, sizeof why)) {
+        if (requant || vlm_manifest_is_fresh(q->dir, kind, model, why, sizeof why) != 1) {
             vlm_quant_stats qs;
             vlm_mkdirs(work);
             if (vlm_quantize_checkpoint(model, q->dir, &o, &qs) != VLM_OK) {

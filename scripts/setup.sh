@@ -14,6 +14,7 @@ PKGS=(
   libssl-dev                              # SHA-256 (libcrypto): image identities, KV-block hashes
   libopenblas-dev libopenblas0-openmp     # f32 GEMM panels
   libomp-dev                              # OpenMP for clang builds (gcc brings libgomp)
+  clang libclang-rt-dev                   # make fuzz: libFuzzer, ASan + UBSan with float-cast-overflow
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev   # ONNX export
   python3-onnx python3-numpy python3-pil  # test-side checks: onnx checker, Pillow comparison bench
 )

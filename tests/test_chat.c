@@ -9,6 +9,7 @@
 #include "io/file.h"
 #include "io/json.h"
 #include "text/chat.h"
+#include "text/chat_template.h"
 
 static vlm_tokenizer *g_tok;
 
@@ -259,6 +260,84 @@ static void test_build_ids(void) {
     vlm_sb_free(&b);
 }
 
+/* The template of every fixture checkpoint and of the assets is known; the same template laid out
+ * with whitespace control, comments and other quotes is the same template; a changed system prompt
+ * or turn format is not. */
+static const char *known_text(void) {
+    static char *t;
+    if (t) return t;
+    cJSON *j = NULL;
+    CHECK_OK(vlm_json_load(VLM_SOURCE_DIR "/assets/tokenizer/chat_template.json", &j));
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
+    t = strdup(cJSON_IsString(v) ? v->valuestring : "");
+    cJSON_Delete(j);
+    return t;
+}
+
+static char *replace(const char *s, const char *from, const char *to) {
+    const char *at = strstr(s, from);
+    if (!at) return strdup(s);
+    size_t n = strlen(s) - strlen(from) + strlen(to) + 1;
+    char *out = malloc(n);
+    snprintf(out, n, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
+    return out;
+}
+
+static void test_template_recognition(void) {
+    const char *t = known_text();
+    CHECK(vlm_chat_template_known(t, strlen(t)) != NULL);
+    const char *models[] = {"models/tiny-qwen2-vl", "models/tiny-qwen2-vl-c", "models/tiny-qwen2_5-vl"};
+    for (int i = 0; i < 3; i++) {
+        vlm_strbuf b = {0};
+        char where[64];
+        CHECK_OK(vlm_chat_template_read(test_fixture(models[i]), &b, where, sizeof where));
+        CHECK(!strcmp(where, "chat_template.json"));
+        CHECK_MSG(vlm_chat_template_known(b.data, b.len) != NULL, "%s", models[i]);
+        CHECK(vlm_chat_template_check(test_fixture(models[i])) == VLM_CHAT_TEMPLATE_KNOWN);
+        vlm_sb_free(&b);
+    }
+    /* laid out: {%- -%} trimming, trim_blocks / lstrip_blocks, a comment, double quotes, spaces in tags */
+    char *a = replace(t, "{% for message in messages %}", "{#- the turns -#}\n{%- for message in messages -%}\n    ");
+    char *b = replace(a, "message['role'] != 'system' %}", "message[\"role\"]!=\"system\"   %}");
+    char *c =
+        replace(b, "{% endfor %}{% if add_generation_prompt %}", "{% endfor %}\n    {% if add_generation_prompt %}");
+    CHECK(vlm_chat_template_known(c, strlen(c)) != NULL);
+    free(a), free(b), free(c);
+    /* the same text without trimming renders different whitespace: not the same template */
+    a = replace(t, "{% endif %}<|im_start|>{{ message['role'] }}", "{% endif %}\n <|im_start|>{{ message['role'] }}");
+    CHECK(vlm_chat_template_known(a, strlen(a)) == NULL);
+    free(a);
+    a = replace(t, "You are a helpful assistant.", "You are a pirate.");
+    CHECK(vlm_chat_template_known(a, strlen(a)) == NULL);
+    /* a checkpoint with its own template: unknown (a warning, once); one without any: none */
+    const char *dir = test_tmp("custom");
+    CHECK_OK(vlm_mkdirs(dir));
+    vlm_strbuf js = {0};
+    vlm_sb_printf(&js, "{\"chat_template\": ");
+    vlm_sb_json_string(&js, a, strlen(a));
+    vlm_sb_printf(&js, "}");
+    CHECK_OK(vlm_write_file(test_tmp("custom/tokenizer_config.json"), js.data, js.len));
+    CHECK(vlm_chat_template_check(dir) == VLM_CHAT_TEMPLATE_UNKNOWN);
+    CHECK(vlm_chat_template_check(dir) == VLM_CHAT_TEMPLATE_UNKNOWN);
+    /* chat_template.jinja comes first, as in transformers */
+    CHECK_OK(vlm_write_file(test_tmp("custom/chat_template.jinja"), t, strlen(t)));
+    CHECK(vlm_chat_template_check(dir) == VLM_CHAT_TEMPLATE_KNOWN);
+    /* a list of named templates: the "default" one */
+    const char *list_dir = test_tmp("listed");
+    CHECK_OK(vlm_mkdirs(list_dir));
+    vlm_sb_free(&js);
+    vlm_sb_printf(&js,
+                  "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"x\"}, {\"name\": \"default\", "
+                  "\"template\": ");
+    vlm_sb_json_string(&js, t, strlen(t));
+    vlm_sb_printf(&js, "}]}");
+    CHECK_OK(vlm_write_file(test_tmp("listed/tokenizer_config.json"), js.data, js.len));
+    CHECK(vlm_chat_template_check(list_dir) == VLM_CHAT_TEMPLATE_KNOWN);
+    CHECK(vlm_chat_template_check(test_tmpdir()) == VLM_CHAT_TEMPLATE_NONE);
+    vlm_sb_free(&js);
+    free(a);
+}
+
 int main(void) {
     CHECK_OK(vlm_tok_load(test_fixture("tokenizer/qwen2_5_vl/tokenizer.json"), &g_tok));
     if (!g_tok) return 1;
@@ -266,6 +345,7 @@ int main(void) {
     RUN(test_chat_encode_cases);
     RUN(test_jinja_renderings);
     RUN(test_build_ids);
+    RUN(test_template_recognition);
     vlm_tok_free(g_tok);
     return test_summary();
 }

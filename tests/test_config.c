@@ -109,6 +109,15 @@ static void test_bad_configs(void) {
         parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_attention_heads\": 5}", NULL, NULL, &c),
         VLM_ERR_FORMAT, "multiple of num_attention_heads");
     CHECK_ERR(parse_str(k_q25, "{\"image_mean\": [0.5, 0.5]}", NULL, &c), VLM_ERR_FORMAT, "image_mean");
+    /* found by fuzzing: an eps that is 0 as a float32 (a zero row would divide by zero), an infinite one */
+    CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_attention_heads\": 4,"
+                        " \"rms_norm_eps\": 1e-46, \"rope_scaling\": {\"mrope_section\": [2, 3, 3]}}",
+                        NULL, NULL, &c),
+              VLM_ERR_FORMAT, "rms_norm_eps (1e-46) and rope_theta (1e+06) must be positive and finite");
+    CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_attention_heads\": 4,"
+                        " \"rms_norm_eps\": 1e39, \"rope_scaling\": {\"mrope_section\": [2, 3, 3]}}",
+                        NULL, NULL, &c),
+              VLM_ERR_FORMAT, "rms_norm_eps (1e+39)");
     vlm_write_file(test_tmp("bad.json"), "{\"model_type\": ", 15);
     cJSON *root;
     CHECK_ERR(vlm_json_load(test_tmp("bad.json"), &root), VLM_ERR_FORMAT, "bad.json is not valid JSON");

@@ -176,6 +176,27 @@ static void test_embed(void) {
     free(tf), free(tb);
 }
 
+/* The finiteness check's op finds the first NaN or infinity as the CPU's does, in a buffer larger
+ * than one grid pass. */
+static void test_find_nonfinite(void) {
+    size_t n = (size_t)3 << 20;
+    float *h = rnd(n, 1);
+    float *d = up(h, n);
+    int64_t first = 7;
+    CHECK_OK(g_be->ops->find_nonfinite(g_be, d, n, &first));
+    CHECK(first == -1);
+    size_t at[] = {n - 1, 2000003, 5, 0};
+    for (int k = 0; k < 4; k++) {
+        h[at[k]] = k & 1 ? INFINITY : NAN;
+        CHECK_OK(vlm_to_device(g_be, d, h, n * sizeof(float)));
+        CHECK_OK(g_be->ops->find_nonfinite(g_be, d, n, &first));
+        CHECK_MSG(first == (int64_t)at[k], "first %lld, want %zu", (long long)first, at[k]);
+    }
+    CHECK_ERR(vlm_check_finite(g_be, d, 3, (int64_t)n / 3, "gpu buffer"), VLM_ERR_RUNTIME, "at row 0, column 0");
+    vlm_dev_free(g_be, d);
+    free(h);
+}
+
 int main(void) {
     char why[256];
     if (!vlm_cuda_available(why, sizeof why)) {
@@ -191,6 +212,7 @@ int main(void) {
     RUN(test_matmul);
     RUN(test_attention);
     RUN(test_embed);
+    RUN(test_find_nonfinite);
     vlm_backend_destroy(g_be);
     setenv("VLM_CUDA_GEMM_F32", "1", 1); /* the parity GEMM */
     if (vlm_backend_create(VLM_DEV_CUDA, &g_be) == VLM_OK) {

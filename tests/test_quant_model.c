@@ -275,7 +275,7 @@ static void test_output_dir(void) {
               "tensor model.layers.1.mlp.up_proj.weight, row 5: a weight is not finite");
     CHECK(!vlm_path_exists(nan_out));
     char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", nan_out, (int)getpid());
+    CHECK_OK(vlm_tmp_name(tmp, sizeof tmp, nan_out));
     CHECK(!vlm_path_exists(tmp));
 }
 

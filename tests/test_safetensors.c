@@ -145,6 +145,17 @@ static void test_corrupt_corpus(void) {
                   "{\"a\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 8], \"data_offsets\": [0, 4]}}", 4,
                   -1);
     CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "tensor a");
+    /* numbers beyond int64 / uint64: refused before any cast (the casts were undefined behaviour,
+     * found by libFuzzer with clang's float-cast-overflow check; the sanitizer builds check it) */
+    p = write_raw("shape_1e19.safetensors",
+                  "{\"a\": {\"dtype\": \"F32\", \"shape\": [1e19], \"data_offsets\": [0, 4]}}", 4, -1);
+    CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "tensor a: shape[0] is not a non-negative integer");
+    p = write_raw("offsets_1e20.safetensors",
+                  "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [1e20, 1e20]}}", 4, -1);
+    CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "tensor a: data_offsets [1e+20, 1e+20] out of range");
+    p = write_raw("offsets_neg.safetensors",
+                  "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [-1e20, 4]}}", 4, -1);
+    CHECK_ERR(vlm_st_open(p, &st), VLM_ERR_FORMAT, "tensor a: \"data_offsets\" must be non-negative integers");
     /* truncating a valid file: the last tensor falls outside the data */
     vlm_safetensors *ok;
     CHECK_OK(vlm_st_open(test_fixture("models/tiny-qwen2-vl-c/model.safetensors"), &ok));

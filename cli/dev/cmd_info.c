@@ -1,5 +1,6 @@
 /* vlm info: what a checkpoint is — family, dimensions, parameter counts, dtypes, bytes on disk,
- * naming scheme and special token ids. The weights are bound, so a broken checkpoint fails here. */
+ * naming scheme and special token ids. The weights are bound, so a broken checkpoint fails here.
+ * --check also reads every weight and lists the tensors holding NaN or infinity (exit 1 if any). */
 #include <stdio.h>
 #include <string.h>
 
@@ -47,6 +48,23 @@ static void count(const vlm_safetensors *st, const vlm_checkpoint_parts *parts, 
     for (int i = 0; i < st->n_files; i++) t->file_bytes += st->files[i].map.size;
 }
 
+/* --check: each tensor with a NaN or infinity, as text lines and as JSON objects. */
+typedef struct {
+    vlm_strbuf text, json;
+} issues;
+
+static int on_issue(void *user, const vlm_weight_issue *is) {
+    issues *c = user;
+    char line[1024];
+    vlm_weight_issue_describe(is, line, sizeof line);
+    vlm_sb_printf(&c->text, "                 %s\n", line);
+    vlm_sb_printf(&c->json, "%s{\"name\": ", c->json.len ? ", " : "");
+    vlm_sb_json_string(&c->json, is->name, strlen(is->name));
+    vlm_sb_printf(&c->json, ", \"count\": %lld, \"row\": %lld, \"column\": %lld, \"in_block_scales\": %s}",
+                  (long long)is->count, (long long)is->row, (long long)is->col, is->in_scales ? "true" : "false");
+    return 0;
+}
+
 static void dtypes_str(const tally *t, char *buf, size_t cap) {
     size_t n = 0;
     buf[0] = '\0';
@@ -57,13 +75,14 @@ static void dtypes_str(const tally *t, char *buf, size_t cap) {
 
 int cmd_info(int argc, char **argv) {
     const char *model_id = NULL;
-    int json = 0;
+    int json = 0, check = 0;
     vlm_arg spec[] = {
         {"--model-id", ARG_STR, &model_id, "ID", "checkpoint directory or Hugging Face model id"},
         {"--json", ARG_FLAG, &json, NULL, "print JSON instead of text"},
+        {"--check", ARG_FLAG, &check, NULL, "read every weight and report NaN or infinity (exit 1 if any)"},
         {0},
     };
-    int r = vlm_args_parse("info", "--model-id ID [--json]", spec, argc, argv);
+    int r = vlm_args_parse("info", "--model-id ID [--json] [--check]", spec, argc, argv);
     if (r) return r < 0 ? 0 : r;
     if (!model_id) return vlm_usage_error("info", "--model-id is required");
 
@@ -88,6 +107,9 @@ int cmd_info(int argc, char **argv) {
     }
     tally t;
     count(st, &parts, &t);
+    issues bad = {0};
+    int n_bad = 0;
+    if (check) vlm_weights_scan_finite(st, on_issue, &bad, &n_bad);
     char dts[128];
     dtypes_str(&t, dts, sizeof dts);
     const vlm_text_config *tc = &cfg.text;
@@ -127,7 +149,11 @@ int cmd_info(int argc, char **argv) {
                       cfg.tokens.image_token_id, cfg.tokens.video_token_id, cfg.tokens.vision_start_id,
                       cfg.tokens.vision_end_id, cfg.tokens.bos_token_id);
         for (int i = 0; i < gen.n_eos; i++) vlm_sb_printf(&b, "%s%d", i ? ", " : "", gen.eos_ids[i]);
-        vlm_sb_printf(&b, "]}}\n");
+        vlm_sb_printf(&b, "]}");
+        if (check)
+            vlm_sb_printf(&b, ",\n \"check\": {\"tensors\": %d, \"nonfinite\": [%s]}", st->n_entries,
+                          bad.json.data ? bad.json.data : "");
+        vlm_sb_printf(&b, "}\n");
         fputs(b.data, stdout);
         vlm_sb_free(&b);
     } else {
@@ -154,9 +180,19 @@ int cmd_info(int argc, char **argv) {
                cfg.tokens.video_token_id, cfg.tokens.vision_start_id, cfg.tokens.vision_end_id);
         for (int i = 0; i < gen.n_eos; i++) printf(" %d", gen.eos_ids[i]);
         printf("\n");
+        if (check && !n_bad) printf("check:           all %d tensors are finite\n", st->n_entries);
+        if (check && n_bad)
+            printf("check:           %d of %d tensors hold NaN or infinity:\n%s", n_bad, st->n_entries, bad.text.data);
     }
+    vlm_sb_free(&bad.text);
+    vlm_sb_free(&bad.json);
     vlm_vision_weights_free(&vw);
     vlm_text_weights_free(&tw);
     vlm_st_close(st);
+    if (n_bad) {
+        vlm_err(VLM_ERR_FORMAT, "%s: %d tensor%s NaN or infinity (listed above)", model_id, n_bad,
+                n_bad == 1 ? " holds" : "s hold");
+        return vlm_cli_fail(VLM_ERR_FORMAT);
+    }
     return 0;
 }

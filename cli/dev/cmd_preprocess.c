@@ -103,6 +103,7 @@ int cmd_preprocess(int argc, char **argv) {
     if (!out) return vlm_usage_error("preprocess", "--out is required");
     if (min_px < 0 || max_px < 0 || limit < 0)
         return vlm_usage_error("preprocess", "--min-pixels, --max-pixels and --max-image-pixels must be positive");
-    vlm_status s = run(model_id, &images, min_px, max_px, limit, out);
+    vlm_status s = vlm_check_output_path(out, "--out");
+    if (s == VLM_OK) s = run(model_id, &images, min_px, max_px, limit, out);
     return s == VLM_OK ? 0 : vlm_cli_fail(s);
 }

@@ -28,7 +28,7 @@ int cmd_split(int argc, char **argv) {
     char dir[VLM_PATH_MAX], why[VLM_PATH_MAX + 256];
     vlm_status s = vlm_resolve_model(model_id, dir, sizeof dir);
     if (s != VLM_OK) return vlm_cli_fail(s);
-    if (!force && vlm_split_is_fresh(dir, out, why, sizeof why)) {
+    if (!force && vlm_split_is_fresh(dir, out, why, sizeof why) > 0) {
         VLM_LOG_I("%s/vision and %s/language are up to date with %s", out, out, dir);
         return 0;
     }

@@ -123,11 +123,11 @@ int cmd_tokenize(int argc, char **argv) {
         {"--image-tokens", ARG_LIST, &image_tokens, "N", "with --chat: images before the text, N tokens each"},
         {0},
     };
-    char **args = malloc(((size_t)argc + 1) * sizeof *args);
-    if (!args) return vlm_cli_fail(vlm_err(VLM_ERR_NOMEM, "out of memory"));
+    char **args = vlm_alloc(((size_t)argc + 1) * sizeof *args, "the arguments");
+    if (!args) return vlm_cli_fail(VLM_ERR_NOMEM);
     int n_args = split_decode_value(argc, argv, args, &decode_ids);
     int r = vlm_args_parse("tokenize", k_synopsis, spec, n_args, args);
-    free(args);
+    vlm_free(args);
     if (r) return r < 0 ? 0 : r;
     if (!model_id) return vlm_usage_error("tokenize", "--model-id is required");
     if (text && file) return vlm_usage_error("tokenize", "give --text or --file, not both");

@@ -1,4 +1,5 @@
 #include "base/membw.h"
+#include "base/memory.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -15,8 +16,8 @@
 double vlm_measure_read_bandwidth(size_t bytes, int reps, int threads) {
     if (threads <= 0) threads = vlm_threads();
     size_t n = bytes / sizeof(__m256i) / 8 * 8;
-    __m256i *buf = aligned_alloc(64, n * sizeof(__m256i));
-    if (!buf) return 0;
+    __m256i *buf = vlm_alloc(n * sizeof(__m256i), "the bandwidth probe's buffer");
+    if (!buf) return 0; /* 0: not measured (the error names why) */
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (size_t i = 0; i < n; i++) buf[i] = _mm256_set1_epi32((int)i); /* touch every page */
     double best = 0;

@@ -1,19 +1,60 @@
 #include "base/memory.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void *vlm_alloc(size_t bytes, const char *what) {
-    void *p = NULL;
-    size_t rounded = (bytes + VLM_ALIGN - 1) / VLM_ALIGN * VLM_ALIGN;
-    if (rounded < bytes || posix_memalign(&p, VLM_ALIGN, rounded ? rounded : VLM_ALIGN) != 0) {
-        vlm_err(VLM_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes, what);
-        return NULL;
+/* ---- failure injection ---- */
+static _Atomic uint64_t g_count;   /* allocations since the last vlm_alloc_fail_at */
+static _Atomic uint64_t g_fail_at; /* 0: off */
+static _Atomic int g_failed, g_env_read;
+static const char *_Atomic g_failed_what;
+
+void vlm_alloc_fail_at(uint64_t n) {
+    atomic_store(&g_env_read, 1); /* an explicit setting wins over VLM_FAIL_ALLOC */
+    atomic_store(&g_count, 0);
+    atomic_store(&g_failed, 0);
+    atomic_store(&g_failed_what, NULL);
+    atomic_store(&g_fail_at, n);
+}
+
+uint64_t vlm_alloc_count(void) { return atomic_load(&g_count); }
+int vlm_alloc_failed(void) { return atomic_load(&g_failed); }
+
+const char *vlm_alloc_failure_what(void) {
+    const char *w = atomic_load(&g_failed_what);
+    return w ? w : "";
+}
+
+/* The one point every allocation passes: counts it, and says whether it is the one to fail. */
+static int alloc_point(const char *what) {
+    if (!atomic_load(&g_env_read) && !atomic_exchange(&g_env_read, 1)) {
+        const char *e = getenv("VLM_FAIL_ALLOC");
+        if (e && *e) atomic_store(&g_fail_at, strtoull(e, NULL, 10));
     }
+    uint64_t k = atomic_fetch_add(&g_count, 1) + 1;
+    if (k != atomic_load(&g_fail_at)) return 0;
+    atomic_store(&g_failed_what, what);
+    atomic_store(&g_failed, 1);
+    return 1;
+}
+
+static void *nomem(size_t bytes, const char *what) {
+    vlm_err(VLM_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes, what ? what : "(unnamed)");
+    return NULL;
+}
+
+void *vlm_alloc_aligned(size_t bytes, size_t align, const char *what) {
+    void *p = NULL;
+    size_t rounded = (bytes + align - 1) / align * align;
+    if (alloc_point(what) || rounded < bytes || posix_memalign(&p, align, rounded ? rounded : align) != 0)
+        return nomem(bytes, what);
     return p;
 }
+
+void *vlm_alloc(size_t bytes, const char *what) { return vlm_alloc_aligned(bytes, VLM_ALIGN, what); }
 
 void *vlm_calloc(size_t count, size_t size, const char *what) {
     if (size && count > SIZE_MAX / size) {
@@ -25,15 +66,17 @@ void *vlm_calloc(size_t count, size_t size, const char *what) {
     return p;
 }
 
+void *vlm_realloc(void *p, size_t bytes, const char *what) {
+    void *q = alloc_point(what) ? NULL : realloc(p, bytes ? bytes : 1);
+    return q ? q : nomem(bytes, what);
+}
+
 void vlm_free(void *p) { free(p); }
 
-char *vlm_strdup(const char *s) {
+char *vlm_strdup(const char *s, const char *what) {
     size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (!d) {
-        vlm_err(VLM_ERR_NOMEM, "out of memory copying a string of %zu bytes", n);
-        return NULL;
-    }
+    char *d = alloc_point(what) ? NULL : malloc(n);
+    if (!d) return nomem(n, what);
     memcpy(d, s, n);
     return d;
 }

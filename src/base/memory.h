@@ -9,12 +9,30 @@
 
 enum { VLM_ALIGN = 64 };
 
-/* 64-byte aligned allocation; on failure records "out of memory allocating N bytes for WHAT". */
-void *vlm_alloc(size_t bytes, const char *what);
+/* Every allocation of the engine goes through these (only the libraries' own allocations — cJSON,
+ * libjpeg, libpng, PCRE2, ONNX Runtime, the CUDA runtime — do not). On failure each records
+ * "out of memory allocating N bytes for WHAT" and returns NULL: WHAT names what the memory is for,
+ * and callers return VLM_ERR_NOMEM without replacing that message (vlm_err_ctx may add context).
+ * Memory from any of them is released with vlm_free. */
+void *vlm_alloc(size_t bytes, const char *what); /* 64-byte aligned */
+void *vlm_alloc_aligned(size_t bytes, size_t align, const char *what);
 void *vlm_calloc(size_t count, size_t size, const char *what);
+/* Grows or shrinks p (NULL: a new block) to bytes; on failure p is left as it was. The result is
+ * aligned as malloc aligns (16 bytes), not VLM_ALIGN. */
+void *vlm_realloc(void *p, size_t bytes, const char *what);
+char *vlm_strdup(const char *s, const char *what);
 void vlm_free(void *p);
-/* strdup that records an error on failure. */
-char *vlm_strdup(const char *s);
+
+/* Allocation-failure injection, as SQLite tests its failure paths: the n-th allocation from now
+ * (1: the next) fails as if memory were exhausted; 0 turns injection off. The environment variable
+ * VLM_FAIL_ALLOC=N does the same from the first allocation of the process (for the CLI).
+ * vlm_alloc_count says how many allocations were made since the last vlm_alloc_fail_at, and
+ * vlm_alloc_failed whether the injected failure has happened. Counts are process-wide (atomic). */
+void vlm_alloc_fail_at(uint64_t n);
+uint64_t vlm_alloc_count(void);
+int vlm_alloc_failed(void);
+/* What the injected failure was for (the allocation's `what`), "" before it happened. */
+const char *vlm_alloc_failure_what(void);
 
 /* Resident set size of this process, now and its peak (VmHWM), in bytes; 0 when unknown. */
 uint64_t vlm_rss_bytes(void);

@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/memory.h"
+
 static int sb_reserve(vlm_strbuf *b, size_t extra) {
     if (b->failed) return 0;
     if (b->len + extra + 1 <= b->cap) return 1;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra + 1) cap *= 2;
-    char *p = realloc(b->data, cap);
+    char *p = vlm_realloc(b->data, cap, "a string buffer");
     if (!p) {
         b->failed = 1;
         return 0;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "base/log.h"
 #include "base/memory.h"
@@ -42,12 +43,12 @@ typedef struct {
 static vlm_status list_push(str_list *l, const char *s) {
     if (l->n == l->cap) {
         int cap = l->cap ? l->cap * 2 : 16;
-        char **p = realloc(l->v, (size_t)cap * sizeof *p);
-        if (!p) return vlm_err(VLM_ERR_NOMEM, "out of memory listing images");
+        char **p = vlm_realloc(l->v, (size_t)cap * sizeof *p, "the list of images");
+        if (!p) return VLM_ERR_NOMEM;
         l->v = p;
         l->cap = cap;
     }
-    if (!(l->v[l->n] = vlm_strdup(s))) return VLM_ERR_NOMEM;
+    if (!(l->v[l->n] = vlm_strdup(s, "an image path"))) return VLM_ERR_NOMEM;
     l->n++;
     return VLM_OK;
 }
@@ -78,9 +79,11 @@ vlm_status vlm_bench_collect_images(const char *const *args, int n, char ***out,
     *out = NULL;
     *n_out = 0;
     for (int i = 0; s == VLM_OK && i < n; i++) {
+        struct stat st;
         if (vlm_is_dir(args[i])) s = add_dir(&l, args[i]);
-        else if (!vlm_is_file(args[i]))
-            s = vlm_err(VLM_ERR_NOT_FOUND, "--image %s: no such file or directory", args[i]);
+        else if (stat(args[i], &st) != 0) s = vlm_err(VLM_ERR_NOT_FOUND, "--image %s: %s", args[i], strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+            s = vlm_err(VLM_ERR_INVALID, "--image %s is %s, not a regular file", args[i], vlm_file_kind(st.st_mode));
         else s = list_push(&l, args[i]);
     }
     if (s != VLM_OK) {

@@ -25,15 +25,15 @@ void vlm_bench_config_init(vlm_bench_config *c) {
 
 static char *dup_or_null(const char *s, vlm_status *st) {
     if (!s) return NULL;
-    char *d = vlm_strdup(s);
+    char *d = vlm_strdup(s, "a benchmark setting");
     if (!d) *st = VLM_ERR_NOMEM;
     return d;
 }
 
 static vlm_status reserve_runs(vlm_bench_mode_result *m, int cap) {
     if (cap > 1024) cap = 1024; /* grows in vlm_bench_add_run when more runs come */
-    m->runs = calloc((size_t)(cap > 0 ? cap : 1), sizeof *m->runs);
-    if (!m->runs) return vlm_err(VLM_ERR_NOMEM, "out of memory for %d benchmark runs", cap);
+    m->runs = vlm_calloc((size_t)(cap > 0 ? cap : 1), sizeof *m->runs, "the benchmark runs");
+    if (!m->runs) return VLM_ERR_NOMEM;
     m->cap_runs = cap > 0 ? cap : 1;
     return VLM_OK;
 }
@@ -66,8 +66,8 @@ vlm_status vlm_bench_results_init(vlm_bench_results *r, const vlm_bench_config *
         r->modes[i] = c->modes[i];
         r->overall[i].mode = c->modes[i];
     }
-    r->images = calloc((size_t)c->n_images, sizeof *r->images);
-    if (!r->images) st = vlm_err(VLM_ERR_NOMEM, "out of memory for %d images", c->n_images);
+    r->images = vlm_calloc((size_t)c->n_images, sizeof *r->images, "the benchmark's images");
+    if (!r->images) st = VLM_ERR_NOMEM;
     else r->n_images = c->n_images;
     for (int i = 0; st == VLM_OK && i < r->n_images; i++) {
         vlm_bench_image_result *im = &r->images[i];
@@ -92,8 +92,8 @@ vlm_status vlm_bench_add_run(vlm_bench_results *r, int image, int mode_index, co
     vlm_bench_mode_result *m = &r->images[image].modes[mode_index];
     if (m->n_runs == m->cap_runs) {
         int cap = m->cap_runs * 2;
-        vlm_bench_run *p = realloc(m->runs, (size_t)cap * sizeof *p);
-        if (!p) return vlm_err(VLM_ERR_NOMEM, "out of memory for %d benchmark runs", cap);
+        vlm_bench_run *p = vlm_realloc(m->runs, (size_t)cap * sizeof *p, "the benchmark runs");
+        if (!p) return VLM_ERR_NOMEM;
         m->runs = p;
         m->cap_runs = cap;
     }
@@ -116,8 +116,8 @@ void vlm_bench_skip(vlm_bench_results *r, int mode_index, const char *reason) {
 static vlm_status compute_stats(vlm_bench_mode_result *m) {
     memset(m->stats, 0, sizeof m->stats);
     if (m->outcome != VLM_BENCH_RAN || m->n_runs == 0) return VLM_OK;
-    double *v = malloc((size_t)m->n_runs * 2 * sizeof *v);
-    if (!v) return vlm_err(VLM_ERR_NOMEM, "out of memory for statistics over %d runs", m->n_runs);
+    double *v = vlm_alloc((size_t)m->n_runs * 2 * sizeof *v, "the statistics of the runs");
+    if (!v) return VLM_ERR_NOMEM;
     for (int k = 0; k < VLM_BM_COUNT; k++) {
         for (int i = 0; i < m->n_runs; i++) v[i] = m->runs[i].m[k];
         vlm_bench_stats_compute(v, m->n_runs, v + m->n_runs, &m->stats[k]);
@@ -179,15 +179,4 @@ vlm_status vlm_bench_check_output_dir(const char *dir, const char *what) {
     return VLM_OK;
 }
 
-vlm_status vlm_bench_check_output_path(const char *path, const char *flag) {
-    char dir[VLM_PATH_MAX], what[VLM_PATH_MAX + 32];
-    snprintf(dir, sizeof dir, "%s", path);
-    snprintf(what, sizeof what, "%s %s", flag, path);
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    VLM_TRY(vlm_bench_check_output_dir(dir, what));
-    if (vlm_is_dir(path)) return vlm_err(VLM_ERR_INVALID, "%s: is a directory", what);
-    return VLM_OK;
-}
+vlm_status vlm_bench_check_output_path(const char *path, const char *flag) { return vlm_check_output_path(path, flag); }

@@ -150,7 +150,7 @@ vlm_status vlm_bench_measure(const vlm_bench_config *c, int skip_unusable_device
     char path[VLM_PATH_MAX];
     VLM_TRY(vlm_resolve_model(c->model_id, path, sizeof path));
     VLM_TRY(vlm_bench_results_init(out, c, device));
-    if (!(out->model_path = vlm_strdup(path))) s = VLM_ERR_NOMEM;
+    if (!(out->model_path = vlm_strdup(path, "the model path"))) s = VLM_ERR_NOMEM;
     for (int k = 0; s == VLM_OK && k < c->n_modes; k++) s = run_mode(c, k, out);
     if (s == VLM_OK) s = vlm_bench_finish(out);
     if (s != VLM_OK) vlm_bench_results_free(out);

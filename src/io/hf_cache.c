@@ -25,7 +25,8 @@ void vlm_hf_cache_dir(char *out, size_t cap) {
 /* A checkpoint directory has config.json. */
 static int is_checkpoint(const char *dir) {
     char p[VLM_PATH_MAX];
-    return vlm_path_join(p, sizeof p, dir, "config.json") == VLM_OK && vlm_is_file(p);
+    /* any config.json: one that is not a regular file (a FIFO) is refused when it is read, by name */
+    return vlm_path_join(p, sizeof p, dir, "config.json") == VLM_OK && vlm_path_exists(p);
 }
 
 vlm_status vlm_resolve_model(const char *model_id, char *out, size_t cap) {
@@ -52,10 +53,11 @@ vlm_status vlm_resolve_model(const char *model_id, char *out, size_t cap) {
         return vlm_err(VLM_ERR_INVALID, "path too long");
     char ref[VLM_PATH_MAX], rev[128] = {0}, snap[VLM_PATH_MAX];
     snprintf(ref, sizeof ref, "%s/refs/main", repo);
-    FILE *f = fopen(ref, "r");
-    if (f) {
-        if (fgets(rev, sizeof rev, f)) rev[strcspn(rev, "\r\n ")] = '\0';
-        fclose(f);
+    char *text = NULL;
+    if (vlm_is_file(ref) && vlm_read_file(ref, sizeof rev - 1, &text, NULL) == VLM_OK) {
+        snprintf(rev, sizeof rev, "%s", text);
+        rev[strcspn(rev, "\r\n ")] = '\0';
+        free(text);
     }
     if (rev[0] && !strchr(rev, '/')) {
         snprintf(snap, sizeof snap, "%s/snapshots/%s", repo, rev);

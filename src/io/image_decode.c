@@ -64,14 +64,11 @@ vlm_status vlm_image_check_size(const char *name, const char *format, long long 
 void *vlm_image_buffer_alloc(size_t bytes, const char *what) {
     enum { HUGE = 2 << 20 };
     if (bytes < 2 * (size_t)HUGE) return vlm_alloc(bytes, what);
-    void *p = NULL;
-    size_t rounded = (bytes + HUGE - 1) / HUGE * HUGE;
-    if (rounded < bytes || posix_memalign(&p, HUGE, rounded) != 0) {
-        vlm_err(VLM_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes, what);
-        return NULL;
-    }
+    void *p = vlm_alloc_aligned(bytes, HUGE, what); /* rounded up to whole huge pages */
+    if (!p) return NULL;
 #ifdef MADV_HUGEPAGE
-    (void)madvise(p, rounded, MADV_HUGEPAGE); /* advice only: without THP the buffer works the same */
+    /* advice only: without THP the buffer works the same */
+    (void)madvise(p, (bytes + HUGE - 1) / HUGE * HUGE, MADV_HUGEPAGE);
 #endif
     return p;
 }

@@ -43,17 +43,19 @@ typedef struct {
     int exif_set, exif_orient; /* info["exif"]: from eXIf or tEXt "exif" (the last one wins) */
     int raw_set, raw_orient;   /* info["Raw profile type exif"] */
     int xmp_set, xmp_orient;   /* info["XML:com.adobe.xmp"] */
+    int nomem;                 /* a buffer for a text chunk could not be allocated */
 } png_meta;
 
 /* Text of a tEXt / zTXt / iTXt chunk for one of the keys we read: *out (malloc'ed) and *key_id
  * (1 exif, 2 raw profile, 3 xmp). 0 when the chunk is something else or unreadable. */
-static int inflate_capped(const uint8_t *src, size_t n, uint8_t **out, size_t *out_len) {
+static int inflate_capped(const uint8_t *src, size_t n, uint8_t **out, size_t *out_len, int *nomem) {
     z_stream z;
     memset(&z, 0, sizeof z);
     if (inflateInit(&z) != Z_OK) return 0;
-    uint8_t *buf = malloc(PNG_TEXT_MAX + 1);
+    uint8_t *buf = vlm_alloc(PNG_TEXT_MAX + 1, "a compressed PNG text chunk");
     if (!buf) {
         inflateEnd(&z);
+        *nomem = 1;
         return 0;
     }
     z.next_in = (Bytef *)src;
@@ -81,12 +83,15 @@ static int key_id(const uint8_t *k, size_t n) {
 }
 
 /* ImageMagick's hex form: lines 4.. of the text are hex digits (whitespace ignored). */
-static int raw_profile_orientation(const uint8_t *v, size_t n) {
+static int raw_profile_orientation(const uint8_t *v, size_t n, int *nomem) {
     size_t i = 0;
     for (int nl = 0; i < n && nl < 3; i++)
         if (v[i] == '\n') nl++;
-    uint8_t *bin = malloc(n / 2 + 1);
-    if (!bin) return 0;
+    uint8_t *bin = vlm_alloc(n / 2 + 1, "a PNG raw EXIF profile");
+    if (!bin) {
+        *nomem = 1;
+        return 0;
+    }
     size_t m = 0;
     int hi = -1, ok = 1;
     for (; i < n; i++) {
@@ -130,7 +135,7 @@ static void meta_text(png_meta *m, int id, int raw_bytes, const uint8_t *v, size
         m->exif_orient = raw_bytes ? vlm_exif_orientation(v, n) : 0;
     } else if (id == 2) {
         m->raw_set = 1;
-        m->raw_orient = raw_profile_orientation(v, n);
+        m->raw_orient = raw_profile_orientation(v, n, &m->nomem);
     } else if (id == 3) {
         m->xmp_set = 1;
         m->xmp_orient = xmp_orientation(v, n);
@@ -156,7 +161,7 @@ static void meta_chunk(png_meta *m, const uint8_t *type, const uint8_t *d, size_
     } else if (ztxt) {
         uint8_t *u;
         size_t un;
-        if (vn >= 1 && v[0] == 0 && inflate_capped(v + 1, vn - 1, &u, &un)) {
+        if (vn >= 1 && v[0] == 0 && inflate_capped(v + 1, vn - 1, &u, &un, &m->nomem)) {
             meta_text(m, id, 0, u, un);
             free(u);
         }
@@ -173,7 +178,7 @@ static void meta_chunk(png_meta *m, const uint8_t *type, const uint8_t *d, size_
         else if (cm == 0) {
             uint8_t *u;
             size_t un;
-            if (inflate_capped(p, (size_t)(end - p), &u, &un)) {
+            if (inflate_capped(p, (size_t)(end - p), &u, &un, &m->nomem)) {
                 meta_text(m, id, 0, u, un);
                 free(u);
             }
@@ -214,6 +219,7 @@ static vlm_status scan_chunks(const uint8_t *data, size_t size, const char *name
         }
         if (!memcmp(type, "IEND", 4)) return VLM_OK;
         if (!idat) meta_chunk(m, type, d, len);
+        if (m->nomem) return vlm_err_ctx(VLM_ERR_NOMEM, "%s: reading its metadata", name);
         if (size - pos - 8 - len < 4) return VLM_OK;
         pos += 12 + (size_t)len;
     }
@@ -316,6 +322,13 @@ static const char *pil_mode(int color, int depth) {
 
 static void on_info(png_structp png, png_infop pi) {
     png_ctx *c = png_get_progressive_ptr(png);
+    if (c->img.rgb) {
+        /* libpng calls this again when a chunk interrupts the image data (IDAT, eXIf, IDAT): the
+         * image is already set up, so stop here, as Pillow's reader stops at the end of the first
+         * run of IDATs (what decoded by then is judged as a file ending there) */
+        snprintf(c->msg, sizeof c->msg, "the image data is interrupted by another chunk");
+        png_longjmp(png, 1);
+    }
     png_uint_32 w, h;
     int depth, color, interlace;
     png_get_IHDR(png, pi, &w, &h, &depth, &color, &interlace, NULL, NULL);

@@ -2,6 +2,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,8 +30,8 @@ typedef struct {
 static vlm_status entry_push(entry_vec *ev, const vlm_st_entry *e) {
     if (ev->n == ev->cap) {
         int cap = ev->cap ? ev->cap * 2 : 256;
-        vlm_st_entry *p = realloc(ev->v, (size_t)cap * sizeof *p);
-        if (!p) return vlm_err(VLM_ERR_NOMEM, "out of memory listing tensors");
+        vlm_st_entry *p = vlm_realloc(ev->v, (size_t)cap * sizeof *p, "the list of tensors");
+        if (!p) return VLM_ERR_NOMEM;
         ev->v = p;
         ev->cap = cap;
     }
@@ -80,7 +81,8 @@ static vlm_status parse_entry(const cJSON *desc, const char *path, const char *n
     const cJSON *d;
     cJSON_ArrayForEach(d, shape) {
         double v = cJSON_IsNumber(d) ? d->valuedouble : -1;
-        if (v < 0 || v != (double)(int64_t)v || v > 9.0e15)
+        /* range first: casting a double outside int64's range (1e19) is undefined behaviour */
+        if (!(v >= 0 && v <= 9.0e15) || v != floor(v))
             return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: shape[%d] is not a non-negative integer", path, name, i);
         e->shape[i++] = (int64_t)v;
         if (v > 0 && numel > UINT64_MAX / (uint64_t)v)
@@ -90,9 +92,16 @@ static vlm_status parse_entry(const cJSON *desc, const char *path, const char *n
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2)
         return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: \"data_offsets\" must be [begin, end]", path, name);
     double b = cJSON_GetArrayItem(offs, 0)->valuedouble, en = cJSON_GetArrayItem(offs, 1)->valuedouble;
-    if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) || b < 0 ||
-        en < 0 || b != (double)(uint64_t)b || en != (double)(uint64_t)en)
+    if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) ||
+        !(b >= 0 && en >= 0) || b != floor(b) || en != floor(en))
         return vlm_err(VLM_ERR_FORMAT, "%s: tensor %s: \"data_offsets\" must be non-negative integers", path, name);
+    /* exact in a double up to 2^53, and no file is that large: refuse before casting (1e20 does not
+     * fit a uint64_t, and such a cast is undefined behaviour) */
+    if (b > (double)data_size || en > (double)data_size)
+        return vlm_err(VLM_ERR_FORMAT,
+                       "%s: tensor %s: data_offsets [%.17g, %.17g] out of range (data section is %llu bytes; "
+                       "file truncated?)",
+                       path, name, b, en, (unsigned long long)data_size);
     uint64_t begin = (uint64_t)b, end = (uint64_t)en;
     if (begin > end || end > data_size)
         return vlm_err(VLM_ERR_FORMAT,
@@ -137,10 +146,10 @@ static vlm_status parse_file(vlm_st_file *f, int file_index, entry_vec *ev) {
     uint64_t data_size = size - 8 - hlen;
     const uint8_t *data = p + 8 + hlen;
     int count = cJSON_GetArraySize(root);
-    span *spans = malloc(((size_t)count + 1) * sizeof *spans);
+    span *spans = vlm_alloc(((size_t)count + 1) * sizeof *spans, "the tensor extents of a safetensors header");
     if (!spans) {
         cJSON_Delete(root);
-        return vlm_err(VLM_ERR_NOMEM, "out of memory reading %s", f->path);
+        return vlm_err_ctx(VLM_ERR_NOMEM, "%s", f->path);
     }
     int ns = 0;
     vlm_status s = VLM_OK;
@@ -162,12 +171,16 @@ static vlm_status parse_file(vlm_st_file *f, int file_index, entry_vec *ev) {
             if (s != VLM_OK) break;
             free(f->metadata_json);
             f->metadata_json = cJSON_PrintUnformatted(item);
+            if (!f->metadata_json) {
+                s = vlm_err(VLM_ERR_NOMEM, "%s: out of memory copying the \"__metadata__\"", f->path);
+                break;
+            }
             continue;
         }
         vlm_st_entry e = {0};
         s = parse_entry(item, f->path, name, data_size, &e, &spans[ns]);
         if (s != VLM_OK) break;
-        e.name = vlm_strdup(name);
+        e.name = vlm_strdup(name, "a tensor name");
         if (!e.name) {
             s = VLM_ERR_NOMEM;
             break;
@@ -210,6 +223,67 @@ static int has_suffix(const char *s, const char *suf) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Lists the shard files: from an index's weight_map, or every *.safetensors in a directory. */
+typedef struct {
+    char **v;
+    int n, cap;
+} path_list;
+
+static void free_names(char **v, int n) {
+    for (int i = 0; i < n; i++) vlm_free(v[i]);
+    vlm_free(v);
+}
+
+static vlm_status path_push(path_list *l, const char *dir, const char *name) {
+    char full[VLM_PATH_MAX];
+    VLM_TRY(vlm_path_join(full, sizeof full, dir, name));
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 8;
+        char **p = vlm_realloc(l->v, (size_t)cap * sizeof *p, "the list of safetensors files");
+        if (!p) return VLM_ERR_NOMEM;
+        l->v = p;
+        l->cap = cap;
+    }
+    if (!(l->v[l->n] = vlm_strdup(full, "a safetensors path"))) return VLM_ERR_NOMEM;
+    l->n++;
+    return VLM_OK;
+}
+
+/* The shard files a model.safetensors.index.json names, each once, in order of first mention. */
+static vlm_status files_of_index(const char *index_path, const char *dir, cJSON **index, path_list *l) {
+    VLM_TRY(vlm_json_load(index_path, index));
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(*index, "weight_map");
+    if (!cJSON_IsObject(wm)) return vlm_err(VLM_ERR_FORMAT, "%s: missing \"weight_map\" object", index_path);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, wm) {
+        if (!cJSON_IsString(e))
+            return vlm_err(VLM_ERR_FORMAT, "%s: weight_map entry %s must name a file", index_path, e->string);
+        if (strchr(e->valuestring, '/') || !strcmp(e->valuestring, ".."))
+            return vlm_err(VLM_ERR_FORMAT, "%s: weight_map file name %s must not contain '/'", index_path,
+                           e->valuestring);
+        int seen = 0;
+        for (int i = 0; i < l->n && !seen; i++) {
+            const char *base = strrchr(l->v[i], '/');
+            seen = !strcmp(base ? base + 1 : l->v[i], e->valuestring);
+        }
+        if (!seen) VLM_TRY(path_push(l, dir, e->valuestring));
+    }
+    return VLM_OK;
+}
+
+/* Every *.safetensors file of a directory, sorted by name. */
+static vlm_status files_of_dir(const char *dir, path_list *l) {
+    DIR *d = opendir(dir);
+    if (!d) return vlm_err(VLM_ERR_IO, "cannot open directory %s", dir);
+    vlm_status s = VLM_OK;
+    for (struct dirent *de; s == VLM_OK && (de = readdir(d)) != NULL;)
+        if (has_suffix(de->d_name, ".safetensors")) s = path_push(l, dir, de->d_name);
+    closedir(d);
+    if (s != VLM_OK) return s;
+    if (!l->n) return vlm_err(VLM_ERR_NOT_FOUND, "no *.safetensors file in %s", dir);
+    qsort(l->v, (size_t)l->n, sizeof *l->v, cmp_str);
+    return VLM_OK;
+}
+
 static vlm_status list_files(const char *path, char ***files, int *n, cJSON **index) {
     char buf[VLM_PATH_MAX];
     *files = NULL;
@@ -231,67 +305,24 @@ static vlm_status list_files(const char *path, char ***files, int *n, cJSON **in
         dir = dirbuf;
     } else {
         if (!vlm_path_exists(path)) return vlm_err(VLM_ERR_NOT_FOUND, "%s does not exist", path);
-        *files = malloc(sizeof(char *));
-        if (!*files || !((*files)[0] = vlm_strdup(path))) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+        *files = vlm_alloc(sizeof(char *), "the list of safetensors files");
+        if (!*files) return VLM_ERR_NOMEM;
+        if (!((*files)[0] = vlm_strdup(path, "a safetensors path"))) {
+            vlm_free(*files);
+            *files = NULL;
+            return VLM_ERR_NOMEM;
+        }
         *n = 1;
         return VLM_OK;
     }
-    char **list = NULL;
-    int count = 0, cap = 0;
-    if (index_path) {
-        VLM_TRY(vlm_json_load(index_path, index));
-        const cJSON *wm = cJSON_GetObjectItemCaseSensitive(*index, "weight_map");
-        if (!cJSON_IsObject(wm)) return vlm_err(VLM_ERR_FORMAT, "%s: missing \"weight_map\" object", index_path);
-        const cJSON *e;
-        cJSON_ArrayForEach(e, wm) {
-            if (!cJSON_IsString(e))
-                return vlm_err(VLM_ERR_FORMAT, "%s: weight_map entry %s must name a file", index_path, e->string);
-            if (strchr(e->valuestring, '/') || !strcmp(e->valuestring, ".."))
-                return vlm_err(VLM_ERR_FORMAT, "%s: weight_map file name %s must not contain '/'", index_path,
-                               e->valuestring);
-            int seen = 0;
-            for (int i = 0; i < count && !seen; i++) {
-                const char *base = strrchr(list[i], '/');
-                seen = !strcmp(base ? base + 1 : list[i], e->valuestring);
-            }
-            if (seen) continue;
-            if (count == cap) {
-                cap = cap ? cap * 2 : 8;
-                char **p = realloc(list, (size_t)cap * sizeof *p);
-                if (!p) return vlm_err(VLM_ERR_NOMEM, "out of memory");
-                list = p;
-            }
-            char full[VLM_PATH_MAX];
-            VLM_TRY(vlm_path_join(full, sizeof full, dir, e->valuestring));
-            if (!(list[count++] = vlm_strdup(full))) return VLM_ERR_NOMEM;
-        }
-    } else {
-        DIR *d = opendir(dir);
-        if (!d) return vlm_err(VLM_ERR_IO, "cannot open directory %s", dir);
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (!has_suffix(de->d_name, ".safetensors")) continue;
-            if (count == cap) {
-                cap = cap ? cap * 2 : 8;
-                char **p = realloc(list, (size_t)cap * sizeof *p);
-                if (!p) {
-                    closedir(d);
-                    return vlm_err(VLM_ERR_NOMEM, "out of memory");
-                }
-                list = p;
-            }
-            char full[VLM_PATH_MAX];
-            if (vlm_path_join(full, sizeof full, dir, de->d_name) != VLM_OK || !(list[count++] = vlm_strdup(full))) {
-                closedir(d);
-                return vlm_err(VLM_ERR_NOMEM, "out of memory");
-            }
-        }
-        closedir(d);
-        if (!count) return vlm_err(VLM_ERR_NOT_FOUND, "no *.safetensors file in %s", dir);
-        qsort(list, (size_t)count, sizeof *list, cmp_str);
+    path_list l = {0};
+    vlm_status s = index_path ? files_of_index(index_path, dir, index, &l) : files_of_dir(dir, &l);
+    if (s != VLM_OK) {
+        free_names(l.v, l.n);
+        return s;
     }
-    *files = list;
-    *n = count;
+    *files = l.v;
+    *n = l.n;
     return VLM_OK;
 }
 
@@ -313,10 +344,11 @@ vlm_status vlm_st_open(const char *path, vlm_safetensors **out) {
     int n = 0;
     cJSON *index = NULL;
     vlm_status s = list_files(path, &names, &n, &index);
-    vlm_safetensors *st = calloc(1, sizeof *st);
+    vlm_safetensors *st = s == VLM_OK ? vlm_calloc(1, sizeof *st, "a safetensors reader") : NULL;
     entry_vec ev = {0};
-    if (s == VLM_OK && !st) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
-    if (s == VLM_OK && !(st->files = calloc((size_t)n, sizeof *st->files))) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
+    if (s == VLM_OK && !st) s = VLM_ERR_NOMEM;
+    if (s == VLM_OK && !(st->files = vlm_calloc((size_t)n, sizeof *st->files, "the safetensors files")))
+        s = VLM_ERR_NOMEM;
     for (int i = 0; s == VLM_OK && i < n; i++) {
         snprintf(st->files[i].path, sizeof st->files[i].path, "%s", names[i]);
         st->n_files = i + 1;
@@ -349,8 +381,7 @@ vlm_status vlm_st_open(const char *path, vlm_safetensors **out) {
             }
         }
     }
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
+    free_names(names, n);
     cJSON_Delete(index);
     if (s != VLM_OK) {
         vlm_st_close(st);
@@ -362,10 +393,10 @@ vlm_status vlm_st_open(const char *path, vlm_safetensors **out) {
 
 vlm_status vlm_st_open_buffer(const void *data, size_t size, const char *name, vlm_safetensors **out) {
     *out = NULL;
-    vlm_safetensors *st = calloc(1, sizeof *st);
-    if (!st || !(st->files = calloc(1, sizeof *st->files))) {
-        free(st);
-        return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vlm_safetensors *st = vlm_calloc(1, sizeof *st, "a safetensors reader");
+    if (!st || !(st->files = vlm_calloc(1, sizeof *st->files, "the safetensors files"))) {
+        vlm_free(st);
+        return VLM_ERR_NOMEM;
     }
     st->n_files = 1;
     vlm_st_file *f = &st->files[0];

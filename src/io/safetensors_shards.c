@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/memory.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 
@@ -12,8 +13,8 @@ vlm_status vlm_st_write_sharded(const char *dir, const vlm_st_spec *specs, int n
                                 const char *const *meta_values, int n_meta,
                                 void (*progress)(void *user, uint64_t done, uint64_t total), void *user) {
     if (!shard_bytes) shard_bytes = (uint64_t)4 << 30;
-    int *first = calloc((size_t)n + 2, sizeof *first);
-    if (!first) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    int *first = vlm_calloc((size_t)n + 2, sizeof *first, "the shard plan");
+    if (!first) return VLM_ERR_NOMEM;
     int n_shards = 0;
     uint64_t acc = 0, total = 0;
     for (int i = 0; i < n; i++) {
@@ -61,7 +62,8 @@ vlm_status vlm_st_write_sharded(const char *dir, const vlm_st_spec *specs, int n
         vlm_sb_printf(&index, "\n  }\n}\n");
         s = vlm_path_join(path, sizeof path, dir, "model.safetensors.index.json");
         if (s == VLM_OK)
-            s = index.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory") : vlm_write_file(path, index.data, index.len);
+            s = index.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory writing %s", path)
+                             : vlm_write_file(path, index.data, index.len);
     }
     vlm_sb_free(&index);
     free(first);

@@ -68,10 +68,10 @@ vlm_status vlm_st_writer_open(vlm_st_writer **out, const char *path, const vlm_s
         vlm_sb_free(&h);
         return vlm_err(VLM_ERR_NOMEM, "out of memory building the header of %s", path);
     }
-    vlm_st_writer *w = calloc(1, sizeof *w);
+    vlm_st_writer *w = vlm_calloc(1, sizeof *w, "a safetensors writer");
     if (!w) {
         vlm_sb_free(&h);
-        return vlm_err(VLM_ERR_NOMEM, "out of memory");
+        return VLM_ERR_NOMEM;
     }
     vlm_status s = vlm_atomic_open(&w->file, path);
     if (s == VLM_OK) {
@@ -124,12 +124,11 @@ vlm_status vlm_st_save(const char *path, const vlm_st_spec *specs, const void *c
                        const char *const *meta_keys, const char *const *meta_values, int n_meta) {
     /* Tensors go in order of decreasing element size (stable), as the Python writer does, so that
      * every tensor starts aligned to its element size (the format allows no padding between them). */
-    int *order = malloc(((size_t)n + 1) * sizeof *order);
-    vlm_st_spec *sorted = malloc(((size_t)n + 1) * sizeof *sorted);
+    int *order = vlm_alloc(((size_t)n + 1) * sizeof *order, "the order of the tensors to save");
+    vlm_st_spec *sorted = order ? vlm_alloc(((size_t)n + 1) * sizeof *sorted, "the tensors to save") : NULL;
     if (!order || !sorted) {
-        free(order);
-        free(sorted);
-        return vlm_err(VLM_ERR_NOMEM, "out of memory");
+        vlm_free(order);
+        return vlm_err_ctx(VLM_ERR_NOMEM, "saving %s", path);
     }
     int k = 0;
     for (int pass = 0; pass < 5; pass++) { /* sizes 8, 4, 2, 1, then anything else */

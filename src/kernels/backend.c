@@ -1,5 +1,6 @@
 #include "kernels/backend.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,4 +44,29 @@ uint64_t vlm_backend_available_memory(vlm_backend *be) {
         return 0;
     }
     return total > used ? total - used : 0;
+}
+
+int64_t vlm_find_nonfinite_host(const float *x, size_t n) {
+    /* blocks of 1024 checked branch-free (it vectorizes), the first bad one searched after */
+    for (size_t b = 0; b < n; b += 1024) {
+        size_t e = n - b < 1024 ? n : b + 1024;
+        int bad = 0;
+        for (size_t i = b; i < e; i++) bad |= !isfinite(x[i]);
+        if (!bad) continue;
+        for (size_t i = b; i < e; i++)
+            if (!isfinite(x[i])) return (int64_t)i;
+    }
+    return -1;
+}
+
+vlm_status vlm_check_finite(vlm_backend *be, const float *x, int64_t rows, int64_t cols, const char *what) {
+    size_t n = (size_t)rows * (size_t)cols;
+    int64_t first = -1;
+    if (be) VLM_TRY(be->ops->find_nonfinite(be, x, n, &first));
+    else first = vlm_find_nonfinite_host(x, n);
+    if (first < 0) return VLM_OK;
+    return vlm_err(VLM_ERR_RUNTIME,
+                   "%s: not finite (NaN or infinity) at row %lld, column %lld of %lld x %lld: a weight of the "
+                   "checkpoint is NaN or infinite, or a value overflowed",
+                   what, (long long)(first / cols), (long long)(first % cols), (long long)rows, (long long)cols);
 }

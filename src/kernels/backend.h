@@ -64,6 +64,8 @@ typedef struct {
     void (*scatter_rows)(vlm_backend *be, float *dst, const int32_t *idx, const float *src, int n, int row);
     void (*copy)(vlm_backend *be, float *dst, const float *src, size_t n);
     void (*destroy)(vlm_backend *be);
+    /* *first = index of the first NaN or infinity in x[0, n), or -1 (waits for the device) */
+    vlm_status (*find_nonfinite)(vlm_backend *be, const float *x, size_t n, int64_t *first);
 } vlm_backend_ops;
 
 struct vlm_backend {
@@ -155,5 +157,12 @@ static inline vlm_status vlm_to_host(vlm_backend *be, void *dst, const void *src
     return be->ops->to_host(be, dst, src, bytes);
 }
 static inline vlm_status vlm_sync(vlm_backend *be) { return be->ops->sync(be); }
+
+/* What a stage hands on must be finite: NaN weights or an overflow would otherwise give garbage
+ * with exit 0. Checks x[rows, cols] (device memory of be; host memory when be is NULL) and fails
+ * with VLM_ERR_RUNTIME naming `what` (the stage and tensor) and the first bad row and column. */
+vlm_status vlm_check_finite(vlm_backend *be, const float *x, int64_t rows, int64_t cols, const char *what);
+/* The host loop behind it (and behind the CPU backend's op). */
+int64_t vlm_find_nonfinite_host(const float *x, size_t n);
 
 #endif

@@ -97,7 +97,11 @@ static vlm_status parse_text(const cJSON *c, const char *what, vlm_model_config 
     t->head_dim = t->hidden / t->n_heads;
     if (t->head_dim > 256) return vlm_err(VLM_ERR_UNSUPPORTED, "%s: head_dim %d is larger than 256", what, t->head_dim);
     if (t->head_dim % 2) return vlm_err(VLM_ERR_FORMAT, "%s: head_dim %d must be even", what, t->head_dim);
-    if (!(eps > 0) || !(theta > 0)) return vlm_err(VLM_ERR_FORMAT, "%s: rms_norm_eps and rope_theta must be > 0", what);
+    /* eps is used as a float: 1e-46 would be 0 there (a zero row then divides by zero), 1e39 infinity */
+    if (!(t->rms_eps > 0) || !isfinite(t->rms_eps) || !(theta > 0) || !isfinite(theta))
+        return vlm_err(VLM_ERR_FORMAT,
+                       "%s: rms_norm_eps (%g) and rope_theta (%g) must be positive and finite (eps as a float32)", what,
+                       eps, theta);
 
     /* rope_scaling: {"type"|"rope_type": "mrope"|"default", "mrope_section": [t, h, w]} */
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(text_obj(c, "rope_scaling"), "rope_scaling");

@@ -18,8 +18,8 @@ struct vlm_dump {
 };
 
 vlm_status vlm_dump_create(vlm_dump **out) {
-    *out = calloc(1, sizeof **out);
-    return *out ? VLM_OK : vlm_err(VLM_ERR_NOMEM, "out of memory");
+    *out = vlm_calloc(1, sizeof **out, "a tensor dump");
+    return *out ? VLM_OK : VLM_ERR_NOMEM;
 }
 
 void vlm_dump_free(vlm_dump *d) {
@@ -37,21 +37,22 @@ static vlm_status slot(vlm_dump *d, const char *name, vlm_dtype t, int ndim, con
     if (!it) {
         if (d->n == d->cap) {
             int cap = d->cap ? 2 * d->cap : 16;
-            dump_item *p = realloc(d->items, (size_t)cap * sizeof *p);
-            if (!p) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+            dump_item *p = vlm_realloc(d->items, (size_t)cap * sizeof *p, "the list of dumped tensors");
+            if (!p) return VLM_ERR_NOMEM;
             d->items = p;
             d->cap = cap;
         }
         it = &d->items[d->n++];
         memset(it, 0, sizeof *it);
     }
-    free(it->data);
+    vlm_free(it->data);
+    it->data = NULL;
     snprintf(it->name, sizeof it->name, "%s", name);
     it->spec = (vlm_st_spec){.name = it->name, .dtype = t, .ndim = ndim};
     for (int i = 0; i < ndim; i++) it->spec.shape[i] = shape[i];
     size_t bytes = vlm_st_spec_bytes(&it->spec);
-    it->data = malloc(bytes ? bytes : 1);
-    if (!it->data) return vlm_err(VLM_ERR_NOMEM, "out of memory dumping %s", name);
+    it->data = vlm_alloc(bytes ? bytes : 1, "a dumped tensor");
+    if (!it->data) return vlm_err_ctx(VLM_ERR_NOMEM, "dumping %s", name);
     *data = it->data;
     return VLM_OK;
 }
@@ -106,9 +107,9 @@ vlm_status vlm_dump_grids(vlm_dump *d, const char *name, const vlm_grid_thw *gri
 }
 
 vlm_status vlm_dump_write(const vlm_dump *d, const char *path) {
-    vlm_st_spec *specs = calloc((size_t)d->n + 1, sizeof *specs);
-    const void **data = calloc((size_t)d->n + 1, sizeof *data);
-    vlm_status s = (!specs || !data) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
+    vlm_st_spec *specs = vlm_calloc((size_t)d->n + 1, sizeof *specs, "the dumped tensors");
+    const void **data = specs ? vlm_calloc((size_t)d->n + 1, sizeof *data, "the dumped tensors") : NULL;
+    vlm_status s = (!specs || !data) ? vlm_err_ctx(VLM_ERR_NOMEM, "writing %s", path) : VLM_OK;
     for (int i = 0; s == VLM_OK && i < d->n; i++) {
         specs[i] = d->items[i].spec;
         specs[i].name = d->items[i].name; /* the items may have moved since the spec was made */

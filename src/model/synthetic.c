@@ -33,7 +33,7 @@ static void collect(void *ctx, const char *name, int ndim, const int64_t *shape)
     if (l->failed) return;
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 256;
-        spec_item *p = realloc(l->v, (size_t)cap * sizeof *p);
+        spec_item *p = vlm_realloc(l->v, (size_t)cap * sizeof *p, "the list of synthetic tensors");
         if (!p) {
             l->failed = 1;
             return;
@@ -114,10 +114,10 @@ static void report(void *user, uint64_t done, uint64_t total) {
 }
 
 static vlm_status write_weights(const char *out_dir, const spec_list *l, uint64_t seed, uint64_t shard_bytes) {
-    vlm_st_spec *specs = calloc((size_t)l->n + 1, sizeof *specs);
+    vlm_st_spec *specs = vlm_calloc((size_t)l->n + 1, sizeof *specs, "the synthetic tensors");
     fill_ctx f = {.items = l->v, .seed = seed, .chunk = (size_t)32 << 20};
-    f.buf = vlm_alloc(f.chunk * 2, "synthetic weights");
-    vlm_status s = (!specs || !f.buf) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
+    f.buf = specs ? vlm_alloc(f.chunk * 2, "synthetic weights") : NULL;
+    vlm_status s = (!specs || !f.buf) ? VLM_ERR_NOMEM : VLM_OK;
     for (int i = 0; s == VLM_OK && i < l->n; i++) {
         specs[i] = (vlm_st_spec){.name = l->v[i].name, .dtype = VLM_DT_BF16, .ndim = l->v[i].ndim};
         memcpy(specs[i].shape, l->v[i].shape, sizeof specs[i].shape);
@@ -191,10 +191,11 @@ vlm_status vlm_make_synthetic(const char *config, const char *out_dir, uint64_t 
     cJSON_Delete(root);
     if (s != VLM_OK) return s;
     spec_list l = {0};
-    VLM_TRY(vlm_enumerate_weights(&cfg, VLM_NAMES_LEGACY, 1, 1, collect, &l));
-    if (l.failed) {
-        free(l.v);
-        return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    s = vlm_enumerate_weights(&cfg, VLM_NAMES_LEGACY, 1, 1, collect, &l);
+    if (s == VLM_OK && l.failed) s = VLM_ERR_NOMEM; /* vlm_realloc named it */
+    if (s != VLM_OK) {
+        vlm_free(l.v);
+        return s;
     }
     s = vlm_mkdirs(out_dir);
     if (s == VLM_OK) s = write_weights(out_dir, &l, seed, shard_bytes);

@@ -30,8 +30,8 @@ typedef struct {
 
 static vlm_status upload_vectors(vlm_text_model *m, const vlm_text_weights *tw) {
     int n_slots = 5 * tw->n_layers + 1, k = 0;
-    vec_slot *slots = calloc((size_t)n_slots, sizeof *slots);
-    if (!slots) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vec_slot *slots = vlm_calloc((size_t)n_slots, sizeof *slots, "the language model's vector table");
+    if (!slots) return VLM_ERR_NOMEM;
     for (int l = 0; l < tw->n_layers; l++) {
         const vlm_text_layer_weights *W = &tw->layers[l];
         vlm_text_layer *L = &m->layers[l];

@@ -108,14 +108,14 @@ vlm_status vlm_vision_create(const vlm_model_config *cfg, const vlm_vision_weigh
     *out = NULL;
     int is25 = cfg->family == VLM_FAMILY_QWEN2_5_VL;
     VLM_TRY(check_weights(&cfg->vision, is25, w));
-    vlm_vision_model *m = calloc(1, sizeof *m);
-    if (!m) return vlm_err(VLM_ERR_NOMEM, "out of memory creating the vision encoder");
+    vlm_vision_model *m = vlm_calloc(1, sizeof *m, "the vision encoder");
+    if (!m) return VLM_ERR_NOMEM;
     m->v = cfg->vision;
     m->family = cfg->family;
     m->is25 = is25;
     m->be = be;
-    m->blocks = calloc((size_t)m->v.depth, sizeof *m->blocks);
-    vlm_status s = m->blocks ? VLM_OK : vlm_err(VLM_ERR_NOMEM, "out of memory creating the vision encoder");
+    m->blocks = vlm_calloc((size_t)m->v.depth, sizeof *m->blocks, "the vision encoder's blocks");
+    vlm_status s = m->blocks ? VLM_OK : VLM_ERR_NOMEM;
     if (s == VLM_OK) s = mat(be, &w->patch_embed, &m->patch_w);
     for (int b = 0; s == VLM_OK && b < m->v.depth; b++) {
         s = bind_block(be, &w->blocks[b], is25, &m->blocks[b]);

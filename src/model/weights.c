@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/memory.h"
 #include "tensor/quant.h"
 
 const char *vlm_vision_prefix(vlm_naming n) { return n == VLM_NAMES_NESTED ? "model.visual." : "visual."; }
@@ -93,8 +94,8 @@ static vlm_status bind_text(binder *b, const vlm_model_config *cfg, vlm_naming n
     int64_t D = t->hidden, Q = (int64_t)t->n_heads * t->head_dim, KV = (int64_t)t->n_kv_heads * t->head_dim,
             I = t->intermediate;
     memset(tw, 0, sizeof *tw);
-    tw->layers = calloc((size_t)t->n_layers, sizeof *tw->layers);
-    if (!tw->layers) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    tw->layers = vlm_calloc((size_t)t->n_layers, sizeof *tw->layers, "the language model's layer weights");
+    if (!tw->layers) return VLM_ERR_NOMEM;
     tw->n_layers = t->n_layers;
     VLM_TRY(bind(b, &tw->embed, 2, V2(t->vocab, D), "%sembed_tokens.weight", p));
     VLM_TRY(bind(b, &tw->norm, 1, V1(D), "%snorm.weight", p));
@@ -130,8 +131,8 @@ static vlm_status bind_vision(binder *b, const vlm_model_config *cfg, vlm_naming
     int64_t W = v->width, F = v->mlp_hidden, M4 = (int64_t)W * v->merge_size * v->merge_size;
     int64_t patch = (int64_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
     memset(vw, 0, sizeof *vw);
-    vw->blocks = calloc((size_t)v->depth, sizeof *vw->blocks);
-    if (!vw->blocks) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vw->blocks = vlm_calloc((size_t)v->depth, sizeof *vw->blocks, "the vision tower's block weights");
+    if (!vw->blocks) return VLM_ERR_NOMEM;
     vw->n_blocks = v->depth;
     /* the Conv3d kernel [W, C, T, P, P], used as the matrix [W, C*T*P*P] */
     VLM_TRY(bind(b, &vw->patch_embed, 5,
@@ -178,8 +179,8 @@ vlm_status vlm_bind_weights(const vlm_safetensors *st, const vlm_model_config *c
     memset(tw, 0, sizeof *tw);
     vlm_checkpoint_parts parts;
     VLM_TRY(vlm_detect_parts(st, &parts));
-    binder b = {.st = st, .used = calloc((size_t)st->n_entries + 1, 1)};
-    if (!b.used) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    binder b = {.st = st, .used = vlm_calloc((size_t)st->n_entries + 1, 1, "the binder's tensor marks")};
+    if (!b.used) return VLM_ERR_NOMEM;
     vlm_status s = VLM_OK;
     if (want_vision) {
         s = bind_vision(&b, cfg, parts.naming, vw);

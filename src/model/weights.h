@@ -80,4 +80,19 @@ void vlm_vision_weights_free(vlm_vision_weights *vw);
 int64_t vlm_vision_param_count(const vlm_model_config *cfg);
 int64_t vlm_text_param_count(const vlm_model_config *cfg);
 
+/* ---- NaN and infinity in the weights (weights_check.c) ---- */
+typedef struct {
+    const char *name;
+    int64_t first, count; /* the first bad element (a block, for a quantized tensor's scales), how many */
+    int64_t row, col;     /* of the first (col -1 for a block scale) */
+    int in_scales;        /* a quantized tensor's block scale */
+} vlm_weight_issue;
+/* Called for each tensor holding a NaN or infinity; nonzero stops the scan. */
+typedef int (*vlm_weight_issue_fn)(void *user, const vlm_weight_issue *issue);
+/* Reads every weight of st (float tensors element by element, quantized tensors' block scales);
+ * *n_bad counts the tensors with a non-finite value. */
+vlm_status vlm_weights_scan_finite(const vlm_safetensors *st, vlm_weight_issue_fn on_issue, void *user, int *n_bad);
+/* "tensor NAME: N values are NaN or infinite (the first at row R, column C)" */
+void vlm_weight_issue_describe(const vlm_weight_issue *is, char *out, size_t cap);
+
 #endif

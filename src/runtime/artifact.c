@@ -43,7 +43,7 @@ vlm_status vlm_fingerprint_dir(const char *dir, char out[VLM_FINGERPRINT_LEN]) {
     struct dirent *e;
     while (s == VLM_OK && (e = readdir(d)) != NULL && n < 512)
         if (e->d_name[0] != '.' && relevant(e->d_name)) {
-            names[n] = vlm_strdup(e->d_name);
+            names[n] = vlm_strdup(e->d_name, "a file name to fingerprint");
             if (names[n]) n++;
             else s = vlm_err_ctx(VLM_ERR_NOMEM, "fingerprint of %s", dir);
         }
@@ -62,7 +62,9 @@ vlm_status vlm_fingerprint_dir(const char *dir, char out[VLM_FINGERPRINT_LEN]) {
         size_t len = strlen(names[i]);
         if (s == VLM_OK && len > 12 && !strcmp(names[i] + len - 12, ".safetensors")) {
             /* the header: u64 length + JSON (names, dtypes, shapes, offsets) */
-            FILE *f = fopen(path, "rb");
+            int fd;
+            FILE *f = vlm_open_regular(path, &fd) == VLM_OK ? fdopen(fd, "rb") : NULL; /* no FIFO waits */
+            if (!f && fd >= 0) close(fd);
             unsigned char lenbuf[8];
             if (f && fread(lenbuf, 1, 8, f) == 8) {
                 uint64_t hl = 0;
@@ -138,7 +140,8 @@ vlm_status vlm_manifest_write(const char *artifact_dir, const vlm_manifest *m) {
     vlm_sb_printf(&b,
                   ",\n  \"fingerprint\": \"%s\",\n  \"artifact_fingerprint\": \"%s\",\n  \"vlm_version\": \"%s\"\n}\n",
                   m->fingerprint, m->artifact, m->version);
-    vlm_status s = b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory") : vlm_write_file(path, b.data, b.len);
+    vlm_status s =
+        b.failed ? vlm_err(VLM_ERR_NOMEM, "out of memory writing %s", path) : vlm_write_file(path, b.data, b.len);
     vlm_sb_free(&b);
     return s;
 }
@@ -175,7 +178,9 @@ int vlm_manifest_is_fresh(const char *artifact_dir, const char *kind, const char
         snprintf(why, cap, "%s does not exist", artifact_dir);
         return 0;
     }
-    if (vlm_manifest_read(artifact_dir, &m) != VLM_OK) {
+    vlm_status s = vlm_manifest_read(artifact_dir, &m);
+    if (s == VLM_ERR_NOMEM) return -1; /* cannot tell: not a reason to rebuild */
+    if (s != VLM_OK) {
         snprintf(why, cap, "%s has no readable manifest (%s)", artifact_dir, vlm_last_error());
         return 0;
     }
@@ -187,11 +192,15 @@ int vlm_manifest_is_fresh(const char *artifact_dir, const char *kind, const char
         snprintf(why, cap, "%s was made from %s, not %s", artifact_dir, m.source, source_dir);
         return 0;
     }
-    if (vlm_fingerprint_dir(source_dir, fp) != VLM_OK || strcmp(fp, m.fingerprint) != 0) {
+    s = vlm_fingerprint_dir(source_dir, fp);
+    if (s == VLM_ERR_NOMEM) return -1;
+    if (s != VLM_OK || strcmp(fp, m.fingerprint) != 0) {
         snprintf(why, cap, "the checkpoint %s changed since %s was made", source_dir, artifact_dir);
         return 0;
     }
-    if (vlm_fingerprint_dir(artifact_dir, fp) != VLM_OK || strcmp(fp, m.artifact) != 0) {
+    s = vlm_fingerprint_dir(artifact_dir, fp);
+    if (s == VLM_ERR_NOMEM) return -1;
+    if (s != VLM_OK || strcmp(fp, m.artifact) != 0) {
         snprintf(why, cap, "the files in %s changed since it was made", artifact_dir);
         return 0;
     }
@@ -211,13 +220,5 @@ vlm_status vlm_manifest_write_for(const char *model_dir, const char *artifact_di
 }
 
 vlm_status vlm_artifact_publish(const char *tmp_dir, const char *final_dir) {
-    if (rename(tmp_dir, final_dir) == 0) return VLM_OK; /* absent (or empty) */
-    char old[VLM_PATH_MAX];
-    snprintf(old, sizeof old, "%s.old.%d", final_dir, (int)getpid());
-    if (rename(final_dir, old) != 0) return vlm_err(VLM_ERR_IO, "cannot move %s aside to replace it", final_dir);
-    if (rename(tmp_dir, final_dir) != 0) {
-        rename(old, final_dir);
-        return vlm_err(VLM_ERR_IO, "cannot rename %s to %s", tmp_dir, final_dir);
-    }
-    return vlm_remove_tree(old);
+    return vlm_replace_dir(tmp_dir, final_dir);
 }

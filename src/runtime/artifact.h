@@ -54,8 +54,9 @@ vlm_status vlm_manifest_read(const char *artifact_dir, vlm_manifest *m);
 /* The last step of writing a directory artifact: the manifest of `kind` naming model_dir as its
  * source, with both fingerprints taken now. */
 vlm_status vlm_manifest_write_for(const char *model_dir, const char *artifact_dir, const char *kind);
-/* 1 when artifact_dir holds a manifest of `kind` made from source_dir as it is now; otherwise 0
- * and `why` says what differs (missing, other source, changed source, changed artifact). */
+/* 1 when artifact_dir holds a manifest of `kind` made from source_dir as it is now; 0 when not,
+ * and `why` says what differs (missing, other source, changed source, changed artifact); -1 when
+ * it cannot tell for want of memory (the error is recorded: not a reason to rebuild). */
 int vlm_manifest_is_fresh(const char *artifact_dir, const char *kind, const char *source_dir, char *why, size_t cap);
 
 /* Puts the complete artifact directory tmp_dir in place of final_dir: an old final_dir is moved

@@ -183,8 +183,10 @@ static vlm_status work(vlm_engine *e, vlm_job *j) {
         vlm_job_finish(j, VLM_STOP_CANCELLED);
         return VLM_OK;
     }
-    if (!j->started) VLM_TRY(vlm_job_start(e, j));
-    return vlm_job_advance(e, j);
+    vlm_status s = j->started ? VLM_OK : vlm_job_start(e, j);
+    if (s == VLM_OK) s = vlm_job_advance(e, j);
+    if (s == VLM_ERR_RUNTIME) vlm_model_explain_nonfinite(e->m); /* names a NaN weight when there is one */
+    return s;
 }
 
 vlm_status vlm_engine_step(vlm_engine *e, int *active) {

@@ -242,7 +242,7 @@ static vlm_status prepare(vlm_model *m, const vlm_request *r, vlm_job *j) {
     j->max_tokens = r->sampling.max_tokens;
     VLM_TRY(vlm_sampler_params_resolve(&m->gen, &r->sampling, &j->sampling));
     VLM_TRY(vlm_stop_init(&j->stop, r->stop, r->n_stop));
-    if (r->dump_path && !(j->dump_path = vlm_strdup(r->dump_path))) return VLM_ERR_NOMEM;
+    if (r->dump_path && !(j->dump_path = vlm_strdup(r->dump_path, "the dump path"))) return VLM_ERR_NOMEM;
     conversation c;
     vlm_status s = collect(r, &c);
     if (s == VLM_OK) s = prepare_images(m, r, &c, j);

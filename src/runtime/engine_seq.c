@@ -66,6 +66,9 @@ static vlm_status encode_images(vlm_model *m, vlm_job *j) {
     if (s == VLM_OK && !(j->image_embeds = vlm_dev_alloc(m->be, bytes, "image embeddings"))) s = VLM_ERR_NOMEM;
     if (s == VLM_OK) s = encode(m, j, pixels, rows, j->image_embeds);
     if (s == VLM_OK) s = vlm_sync(m->be);
+    if (s == VLM_OK)
+        s = vlm_check_finite(m->be, j->image_embeds, j->n_image_tokens, m->lang.cfg.text.hidden,
+                             "the vision encoder's output (the image embeddings)");
     vlm_free(pixels);
     j->vision_s = vlm_now() - t0;
     return s;

@@ -5,12 +5,14 @@
 
 #include "base/cpu.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "base/timer.h"
 #include "io/hf_cache.h"
 #include "runtime/artifact.h"
 #include "runtime/pipeline.h"
 #include "runtime/quantize.h"
 #include "runtime/split.h"
+#include "text/chat_template.h"
 
 /* Opens dir's config and weights for a component. */
 static vlm_status open_component(vlm_component *c, const char *dir) {
@@ -43,6 +45,7 @@ static vlm_status load_language(vlm_model *m, const char *dir) {
     vlm_generation_config_default_eos(&m->gen, m->lang.cfg.tokens.eos_ids, m->lang.cfg.tokens.n_eos);
     vlm_status s = vlm_tok_load_dir(dir, &m->tok);
     if (s != VLM_OK) return vlm_err_ctx(s, "tokenizer of %s", dir);
+    vlm_chat_template_check(dir); /* a warning when prompts will differ from the checkpoint's template */
     return VLM_OK;
 }
 
@@ -89,11 +92,23 @@ static vlm_status ensure_quantized(vlm_model *m, int with_vision, char *dir, siz
     char kind[64], why[VLM_PATH_MAX + 256];
     vlm_quant_kind(&qo, kind, sizeof kind);
     VLM_TRY(vlm_path_join(dir, cap, m->output_dir, kind));
-    if (vlm_manifest_is_fresh(dir, kind, m->source_dir, why, sizeof why)) return VLM_OK;
-    VLM_LOG_I("quantizing %s into %s (%s)", m->source_dir, dir, why);
+    int fresh = vlm_manifest_is_fresh(dir, kind, m->source_dir, why, sizeof why);
+    if (fresh < 0) return vlm_err_ctx(VLM_ERR_NOMEM, "checking %s", dir);
+    if (fresh) return VLM_OK;
     VLM_TRY(vlm_mkdirs(m->output_dir));
-    vlm_quant_stats stats;
-    return vlm_quantize_checkpoint(m->source_dir, dir, &qo, &stats);
+    /* look again under the lock: another process may be writing it now */
+    vlm_dir_lock lock;
+    VLM_TRY(vlm_writer_lock(m->output_dir, &lock));
+    vlm_status s = VLM_OK;
+    fresh = vlm_manifest_is_fresh(dir, kind, m->source_dir, why, sizeof why);
+    if (fresh < 0) s = vlm_err_ctx(VLM_ERR_NOMEM, "checking %s", dir);
+    if (fresh == 0) {
+        VLM_LOG_I("quantizing %s into %s (%s)", m->source_dir, dir, why);
+        vlm_quant_stats stats;
+        s = vlm_quantize_checkpoint(m->source_dir, dir, &qo, &stats);
+    }
+    vlm_writer_unlock(&lock);
+    return s;
 }
 
 static vlm_status prepare_and_load(vlm_model *m) {
@@ -160,8 +175,8 @@ vlm_status vlm_load(const vlm_load_options *o, vlm_model **out) {
     double t0 = vlm_now();
     if (!o->model_id || !*o->model_id) return vlm_err(VLM_ERR_INVALID, "no model id given");
     if ((unsigned)o->mode > VLM_MODE_RUN_ONNX) return vlm_err(VLM_ERR_INVALID, "unknown mode %d", (int)o->mode);
-    vlm_model *m = calloc(1, sizeof *m);
-    if (!m) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vlm_model *m = vlm_calloc(1, sizeof *m, "the model");
+    if (!m) return vlm_err_ctx(VLM_ERR_NOMEM, "loading %s", o->model_id);
     pthread_mutex_init(&m->lock, NULL);
     m->opt = *o;
     snprintf(m->model_id, sizeof m->model_id, "%s", o->model_id);
@@ -202,7 +217,7 @@ void vlm_model_free(vlm_model *m) {
     close_component(&m->lang);
     vlm_backend_destroy(m->be);
     pthread_mutex_destroy(&m->lock);
-    free(m);
+    vlm_free(m);
 }
 
 void vlm_model_get_info(const vlm_model *m, vlm_model_info *info) {
@@ -218,4 +233,24 @@ void vlm_model_get_info(const vlm_model *m, vlm_model_info *info) {
     info->language_model_bytes = m->lang.bytes;
     info->onnx_model_bytes = m->onnx_bytes;
     info->load_s = m->load_s;
+}
+
+static int first_issue(void *user, const vlm_weight_issue *is) {
+    vlm_weight_issue_describe(is, user, 512);
+    return 1; /* the first is enough to name the cause */
+}
+
+void vlm_model_explain_nonfinite(vlm_model *m) {
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", vlm_last_error());
+    if (!m->weights_scanned) {
+        int n = 0;
+        m->bad_weight[0] = '\0';
+        if (m->lang.st) vlm_weights_scan_finite(m->lang.st, first_issue, m->bad_weight, &n);
+        if (!n && m->vis.st && m->vis.st != m->lang.st)
+            vlm_weights_scan_finite(m->vis.st, first_issue, m->bad_weight, &n);
+        m->weights_scanned = 1;
+    }
+    if (m->bad_weight[0]) vlm_err(VLM_ERR_RUNTIME, "%s; the checkpoint's %s", msg, m->bad_weight);
+    else vlm_err(VLM_ERR_RUNTIME, "%s; every weight of the checkpoint is finite, so a value overflowed", msg);
 }

@@ -58,6 +58,13 @@ struct vlm_model {
     struct vlm_engine *engine;
 
     double load_s;
+    /* after values stopped being finite: which weight is NaN or infinite (scanned once) */
+    int weights_scanned;
+    char bad_weight[512];
 };
+
+/* Adds to the current error which tensor of the checkpoint holds a NaN or infinity, when one does
+ * (every weight is scanned, once per model: only a run whose values stopped being finite pays). */
+void vlm_model_explain_nonfinite(vlm_model *m);
 
 #endif

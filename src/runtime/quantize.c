@@ -270,14 +270,14 @@ static vlm_status quantize_into(const char *model_dir, const char *tmp, const vl
                                 const vlm_quant_options *o, vlm_quant_stats *stats) {
     fill_ctx c = {.o = o};
     int counts[VLM_DT_COUNT] = {0}, n = 0, n_meta = 0;
-    c.src = calloc((size_t)st->n_entries + 1, sizeof *c.src);
-    c.qt = calloc((size_t)st->n_entries + 1, sizeof *c.qt);
-    vlm_st_spec *specs = calloc((size_t)st->n_entries + 1, sizeof *specs);
-    const char **keys = calloc((size_t)st->n_entries + 2, sizeof *keys);
-    const char **vals = calloc((size_t)st->n_entries + 2, sizeof *vals);
-    char **owned = calloc((size_t)st->n_entries + 1, sizeof *owned);
-    vlm_status s =
-        (!c.src || !c.qt || !specs || !keys || !vals || !owned) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
+    size_t n_in = (size_t)st->n_entries;
+    c.src = vlm_calloc(n_in + 1, sizeof *c.src, "the tensors to quantize");
+    c.qt = vlm_calloc(n_in + 1, sizeof *c.qt, "the quantization plan");
+    vlm_st_spec *specs = vlm_calloc(n_in + 1, sizeof *specs, "the quantized tensors");
+    const char **keys = vlm_calloc(n_in + 2, sizeof *keys, "the quantized files' metadata");
+    const char **vals = vlm_calloc(n_in + 2, sizeof *vals, "the quantized files' metadata");
+    char **owned = vlm_calloc(n_in + 1, sizeof *owned, "the quantized files' metadata");
+    vlm_status s = (!c.src || !c.qt || !specs || !keys || !vals || !owned) ? VLM_ERR_NOMEM : VLM_OK;
     if (s == VLM_OK) s = plan(st, cfg, parts, o, &c, specs, &n, stats, counts);
     if (s == VLM_OK && stats->n_quantized == 0)
         s = vlm_err(VLM_ERR_INVALID, "%s has no tensor that %s applies to (row lengths must be multiples of %d)",
@@ -288,8 +288,8 @@ static vlm_status quantize_into(const char *model_dir, const char *tmp, const vl
         for (int i = 0; i < n && s == VLM_OK; i++) {
             if (c.qt[i] == VLM_QUANT_KEEP) continue;
             size_t len = strlen(c.src[i]->name) + 8;
-            char *k = owned[i] = malloc(len);
-            if (!k) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
+            char *k = owned[i] = vlm_alloc(len, "a metadata key");
+            if (!k) s = VLM_ERR_NOMEM;
             else snprintf(k, len, "quant:%s", c.src[i]->name);
             keys[n_meta] = k, vals[n_meta++] = vlm_quant_tag(c.qt[i]);
         }
@@ -331,19 +331,17 @@ vlm_status vlm_quantize_checkpoint(const char *model_dir, const char *out_dir, c
     vlm_checkpoint_parts parts;
     vlm_status s = vlm_detect_parts(st, &parts);
     if (s == VLM_OK && !parts.has_text) s = vlm_err(VLM_ERR_FORMAT, "%s has no language model", model_dir);
-    char tmp[VLM_PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out_dir, (int)getpid());
-    if (s == VLM_OK) {
-        vlm_remove_tree(tmp);
-        s = vlm_mkdirs(tmp);
-    }
-    if (s == VLM_OK) s = quantize_into(model_dir, tmp, st, &cfg, &parts, o, stats);
+    vlm_dir_lock lock = {-1};
+    vlm_tmp_dir tmp = {.fd = -1};
+    if (s == VLM_OK) s = vlm_writer_lock_for(out_dir, &lock);
+    if (s == VLM_OK) s = vlm_tmp_dir_create(&tmp, out_dir);
+    if (s == VLM_OK) s = quantize_into(model_dir, tmp.path, st, &cfg, &parts, o, stats);
     vlm_st_close(st);
-    if (s == VLM_OK) s = vlm_artifact_publish(tmp, out_dir);
-    if (s != VLM_OK) {
-        vlm_remove_tree(tmp);
-        vlm_err_ctx(s, "quantizing %s to %s", model_dir, out_dir);
-    }
+    if (s == VLM_OK) s = vlm_artifact_publish(tmp.path, out_dir);
+    if (s == VLM_OK) vlm_tmp_dir_close(&tmp);
+    else vlm_tmp_dir_abort(&tmp);
+    vlm_writer_unlock(&lock);
+    if (s != VLM_OK) vlm_err_ctx(s, "quantizing %s to %s", model_dir, out_dir);
     stats->seconds = vlm_now() - t0;
     return s;
 }

@@ -23,7 +23,9 @@
  * A matrix whose row length is not a multiple of the format's block keeps its stored dtype.
  *
  * Quantization streams tensor by tensor (a few MB of buffers; source pages are released after
- * use) and is atomic: everything is written into DIR.tmp.<pid> and renamed to DIR at the end. */
+ * use) and is atomic: everything is written into DIR.vlm-tmp.<pid> and renamed to DIR at the end,
+ * under a lock on DIR's parent (io/file.h: writers of one directory take turns, a killed one's
+ * temporary is removed by the next). */
 #ifndef VLM_RUNTIME_QUANTIZE_H
 #define VLM_RUNTIME_QUANTIZE_H
 

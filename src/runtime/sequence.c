@@ -2,6 +2,7 @@
  * place), sampling and decode steps. See sequence.h. */
 #include "runtime/sequence.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,6 +172,9 @@ vlm_status vlm_seq_sample(vlm_seq *s, int32_t *id) {
         return vlm_err(VLM_ERR_INVALID, "the sequence already has its %d tokens", s->r.max_new_tokens);
     float *logits;
     VLM_TRY(vlm_seq_logits(s, &logits));
+    char what[80];
+    snprintf(what, sizeof what, "the language model's logits for generated token %d", s->n_out + 1);
+    VLM_TRY(vlm_check_finite(NULL, logits, 1, vlm_text_model_config(s->m)->text.vocab, what));
     int32_t tok = vlm_sampler_sample(s->smp, logits);
     s->out[s->n_out++] = tok;
     vlm_sampler_accept(s->smp, &tok, 1);

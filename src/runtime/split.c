@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/memory.h"
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
@@ -13,11 +14,17 @@
 
 /* Support files each artifact carries (copied when the source has them). */
 static const char *const k_vision_files[] = {"config.json", "preprocessor_config.json", NULL};
-static const char *const k_language_files[] = {"config.json",        "generation_config.json",
-                                               "tokenizer.json",     "tokenizer_config.json",
-                                               "chat_template.json", "vocab.json",
-                                               "merges.txt",         "special_tokens_map.json",
-                                               "added_tokens.json",  NULL};
+static const char *const k_language_files[] = {"config.json",
+                                               "generation_config.json",
+                                               "tokenizer.json",
+                                               "tokenizer_config.json",
+                                               "chat_template.json",
+                                               "chat_template.jinja",
+                                               "vocab.json",
+                                               "merges.txt",
+                                               "special_tokens_map.json",
+                                               "added_tokens.json",
+                                               NULL};
 
 typedef struct {
     const vlm_safetensors *st;
@@ -41,17 +48,16 @@ static void copy_progress(void *user, uint64_t done, uint64_t total) {
 static vlm_status write_part(const char *model_dir, const char *output_dir, const vlm_safetensors *st, const char *part,
                              const char *prefix, int want_vision, const char *const *files, vlm_progress_fn progress,
                              void *user) {
-    char final_dir[VLM_PATH_MAX], tmp_dir[VLM_PATH_MAX], name[64];
+    char final_dir[VLM_PATH_MAX];
     VLM_TRY(vlm_path_join(final_dir, sizeof final_dir, output_dir, part));
-    snprintf(name, sizeof name, ".%s.tmp.%d", part, (int)getpid());
-    VLM_TRY(vlm_path_join(tmp_dir, sizeof tmp_dir, output_dir, name));
-    vlm_remove_tree(tmp_dir);
-    VLM_TRY(vlm_mkdirs(tmp_dir));
+    vlm_tmp_dir tmp;
+    VLM_TRY(vlm_tmp_dir_create(&tmp, final_dir));
+    const char *tmp_dir = tmp.path;
 
     /* the part's tensors, unchanged names and bytes */
-    const vlm_st_entry **picked = calloc((size_t)st->n_entries + 1, sizeof *picked);
-    vlm_st_spec *specs = calloc((size_t)st->n_entries + 1, sizeof *specs);
-    vlm_status s = (!picked || !specs) ? vlm_err(VLM_ERR_NOMEM, "out of memory") : VLM_OK;
+    const vlm_st_entry **picked = vlm_calloc((size_t)st->n_entries + 1, sizeof *picked, "the tensors of a part");
+    vlm_st_spec *specs = picked ? vlm_calloc((size_t)st->n_entries + 1, sizeof *specs, "the tensors of a part") : NULL;
+    vlm_status s = (!picked || !specs) ? vlm_err_ctx(VLM_ERR_NOMEM, "splitting %s", model_dir) : VLM_OK;
     int n = 0;
     size_t lp = strlen(prefix);
     for (int i = 0; s == VLM_OK && i < st->n_entries; i++) {
@@ -79,14 +85,14 @@ static vlm_status write_part(const char *model_dir, const char *output_dir, cons
     }
     if (s == VLM_OK) s = vlm_manifest_write_for(model_dir, tmp_dir, part);
     if (s == VLM_OK) s = vlm_artifact_publish(tmp_dir, final_dir);
-    if (s != VLM_OK) vlm_remove_tree(tmp_dir);
+    if (s == VLM_OK) vlm_tmp_dir_close(&tmp);
+    else vlm_tmp_dir_abort(&tmp);
     return s;
 }
 
-vlm_status vlm_split_write(const char *model_dir, const char *output_dir, vlm_progress_fn progress, void *user) {
-    vlm_safetensors *st;
-    VLM_TRY(vlm_mkdirs(output_dir));
-    VLM_TRY(vlm_st_open(model_dir, &st));
+/* Both parts of an open checkpoint (under the output directory's lock). */
+static vlm_status split_open(const char *model_dir, const char *output_dir, const vlm_safetensors *st,
+                             vlm_progress_fn progress, void *user) {
     vlm_checkpoint_parts parts;
     vlm_status s = vlm_detect_parts(st, &parts);
     if (s == VLM_OK && (!parts.has_vision || !parts.has_text))
@@ -96,7 +102,20 @@ vlm_status vlm_split_write(const char *model_dir, const char *output_dir, vlm_pr
         s = write_part(model_dir, output_dir, st, VLM_SPLIT_VISION, prefix, 1, k_vision_files, progress, user);
     if (s == VLM_OK)
         s = write_part(model_dir, output_dir, st, VLM_SPLIT_LANGUAGE, prefix, 0, k_language_files, progress, user);
-    vlm_st_close(st);
+    return s;
+}
+
+vlm_status vlm_split_write(const char *model_dir, const char *output_dir, vlm_progress_fn progress, void *user) {
+    vlm_safetensors *st;
+    VLM_TRY(vlm_mkdirs(output_dir));
+    vlm_dir_lock lock;
+    VLM_TRY(vlm_writer_lock(output_dir, &lock));
+    vlm_status s = vlm_st_open(model_dir, &st);
+    if (s == VLM_OK) {
+        s = split_open(model_dir, output_dir, st, progress, user);
+        vlm_st_close(st);
+    }
+    vlm_writer_unlock(&lock);
     if (s != VLM_OK) vlm_err_ctx(s, "splitting %s into %s", model_dir, output_dir);
     return s;
 }
@@ -109,14 +128,28 @@ int vlm_split_is_fresh(const char *model_dir, const char *output_dir, char *why,
             snprintf(why, cap, "output directory path too long");
             return 0;
         }
-        if (!vlm_manifest_is_fresh(dir, parts[i], model_dir, why, cap)) return 0;
+        int fresh = vlm_manifest_is_fresh(dir, parts[i], model_dir, why, cap);
+        if (fresh <= 0) return fresh;
     }
     return 1;
 }
 
 vlm_status vlm_split_ensure(const char *model_dir, const char *output_dir, vlm_progress_fn progress, void *user) {
     char why[VLM_PATH_MAX + 256];
-    if (vlm_split_is_fresh(model_dir, output_dir, why, sizeof why)) return VLM_OK;
-    VLM_LOG_I("splitting %s into %s/{vision,language} (%s)", model_dir, output_dir, why);
-    return vlm_split_write(model_dir, output_dir, progress, user);
+    int fresh = vlm_split_is_fresh(model_dir, output_dir, why, sizeof why);
+    if (fresh < 0) return vlm_err_ctx(VLM_ERR_NOMEM, "checking the split of %s", model_dir);
+    if (fresh) return VLM_OK;
+    /* stale or missing: look again under the lock, as another process may be writing it now */
+    VLM_TRY(vlm_mkdirs(output_dir));
+    vlm_dir_lock lock;
+    VLM_TRY(vlm_writer_lock(output_dir, &lock));
+    vlm_status s = VLM_OK;
+    fresh = vlm_split_is_fresh(model_dir, output_dir, why, sizeof why);
+    if (fresh < 0) s = vlm_err_ctx(VLM_ERR_NOMEM, "checking the split of %s", model_dir);
+    if (fresh == 0) {
+        VLM_LOG_I("splitting %s into %s/{vision,language} (%s)", model_dir, output_dir, why);
+        s = vlm_split_write(model_dir, output_dir, progress, user);
+    }
+    vlm_writer_unlock(&lock);
+    return s;
 }

@@ -17,7 +17,8 @@
 /* Writes both artifacts (replacing old ones). model_dir is a resolved checkpoint directory.
  * Each part is written to a temporary directory and renamed into place when complete. */
 vlm_status vlm_split_write(const char *model_dir, const char *output_dir, vlm_progress_fn progress, void *user);
-/* 1 when both artifacts exist and were made from model_dir as it is now; else 0 and why. */
+/* 1 when both artifacts exist and were made from model_dir as it is now; else 0 and why; -1 when
+ * out of memory (recorded). */
 int vlm_split_is_fresh(const char *model_dir, const char *output_dir, char *why, size_t cap);
 /* Writes the split when it is missing or stale (saying so on stderr); a no-op when fresh. */
 vlm_status vlm_split_ensure(const char *model_dir, const char *output_dir, vlm_progress_fn progress, void *user);

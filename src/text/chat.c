@@ -54,7 +54,7 @@ vlm_status vlm_chat_render(const vlm_chat_message *msgs, int n_msgs, const vlm_c
         put(out, "<|im_end|>\n");
     }
     if (opt->add_generation_prompt) put(out, "<|im_start|>assistant\n");
-    if (out->failed) return vlm_err(VLM_ERR_NOMEM, "chat: out of memory");
+    if (out->failed) return vlm_err(VLM_ERR_NOMEM, "out of memory rendering the chat template");
     return VLM_OK;
 }
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/memory.h"
 #include "text/tokenizer_internal.h"
 
 /* ---- the GPT-2 byte <-> character map ---- */
@@ -149,7 +150,7 @@ vlm_status vlm_tok_decode(const vlm_tokenizer *t, const int32_t *ids, size_t n, 
     if (!bytes.failed) vlm_utf8_lossy_append(out, bytes.data ? bytes.data : "", bytes.len);
     int failed = bytes.failed || out->failed;
     vlm_sb_free(&bytes);
-    if (failed) return vlm_err(VLM_ERR_NOMEM, "decode: out of memory (%zu ids)", n);
+    if (failed) return vlm_err(VLM_ERR_NOMEM, "out of memory decoding %zu ids to text", n);
     return VLM_OK;
 }
 
@@ -161,8 +162,8 @@ vlm_status vlm_detok_init(vlm_detok *d, const vlm_tokenizer *t, int skip_special
     d->skip_special = skip_special;
     size_t work = t->max_token_bytes + 4;
     d->out_cap = 3 * work + 8;
-    d->out = malloc(d->out_cap + work);
-    if (!d->out) return vlm_err(VLM_ERR_NOMEM, "detokenizer: out of memory");
+    d->out = vlm_alloc(d->out_cap + work, "the streaming detokenizer");
+    if (!d->out) return VLM_ERR_NOMEM;
     d->work = d->out + d->out_cap;
     return VLM_OK;
 }

@@ -11,8 +11,8 @@ vlm_status vlm_ids_reserve(vlm_ids *ids, size_t extra) {
     if (ids->n + extra <= ids->cap) return VLM_OK;
     size_t cap = ids->cap ? ids->cap : 64;
     while (cap < ids->n + extra) cap *= 2;
-    int32_t *v = realloc(ids->v, cap * sizeof *v);
-    if (!v) return vlm_err(VLM_ERR_NOMEM, "token ids: out of memory (%zu ids)", ids->n + extra);
+    int32_t *v = vlm_realloc(ids->v, cap * sizeof *v, "token ids");
+    if (!v) return VLM_ERR_NOMEM;
     ids->v = v;
     ids->cap = cap;
     return VLM_OK;
@@ -36,17 +36,17 @@ static vlm_status bpe_reserve(vlm_tokenizer *t, size_t n) {
     if (n <= b->cap) return VLM_OK;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < n) cap *= 2;
-    int32_t *id = realloc(b->id, cap * sizeof *id);
+    int32_t *id = vlm_realloc(b->id, cap * sizeof *id, "BPE state");
     if (id) b->id = id;
-    int32_t *prev = id ? realloc(b->prev, cap * sizeof *prev) : NULL;
+    int32_t *prev = id ? vlm_realloc(b->prev, cap * sizeof *prev, "BPE state") : NULL;
     if (prev) b->prev = prev;
-    int32_t *next = prev ? realloc(b->next, cap * sizeof *next) : NULL;
+    int32_t *next = prev ? vlm_realloc(b->next, cap * sizeof *next, "BPE state") : NULL;
     if (next) b->next = next;
-    uint32_t *rank = next ? realloc(b->rank, cap * sizeof *rank) : NULL;
+    uint32_t *rank = next ? vlm_realloc(b->rank, cap * sizeof *rank, "BPE state") : NULL;
     if (rank) b->rank = rank;
-    uint64_t *heap = rank ? realloc(b->heap, 3 * cap * sizeof *heap) : NULL;
+    uint64_t *heap = rank ? vlm_realloc(b->heap, 3 * cap * sizeof *heap, "BPE state") : NULL;
     if (heap) b->heap = heap;
-    if (!heap) return vlm_err(VLM_ERR_NOMEM, "BPE: out of memory for a piece of %zu bytes", n);
+    if (!heap) return vlm_err_ctx(VLM_ERR_NOMEM, "BPE of a piece of %zu bytes", n);
     b->cap = cap;
     return VLM_OK;
 }
@@ -157,7 +157,7 @@ static vlm_status bpe_piece(vlm_tokenizer *t, const unsigned char *s, size_t n, 
 /* The piece as one vocabulary entry (ignore_merges): -1 when it is not one. */
 static int32_t whole_piece(vlm_tokenizer *t, const unsigned char *s, size_t n) {
     if (t->piece_form_cap < 2 * n) {
-        unsigned char *p = realloc(t->piece_form, 2 * n);
+        unsigned char *p = vlm_realloc(t->piece_form, 2 * n, "a piece's vocabulary form");
         if (!p) return -1; /* then BPE runs, which gives the same ids for a vocabulary word */
         t->piece_form = p;
         t->piece_form_cap = 2 * n;

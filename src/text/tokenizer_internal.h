@@ -10,6 +10,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "base/memory.h"
 #include "io/file.h"
 #include "io/json.h"
 #include "text/tokenizer.h"

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/memory.h"
+
 enum { MAX_DEPTH = 256 };
 
 void vlm_tokjs_init(vlm_tokjs *s, const char *text, size_t len, const char *what) {
@@ -43,7 +45,7 @@ static int buf_reserve(vlm_tokjs_buf *b, size_t need) {
     if (need + 1 <= b->cap) return 1;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need + 1) cap *= 2;
-    char *d = realloc(b->data, cap);
+    char *d = vlm_realloc(b->data, cap, "a decoded JSON string");
     if (!d) return 0;
     b->data = d;
     b->cap = cap;
@@ -125,7 +127,7 @@ static vlm_status read_escape(vlm_tokjs *s, vlm_tokjs_buf *b) {
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         }
         if (b) {
-            if (!buf_reserve(b, b->len + 4)) return vlm_err(VLM_ERR_NOMEM, "%s: out of memory", s->what);
+            if (!buf_reserve(b, b->len + 4)) return vlm_err_ctx(VLM_ERR_NOMEM, "%s", s->what);
             b->len += put_utf8(b->data + b->len, cp);
         }
         return VLM_OK;
@@ -133,7 +135,7 @@ static vlm_status read_escape(vlm_tokjs *s, vlm_tokjs_buf *b) {
     default: s->p--; return vlm_tokjs_fail(s, "bad escape in a string");
     }
     if (b) {
-        if (!buf_reserve(b, b->len + 1)) return vlm_err(VLM_ERR_NOMEM, "%s: out of memory", s->what);
+        if (!buf_reserve(b, b->len + 1)) return vlm_err_ctx(VLM_ERR_NOMEM, "%s", s->what);
         b->data[b->len++] = out;
     }
     return VLM_OK;
@@ -149,7 +151,7 @@ static vlm_status string_body(vlm_tokjs *s, vlm_tokjs_buf *b) {
         while (q < s->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
         if (b && q > s->p) {
             size_t n = (size_t)(q - s->p);
-            if (!buf_reserve(b, b->len + n)) return vlm_err(VLM_ERR_NOMEM, "%s: out of memory", s->what);
+            if (!buf_reserve(b, b->len + n)) return vlm_err_ctx(VLM_ERR_NOMEM, "%s", s->what);
             memcpy(b->data + b->len, s->p, n);
             b->len += n;
         }
@@ -164,7 +166,7 @@ static vlm_status string_body(vlm_tokjs *s, vlm_tokjs_buf *b) {
         VLM_TRY(read_escape(s, b));
     }
     if (b) {
-        if (!buf_reserve(b, b->len)) return vlm_err(VLM_ERR_NOMEM, "%s: out of memory", s->what);
+        if (!buf_reserve(b, b->len)) return vlm_err_ctx(VLM_ERR_NOMEM, "%s", s->what);
         b->data[b->len] = '\0';
     }
     return VLM_OK;

@@ -19,7 +19,8 @@ typedef struct {
     cJSON *model_opts; /* the model's small members */
 } sections;
 
-static vlm_status nomem(const vlm_tokenizer *t) { return vlm_err(VLM_ERR_NOMEM, "%s: out of memory", t->path); }
+/* The allocator recorded what it could not allocate; this adds the file. */
+static vlm_status nomem(const vlm_tokenizer *t) { return vlm_err_ctx(VLM_ERR_NOMEM, "%s", t->path); }
 
 /* ---- the top-level scan ---- */
 
@@ -36,7 +37,7 @@ static vlm_status scan_model(vlm_tokenizer *t, vlm_tokjs *js, sections *sec, vlm
     if (vlm_tokjs_peek(js) != '{') return vlm_tokjs_fail(js, "\"model\" must be an object");
     js->p++;
     sec->model_opts = cJSON_CreateObject();
-    if (!sec->model_opts) return vlm_err(VLM_ERR_NOMEM, "%s: out of memory", js->what);
+    if (!sec->model_opts) return vlm_err(VLM_ERR_NOMEM, "%s: out of memory for the model's options", js->what);
     int64_t i = 0;
     int more;
     for (;;) {
@@ -169,8 +170,8 @@ static vlm_status read_added(vlm_tokenizer *t, const span *sp, uint8_t **special
         goto done;
     }
     int n = cJSON_GetArraySize(arr);
-    t->added = calloc((size_t)n + 1, sizeof *t->added);
-    *special_of = calloc((size_t)n + 1, 1);
+    t->added = vlm_calloc((size_t)n + 1, sizeof *t->added, "the added tokens");
+    *special_of = t->added ? vlm_calloc((size_t)n + 1, 1, "the special-token marks") : NULL;
     if (!t->added || !*special_of) {
         s = nomem(t);
         goto done;
@@ -276,14 +277,14 @@ static void lookup_specials(vlm_tokenizer *t) {
 
 vlm_status vlm_tok_load_buffer(const char *text, size_t len, const char *name, vlm_tokenizer **out) {
     *out = NULL;
-    vlm_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return vlm_err(VLM_ERR_NOMEM, "%s: out of memory", name);
+    vlm_tokenizer *t = vlm_calloc(1, sizeof *t, "a tokenizer");
+    if (!t) return vlm_err_ctx(VLM_ERR_NOMEM, "%s", name);
     snprintf(t->path, sizeof t->path, "%s", name);
     t->bpe_linear_max = VLM_TOK_LINEAR_MAX;
     vlm_status s = load_text(t, text, len);
     if (s == VLM_OK) {
-        t->cache = calloc(VLM_TOK_CACHE_SLOTS, sizeof *t->cache);
-        t->cache_arena = malloc(VLM_TOK_CACHE_ARENA);
+        t->cache = vlm_calloc(VLM_TOK_CACHE_SLOTS, sizeof *t->cache, "the tokenizer's piece cache");
+        t->cache_arena = t->cache ? vlm_alloc(VLM_TOK_CACHE_ARENA, "the tokenizer's piece cache") : NULL;
         if (!t->cache || !t->cache_arena) s = nomem(t);
     }
     if (s != VLM_OK) {
@@ -310,7 +311,7 @@ vlm_status vlm_tok_load_dir(const char *dir, vlm_tokenizer **out) {
     char path[VLM_PATH_MAX];
     *out = NULL;
     VLM_TRY(vlm_path_join(path, sizeof path, dir, "tokenizer.json"));
-    if (!vlm_is_file(path))
+    if (!vlm_path_exists(path)) /* one that is not a regular file is refused by vlm_tok_load, by name */
         return vlm_err(VLM_ERR_NOT_FOUND,
                        "%s: no tokenizer.json in this directory (only tokenizer.json files are read)", dir);
     return vlm_tok_load(path, out);

@@ -93,7 +93,7 @@ static int norm_put(vlm_tokenizer *t, size_t *len, const void *s, size_t n) {
     if (*len + n > t->norm_cap) {
         size_t cap = t->norm_cap ? t->norm_cap : 4096;
         while (cap < *len + n) cap *= 2;
-        char *p = realloc(t->norm, cap);
+        char *p = vlm_realloc(t->norm, cap, "the normalized text");
         if (!p) return 0;
         t->norm = p;
         t->norm_cap = cap;
@@ -107,9 +107,9 @@ static int u32_reserve(vlm_tokenizer *t, size_t n) {
     if (n <= t->nfc_cap) return 1;
     size_t cap = t->nfc_cap ? t->nfc_cap : 256;
     while (cap < n) cap *= 2;
-    int32_t *a = realloc(t->nfc_u32, cap * sizeof *a);
+    int32_t *a = vlm_realloc(t->nfc_u32, cap * sizeof *a, "NFC code points");
     if (a) t->nfc_u32 = a;
-    int32_t *b = a ? realloc(t->nfc_tmp, cap * sizeof *b) : NULL;
+    int32_t *b = a ? vlm_realloc(t->nfc_tmp, cap * sizeof *b, "NFC code points") : NULL;
     if (b) t->nfc_tmp = b;
     if (!a || !b) return 0;
     t->nfc_cap = cap;
@@ -147,7 +147,7 @@ static vlm_status nfc_window(vlm_tokenizer *t, const unsigned char *s, size_t n,
         if (k <= 0) return vlm_err(VLM_ERR_RUNTIME, "NFC: ill-formed UTF-8 inside a window"); /* cannot happen */
         i += (size_t)k;
         for (;;) {
-            if (!u32_reserve(t, w + 8)) return vlm_err(VLM_ERR_NOMEM, "NFC normalization: out of memory");
+            if (!u32_reserve(t, w + 8)) return vlm_err_ctx(VLM_ERR_NOMEM, "NFC normalization");
             int last = 0;
             utf8proc_ssize_t d = utf8proc_decompose_char((utf8proc_int32_t)cp, t->nfc_u32 + w,
                                                          (utf8proc_ssize_t)(t->nfc_cap - w), UTF8PROC_DECOMPOSE, &last);
@@ -156,7 +156,7 @@ static vlm_status nfc_window(vlm_tokenizer *t, const unsigned char *s, size_t n,
                 w += (size_t)d;
                 break;
             }
-            if (!u32_reserve(t, w + (size_t)d)) return vlm_err(VLM_ERR_NOMEM, "NFC normalization: out of memory");
+            if (!u32_reserve(t, w + (size_t)d)) return vlm_err_ctx(VLM_ERR_NOMEM, "NFC normalization");
         }
     }
     for (size_t i = 0; i < w;) { /* canonical ordering */
@@ -223,14 +223,14 @@ vlm_status vlm_tok_nfc(vlm_tokenizer *t, const char *text, size_t n, const char 
         vlm_status st = nfc_window(t, s + ws, we - ws, &m);
         if (st != VLM_OK) return st;
         if (!norm_put(t, &len, s + copied, ws - copied) || !norm_put(t, &len, t->nfc_u32, m))
-            return vlm_err(VLM_ERR_NOMEM, "NFC normalization: out of memory");
+            return vlm_err_ctx(VLM_ERR_NOMEM, "NFC normalization");
         copied = we;
         written = 1;
         i = we;
         last_quick = -1;
     }
     if (!written) return VLM_OK;
-    if (!norm_put(t, &len, s + copied, n - copied)) return vlm_err(VLM_ERR_NOMEM, "NFC normalization: out of memory");
+    if (!norm_put(t, &len, s + copied, n - copied)) return vlm_err_ctx(VLM_ERR_NOMEM, "NFC normalization");
     *out = t->norm;
     *out_len = len;
     return VLM_OK;

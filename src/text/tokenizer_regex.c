@@ -25,7 +25,7 @@ static int oput(obuf *o, const char *s, size_t n) {
     if (o->n + n + 1 > o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 256;
         while (cap < o->n + n + 1) cap *= 2;
-        char *q = realloc(o->p, cap);
+        char *q = vlm_realloc(o->p, cap, "the rewritten pre-tokenizer regex");
         if (!q) return 0;
         o->p = q;
         o->cap = cap;
@@ -100,7 +100,7 @@ vlm_status vlm_tok_regex_rewrite(const char *pat, size_t n, char **out, size_t *
     }
     if (!ok || (!o.p && !oput(&o, "", 0))) {
         free(o.p);
-        return vlm_err(VLM_ERR_NOMEM, "pre-tokenizer regex: out of memory");
+        return vlm_err_ctx(VLM_ERR_NOMEM, "pre-tokenizer regex");
     }
     *out = o.p;
     *out_len = o.n;
@@ -129,7 +129,7 @@ vlm_status vlm_tok_regex_compile(vlm_tok_regex *r, const char *pat, size_t n, co
     r->md = pcre2_match_data_create_from_pattern(r->code, NULL);
     if (!r->md) {
         vlm_tok_regex_free(r);
-        return vlm_err(VLM_ERR_NOMEM, "%s: out of memory", what);
+        return vlm_err(VLM_ERR_NOMEM, "%s: out of memory for the regex's match data", what);
     }
     return VLM_OK;
 }

@@ -7,13 +7,14 @@
 
 #include "text/tokenizer_internal.h"
 
-static vlm_status nomem(const vlm_tokenizer *t) { return vlm_err(VLM_ERR_NOMEM, "%s: out of memory", t->path); }
+/* The allocator recorded what it could not allocate; this adds the file. */
+static vlm_status nomem(const vlm_tokenizer *t) { return vlm_err_ctx(VLM_ERR_NOMEM, "%s", t->path); }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+static int grow(void **p, size_t *cap, size_t need, size_t elem, const char *what) {
     if (need <= *cap) return 1;
     size_t c = *cap ? *cap : 1024;
     while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
+    void *q = vlm_realloc(*p, c * elem, what);
     if (!q) return 0;
     *p = q;
     *cap = c;
@@ -22,7 +23,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 
 vlm_status vlm_tok_forms_add(vlm_tokenizer *t, const char *s, size_t n, uint32_t *off) {
     if (t->forms_len + n + 1 > UINT32_MAX) return vlm_err(VLM_ERR_UNSUPPORTED, "%s: vocabulary too large", t->path);
-    if (!grow((void **)&t->forms, &t->forms_cap, t->forms_len + n + 1, 1)) return nomem(t);
+    if (!grow((void **)&t->forms, &t->forms_cap, t->forms_len + n + 1, 1, "the vocabulary's strings")) return nomem(t);
     memcpy(t->forms + t->forms_len, s, n);
     t->forms[t->forms_len + n] = '\0';
     *off = (uint32_t)t->forms_len;
@@ -58,7 +59,7 @@ static vlm_status map_build(vlm_tokenizer *t, const vlm_tok_build *b) {
     size_t cap = 1024;
     while (cap < b->n + b->n / 2) cap *= 2;
     vlm_tok_map *m = &t->vocab;
-    m->slot = aligned_alloc(64, cap * sizeof *m->slot);
+    m->slot = vlm_alloc(cap * sizeof *m->slot, "the vocabulary's hash table");
     if (!m->slot) return nomem(t);
     for (size_t i = 0; i < cap; i++) m->slot[i].id = -1;
     m->mask = cap - 1;
@@ -103,7 +104,7 @@ vlm_status vlm_tok_read_vocab(vlm_tokenizer *t, vlm_tokjs *js, vlm_tok_build *b)
         if (s == VLM_OK && vlm_tokjs_int(js, 0, ((int64_t)1 << VLM_TOK_ID_BITS) - 1, &id) != VLM_OK)
             s = vlm_err(VLM_ERR_FORMAT, "%s: model.vocab: the id of \"%.64s\" must be an integer in [0, %d)", t->path,
                         key.data, 1 << VLM_TOK_ID_BITS);
-        if (s == VLM_OK && !grow((void **)&b->v, &b->cap, b->n + 1, sizeof *b->v)) s = nomem(t);
+        if (s == VLM_OK && !grow((void **)&b->v, &b->cap, b->n + 1, sizeof *b->v, "the vocabulary")) s = nomem(t);
         if (s == VLM_OK) s = vlm_tok_forms_add(t, key.data, key.len, &b->v[b->n].off);
         if (s != VLM_OK) break;
         b->v[b->n].id = (int32_t)id;
@@ -129,7 +130,7 @@ typedef struct {
 
 static vlm_status text_reserve(const vlm_tokenizer *t, vlm_tokjs_buf *b, size_t need) {
     if (need + 1 <= b->cap) return VLM_OK;
-    char *d = realloc(b->data, need + 64);
+    char *d = vlm_realloc(b->data, need + 64, "a merge's text");
     if (!d) return nomem(t);
     b->data = d;
     b->cap = need + 64;
@@ -204,7 +205,8 @@ vlm_status vlm_tok_read_merges(vlm_tokenizer *t, vlm_tokjs *js, vlm_tok_build *b
         if (s != VLM_OK) break;
         if (more && k >= (1 << 24) - 1)
             s = vlm_err(VLM_ERR_UNSUPPORTED, "%s: more than %d merges", t->path, (1 << 24) - 2);
-        if (s == VLM_OK && more && !grow((void **)&bu->m, &bu->cap_m, (size_t)k, sizeof *bu->m)) s = nomem(t);
+        if (s == VLM_OK && more && !grow((void **)&bu->m, &bu->cap_m, (size_t)k, sizeof *bu->m, "the merges"))
+            s = nomem(t);
         if (s == VLM_OK && more) s = parse_merge(t, js, k - 1, &r, &pipe[(k - 1) % PIPE]);
         /* resolve the oldest once the pipe is full, everything at the end */
         while (s == VLM_OK && done < k && (!more || k - done >= PIPE)) {
@@ -239,10 +241,10 @@ static vlm_status build_ids(vlm_tokenizer *t, const vlm_tok_build *b) {
         if (t->added[k].id + 1 > n_ids) n_ids = t->added[k].id + 1;
     t->n_ids = n_ids;
     size_t n = (size_t)n_ids + 1;
-    t->flags = calloc(n, 1);
-    t->raw_off = calloc(n, sizeof *t->raw_off);
-    t->raw_len = calloc(n, sizeof *t->raw_len);
-    t->raw = malloc(t->forms_len + 1);
+    t->flags = vlm_calloc(n, 1, "the token flags");
+    t->raw_off = t->flags ? vlm_calloc(n, sizeof *t->raw_off, "the token table") : NULL;
+    t->raw_len = t->raw_off ? vlm_calloc(n, sizeof *t->raw_len, "the token table") : NULL;
+    t->raw = t->raw_len ? vlm_alloc(t->forms_len + 1, "the tokens' strings") : NULL;
     if (!t->flags || !t->raw_off || !t->raw_len || !t->raw) return nomem(t);
     size_t used = 0;
     for (size_t k = 0; k < b->n; k++) {
@@ -282,8 +284,8 @@ static vlm_status build_ids(vlm_tokenizer *t, const vlm_tok_build *b) {
 static vlm_status build_merge_table(vlm_tokenizer *t, const vlm_tok_merge *m, size_t n) {
     size_t cap = 1024; /* load <= 0.67: 2 MB for Qwen's 151k merges, so it mostly stays in cache */
     while (cap < n + n / 2) cap *= 2;
-    t->merge_tab = calloc(cap, sizeof *t->merge_tab);
-    t->merge_result = malloc((n ? n : 1) * sizeof *t->merge_result);
+    t->merge_tab = vlm_calloc(cap, sizeof *t->merge_tab, "the merge hash table");
+    t->merge_result = t->merge_tab ? vlm_alloc((n ? n : 1) * sizeof *t->merge_result, "the merge results") : NULL;
     if (!t->merge_tab || !t->merge_result) return nomem(t);
     t->merge_mask = cap - 1;
     for (size_t r = 0; r < n; r++) {
@@ -297,10 +299,10 @@ static vlm_status build_merge_table(vlm_tokenizer *t, const vlm_tok_merge *m, si
     }
     t->n_merges = (int)n;
     /* byte pairs: walk the merges once (lowest rank first wins) instead of probing 65536 pairs */
-    t->byte_pair_rank = malloc(65536 * sizeof *t->byte_pair_rank);
-    int16_t *byte_of = malloc((size_t)t->n_ids * sizeof *byte_of);
+    t->byte_pair_rank = vlm_alloc(65536 * sizeof *t->byte_pair_rank, "the byte-pair ranks");
+    int16_t *byte_of = t->byte_pair_rank ? vlm_alloc((size_t)t->n_ids * sizeof *byte_of, "the byte of each id") : NULL;
     if (!t->byte_pair_rank || !byte_of) {
-        free(byte_of);
+        vlm_free(byte_of);
         return nomem(t);
     }
     memset(t->byte_pair_rank, 0xFF, 65536 * sizeof *t->byte_pair_rank);

@@ -13,14 +13,17 @@ fail() {
 }
 
 # expect SUBCOMMAND STATUS NEEDLE -- ARGS...
+# Each call runs under `timeout` (EXPECT_TIMEOUT seconds, default 600): a hang fails as one.
 expect() {
     local cmd=$1 want=$2 needle=$3
     shift 4
-    "$VLM" "$cmd" "$@" >out.txt 2>err.txt
+    timeout "${EXPECT_TIMEOUT:-600}" "$VLM" "$cmd" "$@" >out.txt 2>err.txt
     local rc=$?
-    if [ "$rc" -ne "$want" ]; then
+    if [ "$rc" -eq 124 ]; then
+        fail "vlm $cmd $*: still running after ${EXPECT_TIMEOUT:-600} s (a hang?); stderr: $(cat err.txt)"
+    elif [ "$rc" -ne "$want" ]; then
         fail "vlm $cmd $*: exit $rc, expected $want; stderr: $(cat err.txt)"
-    elif ! grep -qF -- "$needle" err.txt; then
+    elif [ -n "$needle" ] && ! grep -qF -- "$needle" err.txt; then
         fail "vlm $cmd $*: stderr does not name '$needle': $(cat err.txt)"
     elif { [ "$want" -eq 2 ] || [ "${QUIET_STDOUT:-0}" = 1 ]; } && [ -s out.txt ]; then
         fail "vlm $cmd $*: printed on stdout: $(cat out.txt)"

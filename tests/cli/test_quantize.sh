@@ -23,7 +23,7 @@ expect quantize 0 "wrote q4" -- --model-id "$MODEL" --out q4
 [ -f q4/model.safetensors ] && [ -f q4/config.json ] && [ -f q4/tokenizer.json ] && [ -f q4/vlm_manifest.json ] ||
     fail "q4 is missing files: $(ls q4)"
 grep -q '"vlm_quantization"' q4/config.json || fail "config.json does not record the quantization"
-ls -d q4.tmp.* >/dev/null 2>&1 && fail "a temporary directory was left behind"
+ls -d q4.vlm-tmp.* >/dev/null 2>&1 && fail "a temporary directory was left behind"
 # the quantized checkpoint loads (vlm info binds its weights) and shows block formats
 "$VLM" info --model-id q4 >info.txt 2>err.txt || fail "vlm info on the quantized checkpoint: $(cat err.txt)"
 

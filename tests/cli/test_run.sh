@@ -60,7 +60,7 @@ check "text-only run exits 0" "[ $? -eq 0 ]"
 check "split_native exits 0" "[ $? -eq 0 ]"
 check "split artifacts written" "[ -f $T/split/vision/model.safetensors ] && [ -f $T/split/language/tokenizer.json ]"
 check "split_native ids equal original's" "$PY -c \"import json;a=json.load(open('$T/o.json'));b=json.load(open('$T/s.json'));assert a['generated_ids']==b['generated_ids']\""
-check "no temporary files left" "[ -z \"\$(find $T/split -name '*.tmp*')\" ]"
+check "no temporary files left" "[ -z \"\$(find $T/split -name '*vlm-tmp*')\" ]"
 
 # bad input
 "$VLM" run --model-id "$M25" --image "$T/missing.png" --text hi >/dev/null 2>"$T/e1"

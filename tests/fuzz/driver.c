@@ -1,13 +1,16 @@
 /* A small deterministic mutation driver for the fuzz targets, so a short fuzz run is part of every
  * test run without libFuzzer (gcc builds). Usage: fuzz_X [-runs=N] [-seed=S] CORPUS_DIR_OR_FILE...
  * Each run takes a seed input, applies a few random mutations (bit flips, byte sets to boundary
- * values, truncation, duplication, insertion of random bytes) and feeds it to the target. */
+ * values, truncation, duplication, insertion of random bytes) and feeds it to the target. An input
+ * that crashes the target is written to ./crash-<target>-input (replay: fuzz_X -runs=0 FILE). */
 #include <dirent.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -56,6 +59,30 @@ static void add_path(const char *path) {
     if (d) closedir(d);
 }
 
+/* The input being run, for the crash handler. */
+static const uint8_t *g_cur;
+static size_t g_cur_n;
+static char g_crash_path[256];
+
+static void on_crash(int sig) {
+    FILE *f = fopen(g_crash_path, "wb");
+    if (f) {
+        fwrite(g_cur, 1, g_cur_n, f);
+        fclose(f);
+    }
+    static const char msg[] = "fuzz: the target crashed; the input is in ";
+    if (write(2, msg, sizeof msg - 1) < 0 || write(2, g_crash_path, strlen(g_crash_path)) < 0 ||
+        write(2, "\n", 1) < 0) {}
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void run_one(const uint8_t *d, size_t n) {
+    g_cur = d;
+    g_cur_n = n;
+    LLVMFuzzerTestOneInput(d, n);
+}
+
 static uint64_t g_rng = 0x853c49e6748fea9bull;
 static uint32_t rnd(void) {
     g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -69,11 +96,15 @@ int main(int argc, char **argv) {
         else if (!strncmp(argv[i], "-seed=", 6)) g_rng = strtoull(argv[i] + 6, NULL, 10);
         else add_path(argv[i]);
     }
+    const char *base = strrchr(argv[0], '/');
+    snprintf(g_crash_path, sizeof g_crash_path, "crash-%s-input", base ? base + 1 : argv[0]);
+    int sigs[] = {SIGSEGV, SIGILL, SIGABRT, SIGFPE, SIGBUS, SIGTRAP};
+    for (int i = 0; i < 6; i++) signal(sigs[i], on_crash);
     if (!g_n) {
         static uint8_t empty[1];
         g_seeds[g_n++] = (blob){empty, 0};
     }
-    for (int i = 0; i < g_n; i++) LLVMFuzzerTestOneInput(g_seeds[i].data, g_seeds[i].size);
+    for (int i = 0; i < g_n; i++) run_one(g_seeds[i].data, g_seeds[i].size);
     size_t cap = 1 << 16;
     uint8_t *buf = malloc(cap);
     for (long r = 0; r < runs; r++) {
@@ -121,7 +152,7 @@ int main(int argc, char **argv) {
                 break;
             }
         }
-        LLVMFuzzerTestOneInput(buf, n);
+        run_one(buf, n);
     }
     free(buf);
     printf("fuzz: %ld runs over %d seed inputs, no crash\n", runs, g_n);

@@ -101,6 +101,11 @@ static void cpu_copy(vlm_backend *be, float *dst, const float *src, size_t n) {
 
 static void cpu_destroy(vlm_backend *be) { free(be); }
 
+static vlm_status cpu_find_nonfinite(vlm_backend *be, const float *x, size_t n, int64_t *first) {
+    *first = vlm_find_nonfinite_host(x, n);
+    return VLM_OK;
+}
+
 static const vlm_backend_ops k_cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -124,11 +129,12 @@ static const vlm_backend_ops k_cpu_ops = {
     .scatter_rows = cpu_scatter_rows,
     .copy = cpu_copy,
     .destroy = cpu_destroy,
+    .find_nonfinite = cpu_find_nonfinite,
 };
 
 vlm_status vlm_cpu_backend_create(vlm_backend **out) {
-    vlm_backend *be = calloc(1, sizeof *be);
-    if (!be) return vlm_err(VLM_ERR_NOMEM, "out of memory creating the CPU backend");
+    vlm_backend *be = vlm_calloc(1, sizeof *be, "the CPU backend");
+    if (!be) return VLM_ERR_NOMEM;
     be->ops = &k_cpu_ops;
     be->kind = VLM_DEV_CPU;
     be->name = "cpu";

@@ -64,8 +64,8 @@ static int act_alloc(vlm_qact *a, int M, int64_t K, int interleaved) {
     size_t qbytes = ((size_t)M * (size_t)K + 64 + 63) / 64 * 64; /* + 64: room for a full-vector tail load */
     size_t need = qbytes * (interleaved ? 2 : 1) + 2 * (size_t)M * (size_t)a->nb * sizeof(float);
     if (need > t_cap) {
-        free(t_buf);
-        t_buf = aligned_alloc(64, (need + 63) / 64 * 64);
+        vlm_free(t_buf);
+        t_buf = vlm_alloc(need, "quantized activations"); /* may fail: then the unbuffered path runs */
         t_cap = t_buf ? need : 0;
         if (!t_buf) return -1;
     }

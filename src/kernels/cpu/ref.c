@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/memory.h"
+
 float vlm_ref_weight_at(const vlm_tensor *w, int64_t row, int64_t col) {
     int64_t K = w->shape[w->ndim - 1];
     int64_t i = row * K + col;
@@ -113,7 +115,7 @@ void vlm_ref_attention_row(float *out, const float *q, const float *k, const flo
 }
 
 void vlm_ref_attention(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p) {
-    float *scores = malloc(sizeof(float) * (size_t)(p->n_kv > 0 ? p->n_kv : 1));
+    float *scores = vlm_alloc(sizeof(float) * (size_t)(p->n_kv > 0 ? p->n_kv : 1), "reference attention scores");
     if (!scores) return;
     for (int i = 0; i < p->n_q; i++) vlm_ref_attention_row(out, q, k, v, p, i, scores);
     free(scores);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "base/cpu.h"
+#include "base/memory.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_simd.h"
 
@@ -35,7 +36,7 @@ float *vlm_cpu_scratch(int slot, size_t floats) {
     if (!t_set) {
         pthread_once(&g_key_once, make_key);
         if (!g_key_ok) return NULL;
-        scratch_set *s = calloc(1, sizeof *s);
+        scratch_set *s = vlm_calloc(1, sizeof *s, "a thread's kernel scratch");
         if (!s) return NULL;
         if (pthread_setspecific(g_key, s) != 0) {
             free(s);
@@ -49,8 +50,8 @@ float *vlm_cpu_scratch(int slot, size_t floats) {
     s->buf[slot] = NULL;
     s->cap[slot] = 0;
     if (floats > ((size_t)-1 - 127) / sizeof(float)) return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (floats * sizeof(float) + 63) / 64 * 64 + 64) != 0) return NULL;
+    void *p = vlm_alloc(floats * sizeof(float) + 64, "kernel scratch"); /* NULL: the caller's fallback runs */
+    if (!p) return NULL;
     s->buf[slot] = p;
     s->cap[slot] = floats;
     return p;

@@ -172,7 +172,7 @@ void cuda_attention(vlm_backend *be, float *out, const float *q, const float *k,
     if (!p->causal && p->segments) { /* per-row key ranges, computed on the host */
         a.has_ranges = 1;
         size_t bytes = (size_t)p->n_q * 2 * sizeof(int);
-        int *host = (int *)malloc(bytes);
+        int *host = (int *)vlm_alloc(bytes, "attention ranges");
         d_ranges = (int *)cuda_scratch(be, (void **)&c->ranges, &c->ranges_cap, bytes, "attention ranges");
         if (!host || !d_ranges) {
             free(host);

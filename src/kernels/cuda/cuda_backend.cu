@@ -122,8 +122,8 @@ static vlm_status cu_weight_f32(vlm_backend *be, const vlm_tensor *host, vlm_ten
     int64_t n = vlm_tensor_numel(host);
     if (host->dtype != VLM_DT_F32 && host->dtype != VLM_DT_F16 && host->dtype != VLM_DT_BF16)
         return vlm_err(VLM_ERR_UNSUPPORTED, "cannot convert a %s tensor to f32", vlm_dtype_name(host->dtype));
-    float *tmp = (float *)malloc((size_t)n * sizeof(float) + 1);
-    if (!tmp) return vlm_err(VLM_ERR_NOMEM, "out of memory converting a weight vector");
+    float *tmp = (float *)vlm_alloc((size_t)n * sizeof(float) + 1, "a weight vector converted to f32");
+    if (!tmp) return VLM_ERR_NOMEM;
     vlm_to_f32(host->dtype, host->data, tmp, (size_t)n);
     *dev = *host;
     dev->dtype = VLM_DT_F32;
@@ -161,10 +161,11 @@ static void cu_destroy(vlm_backend *be) {
 }
 
 static const vlm_backend_ops k_cuda_ops = {
-    cu_alloc,         cu_free,           cu_to_device, cu_to_host,      cu_sync,        cu_weight,
-    cu_weight_f32,    cu_weight_free,    cuda_matmul,  cuda_rmsnorm,    cuda_layernorm, cuda_rope,
-    cuda_attention,   cuda_swiglu,       cuda_gelu,    cuda_quick_gelu, cuda_add,       cuda_embed,
-    cuda_gather_rows, cuda_scatter_rows, cu_copy,      cu_destroy,
+    cu_alloc,        cu_free,       cu_to_device,        cu_to_host,       cu_sync,
+    cu_weight,       cu_weight_f32, cu_weight_free,      cuda_matmul,      cuda_rmsnorm,
+    cuda_layernorm,  cuda_rope,     cuda_attention,      cuda_swiglu,      cuda_gelu,
+    cuda_quick_gelu, cuda_add,      cuda_embed,          cuda_gather_rows, cuda_scatter_rows,
+    cu_copy,         cu_destroy,    cuda_find_nonfinite,
 };
 
 extern "C" int vlm_cuda_available(char *reason, size_t cap) {
@@ -183,13 +184,12 @@ extern "C" int vlm_cuda_available(char *reason, size_t cap) {
 extern "C" vlm_status vlm_cuda_backend_create(vlm_backend **out) {
     *out = NULL;
     char why[256];
-    if (!vlm_cuda_available(why, sizeof why)) return vlm_err(VLM_ERR_UNAVAILABLE, "--device cuda: %s", why);
-    vlm_backend *be = (vlm_backend *)calloc(1, sizeof *be);
-    cuda_impl *c = (cuda_impl *)calloc(1, sizeof *c);
+    if (!vlm_cuda_available(why, sizeof why)) return vlm_err(VLM_ERR_UNAVAILABLE, "no usable CUDA device: %s", why);
+    vlm_backend *be = (vlm_backend *)vlm_calloc(1, sizeof *be, "the CUDA backend");
+    cuda_impl *c = be ? (cuda_impl *)vlm_calloc(1, sizeof *c, "the CUDA backend") : NULL;
     if (!be || !c) {
-        free(be);
-        free(c);
-        return vlm_err(VLM_ERR_NOMEM, "out of memory creating the CUDA backend");
+        vlm_free(be);
+        return VLM_ERR_NOMEM;
     }
     cudaDeviceProp prop;
     cudaGetDevice(&c->device);

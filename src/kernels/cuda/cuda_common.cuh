@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "base/error.h"
+#include "base/memory.h"
 #include "kernels/backend.h"
 }
 
@@ -52,6 +53,7 @@ void cuda_embed(vlm_backend *be, float *y, const vlm_tensor *table, const int32_
 void cuda_gather_rows(vlm_backend *be, float *dst, const float *src, const int32_t *idx, int n, int row);
 void cuda_scatter_rows(vlm_backend *be, float *dst, const int32_t *idx, const float *src, int n, int row);
 void cuda_add_bias(vlm_backend *be, float *y, const float *bias, int M, int N);
+vlm_status cuda_find_nonfinite(vlm_backend *be, const float *x, size_t n, int64_t *first);
 
 /* Reads element i of a weight row of dtype t as f32 (plain and block formats). */
 __device__ __forceinline__ float cuda_half_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }

@@ -203,3 +203,30 @@ void cuda_scatter_rows(vlm_backend *be, float *dst, const int32_t *idx, const fl
     k_scatter<<<blocks_for(total, 256), 256, 0, impl_of(be)->stream>>>(dst, d, src, n, row);
     CUDA_LAUNCH_CHECK(be, "scatter rows");
 }
+
+/* ---- the finiteness check (vlm_check_finite) ---- */
+__global__ void k_first_nonfinite(const float *x, size_t n, unsigned long long *first) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        if (!isfinite(x[i])) atomicMin(first, (unsigned long long)i);
+}
+
+vlm_status cuda_find_nonfinite(vlm_backend *be, const float *x, size_t n, int64_t *first) {
+    cuda_impl *c = impl_of(be);
+    *first = -1;
+    unsigned long long *d = NULL, h = ~0ull;
+    cudaError_t e = cudaMallocAsync((void **)&d, sizeof *d, c->stream);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(d, &h, sizeof h, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess && n) {
+        unsigned blocks = blocks_for(n, 256);
+        if (blocks > 4096) blocks = 4096; /* grid-stride loop */
+        k_first_nonfinite<<<blocks, 256, 0, c->stream>>>(x, n, d);
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaMemcpyAsync(&h, d, sizeof h, cudaMemcpyDeviceToHost, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (d) cudaFreeAsync(d, c->stream);
+    if (e != cudaSuccess)
+        return vlm_err(VLM_ERR_RUNTIME, "CUDA error in the finiteness check: %s", cudaGetErrorString(e));
+    if (h != ~0ull) *first = (int64_t)h;
+    return VLM_OK;
+}

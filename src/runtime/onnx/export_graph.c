@@ -1,5 +1,6 @@
 /* ONNX graph builder: nodes, attributes and initializers as protobuf-c structs in an arena. */
 #include "runtime/onnx/export_graph.h"
+#include "base/memory.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@ void *vlm_ox_alloc(vlm_ox_graph *g, size_t bytes) {
     vlm_ox_block *b = g->arena;
     if (!b || b->size - b->used < bytes) {
         size_t size = bytes > ARENA_BLOCK ? bytes : ARENA_BLOCK;
-        b = calloc(1, sizeof *b + size);
+        b = vlm_calloc(1, sizeof *b + size, "the ONNX graph's arena");
         if (!b) return fail(g, "arena");
         b->size = size;
         /* a large allocation gets its own block behind the current one, so the current block
@@ -70,7 +71,7 @@ char *vlm_ox_strdup(vlm_ox_graph *g, const char *s) {
 static int grow(vlm_ox_graph *g, void **arr, size_t *cap, size_t n, size_t elem) {
     if (n < *cap) return 0;
     size_t nc = *cap ? *cap * 2 : 256;
-    void *p = realloc(*arr, nc * elem);
+    void *p = vlm_realloc(*arr, nc * elem, "the ONNX graph's node list");
     if (!p) {
         fail(g, "node list");
         return -1;

@@ -191,8 +191,8 @@ static vlm_status write_model(vlm_ox_graph *g, const vlm_model_config *cfg, cons
                               int external) {
     const vlm_vision_config *vc = &cfg->vision;
     int64_t patch_dim = (int64_t)vc->in_channels * vc->temporal_patch_size * vc->patch_size * vc->patch_size;
-    float **bufs = calloc(g->n_inits + 1, sizeof *bufs);
-    if (!bufs) return vlm_err(VLM_ERR_NOMEM, "out of memory writing %s", path);
+    float **bufs = vlm_calloc(g->n_inits + 1, sizeof *bufs, "the initializers' buffers");
+    if (!bufs) return vlm_err_ctx(VLM_ERR_NOMEM, "writing %s", path);
     Onnx__TensorProto **ts = tensor_protos(g, offsets, external, bufs);
     Onnx__ValueInfoProto *inputs[2] = {
         value_info(g, "pixel_values", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, (int64_t[]){-1, patch_dim},
@@ -285,8 +285,8 @@ static vlm_status export_graph(const char *model_dir, const char *out_dir, const
                     "the vision weights take %.2f GB, more than one ONNX protobuf can hold "
                     "(2 GB); export with an external data file",
                     (double)weight_bytes / 1e9);
-    uint64_t *offsets = s == VLM_OK ? calloc(g.n_inits + 1, sizeof *offsets) : NULL;
-    if (s == VLM_OK && !offsets) s = vlm_err(VLM_ERR_NOMEM, "out of memory");
+    uint64_t *offsets = s == VLM_OK ? vlm_calloc(g.n_inits + 1, sizeof *offsets, "the initializers' offsets") : NULL;
+    if (s == VLM_OK && !offsets) s = VLM_ERR_NOMEM;
     uint64_t data_bytes = 0;
     if (s == VLM_OK) s = external ? write_data_file(&g, data_path, offsets, &data_bytes) : remove_if_present(data_path);
     if (s == VLM_OK) s = write_model(&g, cfg, onnx_path, offsets, external);
@@ -317,7 +317,11 @@ vlm_status vlm_onnx_export(const char *model_dir, const char *out_dir, const vlm
         s = vlm_err(VLM_ERR_NOT_FOUND, "the checkpoint has no vision tower (no %s* tensors)",
                     vlm_vision_prefix(parts.naming));
     if (s == VLM_OK) s = vlm_bind_weights(st, &cfg, 1, 0, &vw, &tw);
+    vlm_dir_lock lock = {-1};
+    if (s == VLM_OK) s = vlm_mkdirs(out_dir);
+    if (s == VLM_OK) s = vlm_writer_lock(out_dir, &lock); /* one writer at a time; reaps killed ones' files */
     if (s == VLM_OK) s = export_graph(model_dir, out_dir, &o, &cfg, &vw);
+    vlm_writer_unlock(&lock);
     vlm_vision_weights_free(&vw);
     vlm_text_weights_free(&tw);
     vlm_st_close(st);

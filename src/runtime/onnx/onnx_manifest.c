@@ -139,7 +139,12 @@ vlm_status vlm_onnx_export_current(const char *model_dir, const char *out_dir, c
     vlm_checkpoint_fingerprint fp;
     VLM_TRY(vlm_checkpoint_fingerprint_take(model_dir, &fp));
     cJSON *m = NULL;
-    if (vlm_json_load(path, &m) != VLM_OK) {
+    vlm_status s = vlm_json_load(path, &m);
+    if (s == VLM_ERR_NOMEM) { /* cannot tell: not a reason to export again */
+        vlm_checkpoint_fingerprint_free(&fp);
+        return vlm_err_ctx(s, "checking %s", path);
+    }
+    if (s != VLM_OK) {
         snprintf(why, cap, "unreadable manifest: %s", vlm_last_error());
         vlm_err_clear();
     } else if (strcmp(json_str(m, "format"), MANIFEST_FORMAT) ||
@@ -165,8 +170,16 @@ vlm_status vlm_onnx_ensure_export(const char *model_dir, const char *out_dir, co
     if (exported) *exported = 0;
     VLM_TRY(vlm_onnx_export_current(model_dir, out_dir, o, &current, why, sizeof why));
     if (current) return VLM_OK;
-    VLM_LOG_I("exporting the vision tower to ONNX in %s: %s", out_dir, why);
-    VLM_TRY(vlm_onnx_export(model_dir, out_dir, o));
-    if (exported) *exported = 1;
-    return VLM_OK;
+    /* look again under the lock: another process may be exporting now */
+    VLM_TRY(vlm_mkdirs(out_dir));
+    vlm_dir_lock lock;
+    VLM_TRY(vlm_writer_lock(out_dir, &lock));
+    vlm_status s = vlm_onnx_export_current(model_dir, out_dir, o, &current, why, sizeof why);
+    if (s == VLM_OK && !current) {
+        VLM_LOG_I("exporting the vision tower to ONNX in %s: %s", out_dir, why);
+        s = vlm_onnx_export(model_dir, out_dir, o);
+        if (s == VLM_OK && exported) *exported = 1;
+    }
+    vlm_writer_unlock(&lock);
+    return s;
 }

@@ -9,6 +9,7 @@
 
 #include "base/cpu.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "io/file.h"
 #include "runtime/onnx/onnx_vision.h"
 
@@ -180,8 +181,8 @@ vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device device,
     char reason[256];
     const OrtApi *api = get_api(reason, sizeof reason);
     if (!api) return vlm_err(VLM_ERR_UNAVAILABLE, "%s", reason);
-    vlm_ort_vision *v = calloc(1, sizeof *v);
-    if (!v) return vlm_err(VLM_ERR_NOMEM, "out of memory");
+    vlm_ort_vision *v = vlm_calloc(1, sizeof *v, "the ONNX Runtime session");
+    if (!v) return VLM_ERR_NOMEM;
     v->api = api;
     vlm_status s = VLM_OK;
     if (vlm_is_dir(path)) s = vlm_path_join(v->path, sizeof v->path, path, VLM_ONNX_FILE);
