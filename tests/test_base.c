@@ -123,8 +123,7 @@ static void test_cpu(void) {
     const vlm_cpu_features *f = vlm_cpu();
     CHECK(f && f->avx2 && f->fma); /* the build's baseline ISA: the test would not run without it */
     CHECK(vlm_cpu_name()[0] != '\0');
-    CHECK(vlm_cpu_has_avx512() == (f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq) ||
-          getenv("VLM_NO_AVX512"));
+    CHECK(vlm_cpu_has_avx512() == (f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq) || getenv("VLM_NO_AVX512"));
     int n = vlm_threads();
     CHECK(n >= 1);
     vlm_set_threads(1);

@@ -55,7 +55,7 @@ static void preprocess(const vlm_preproc_config *p) {
     if (lo && hi < lo) hi = lo;
     vlm_pixel_values pv;
     if (vlm_preprocess_image(&img, p, lo, hi, &pv) == VLM_OK) {
-        check(pv.n_patches == pv.grid_thw[0] * pv.grid_thw[1] * pv.grid_thw[2] && pv.n_patches > 0);
+        check(pv.n_patches == pv.grid.t * pv.grid.h * pv.grid.w && pv.n_patches > 0);
         vlm_pixel_values_free(&pv);
     } else {
         check(vlm_last_error()[0] != '\0');
