@@ -128,6 +128,7 @@ vlm_status vlm_pool_create(int threads, vlm_pool **out) {
     if (threads > 1) {
         p->workers = vlm_calloc((size_t)threads - 1, sizeof *p->workers, "the thread pool's worker list");
         if (!p->workers) {
+            p->threads = 1; /* no worker was started */
             vlm_pool_free(p);
             return VLM_ERR_NOMEM;
         }

@@ -16,7 +16,7 @@ static void print_image_line(FILE *f, const char *label, const vlm_bench_image_r
 
 void vlm_bench_print_config(FILE *f, const vlm_bench_results *r) {
     fprintf(f, "%s\nBENCHMARK CONFIGURATION\n%s\n", k_rule, k_rule);
-    if (r->model_path && strcmp(r->model_path, r->model_id))
+    if (r->model_path && strcmp(r->model_path, r->model_id) != 0)
         fprintf(f, "%-14s%s (%s)\n", "Model:", r->model_id, r->model_path);
     else fprintf(f, "%-14s%s\n", "Model:", r->model_id);
     fprintf(f, "%-14s%s (%s)\n", "Device:", vlm_device_name(r->device), r->device_name[0] ? r->device_name : "unknown");

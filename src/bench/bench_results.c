@@ -159,7 +159,7 @@ void vlm_bench_results_free(vlm_bench_results *r) {
     free(r->model_path);
     free(r->prompt);
     free(r->output_dir);
-    for (int i = 0; i < r->n_images; i++) {
+    for (int i = 0; r->images && i < r->n_images; i++) {
         free(r->images[i].path);
         for (int k = 0; k < VLM_BENCH_MAX_MODES; k++) free(r->images[i].modes[k].runs);
     }

@@ -243,12 +243,13 @@ static vlm_status run_image(vlm_ort_vision *v, const float *pixels, int64_t rows
         if (!st && nd == 2) st = api->GetDimensions(info, dims, 2);
         if (!st) st = api->GetTensorMutableData(output, (void **)&data);
         if (st) s = ort_err(api, st, VLM_ERR_RUNTIME, "%s: reading the output", v->path);
+        else if (!data) s = vlm_err(VLM_ERR_RUNTIME, "%s: the session returned no output data", v->path);
     }
     int64_t want = rows / ((int64_t)v->merge * v->merge);
     if (s == VLM_OK && (nd != 2 || dims[0] != want || dims[1] != v->out_hidden))
         s = vlm_err(VLM_ERR_FORMAT, "%s returned a [%lld, %lld] output, expected [%lld, %d]", v->path,
                     (long long)dims[0], (long long)dims[1], (long long)want, v->out_hidden);
-    if (s == VLM_OK) memcpy(out, data, (size_t)(want * v->out_hidden) * sizeof(float));
+    if (s == VLM_OK && data) memcpy(out, data, (size_t)(want * v->out_hidden) * sizeof(float));
     if (info) api->ReleaseTensorTypeAndShapeInfo(info);
     if (output) api->ReleaseValue(output);
     for (int i = 0; i < 2; i++)
