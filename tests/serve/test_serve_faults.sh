@@ -57,6 +57,7 @@ check_status "served after the disconnects" "$st" 200
 
 # ---- a client that does not read: the engine finishes its request, the others are served -----------
 TEXT="Tell me a long story." chat_body "$TMP/slow.json" max_tokens=600 ignore_eos=true stream=true
+length_before=$(metric "$q_URL" 'vlm:requests_total{outcome="length"}')
 "$PY" - "$q_URL" "$TMP/slow.json" "$TMP/slow.go" "$TMP/slow.out" <<'PY' &
 import os, socket, sys, time, urllib.parse
 url, body, go, out = sys.argv[1:]
@@ -70,16 +71,20 @@ s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: appli
 while not os.path.exists(go):  # reads nothing until told to
     time.sleep(0.05)
 got = b""
-s.settimeout(60)
-while not got.endswith(b"0\r\n\r\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    got += chunk
+s.settimeout(120)
+try:
+    while not got.endswith(b"0\r\n\r\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            got += b"\n[the server closed the connection]"
+            break
+        got += chunk
+except OSError as e:  # written out, so a failure names its cause
+    got += b"\n[%s]" % repr(e).encode()
 open(out, "wb").write(got)
 PY
 SLOW=$!
-wait_metric "$q_URL" 'vlm:requests_total{outcome="length"}' 1 900 ||
+wait_metric "$q_URL" 'vlm:requests_total{outcome="length"}' $((length_before + 1)) 900 ||
     fail "the unread request did not finish in the engine: $(curl -s "$q_URL/metrics" | grep -E 'num_|outcome')"
 t0=$(date +%s.%N)
 st=$(http POST "$q_URL/v1/chat/completions" "$TMP/short.json")
@@ -93,8 +98,9 @@ import sys
 raw = open(sys.argv[1], "rb").read()
 assert raw.startswith(b"HTTP/1.1 200"), raw[:100]
 assert len(raw) > 100000, len(raw)  # more than the socket buffers hold: the server had to wait for it
-assert b'"generated":600' in raw and raw.rstrip().endswith(b"0") and b"data: [DONE]" in raw[-200:]
+assert b'"generated":600' in raw and raw.endswith(b"0\r\n\r\n") and b"data: [DONE]" in raw[-200:], raw[-200:]
 PY
+[ -e "$TMP/slow.out" ] || fail "the slow client wrote nothing (it failed before reading): see above"
 st=$(http GET "$q_URL/health")
 check_status "healthy after the faults" "$st" 200
 stop_server q
