@@ -211,7 +211,10 @@ static vlm_status build_prompt(vlm_model *m, const conversation *c, vlm_job *j) 
     vlm_status s = vlm_chat_build(m->tok, c->msgs, c->n_msgs, &opt, counts, c->n_images, &ids, NULL);
     pthread_mutex_unlock(&m->lock);
     vlm_free(counts);
-    if (s != VLM_OK) return s;
+    if (s != VLM_OK) {
+        vlm_ids_free(&ids); /* a failed build rewinds ids->n but keeps the buffer it grew */
+        return s;
+    }
     j->ids = vlm_alloc((ids.n + 1) * sizeof *j->ids, "the prompt ids");
     if (j->ids) memcpy(j->ids, ids.v, ids.n * sizeof *j->ids);
     j->n_ids = (int)ids.n;

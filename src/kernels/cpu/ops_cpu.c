@@ -41,10 +41,12 @@ static void rmsnorm_task(void *arg, int64_t t, int thread) {
     for (int m = (int)t * j->rows_per_task; m < m1; m++) {
         const float *xr = j->x + (size_t)m * D;
         float *yr = j->y + (size_t)m * D;
-        float ss = 0;
+        /* the sum of squares in double: a float sum of 2048+ terms drifts by several ulp with the
+         * order the compiler picks (vector lanes at -O2, one by one at -O0), and this is cheap */
+        double ss = 0;
 #pragma omp simd reduction(+ : ss)
-        for (int d = 0; d < D; d++) ss += xr[d] * xr[d];
-        float r = 1.0f / sqrtf(ss / (float)D + j->eps);
+        for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
+        float r = 1.0f / sqrtf((float)(ss / D) + j->eps);
         const float *w = j->w;
 #pragma omp simd
         for (int d = 0; d < D; d++) yr[d] = w[d] * (xr[d] * r);
