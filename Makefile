@@ -3,7 +3,8 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test demo clean sanitize fuzz fuzz-build fuzz-merge format format-check
+.PHONY: all setup configure build test demo clean sanitize fuzz fuzz-build fuzz-merge format format-check lint \
+	coverage
 
 all: build
 
@@ -26,6 +27,15 @@ demo: setup build
 
 sanitize:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DVLM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# clang-tidy over src/ and cli/ with the checks of .clang-tidy (each one justified there); must be clean.
+lint: configure
+	scripts/lint.sh $(BUILD) $(JOBS)
+
+# Line coverage of make test (gcc --coverage + gcovr): build-cov/coverage.txt, build-cov/coverage/index.html.
+coverage:
+	$(MAKE) test BUILD=build-cov CMAKE_FLAGS="-DVLM_COVERAGE=ON -DVLM_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug"
+	scripts/coverage.sh build-cov
 
 # Coverage-guided fuzzing (clang + libFuzzer, ASan + UBSan with float-cast-overflow): every
 # tests/fuzz/fuzz_*.c for FUZZ_SECONDS each, one after another; fails on any finding

@@ -123,7 +123,7 @@ int vlm_args_parse(const char *command, const char *synopsis, const vlm_arg *spe
             return vlm_usage_error(command, "%s needs a value (%s)", a->name, a->metavar ? a->metavar : "value");
         if (parse_value(command, a, argv[++i])) return 2;
         if (a->kind == ARG_LIST) /* --modes a b c: take values until the next flag */
-            while (i + 1 < argc && !is_flag(argv[i + 1]) && strcmp(argv[i + 1], "-h"))
+            while (i + 1 < argc && !is_flag(argv[i + 1]) && strcmp(argv[i + 1], "-h") != 0)
                 if (parse_value(command, a, argv[++i])) return 2;
     }
     return 0;

@@ -14,8 +14,8 @@
 static const char k_synopsis[] =
     "--image PATH [--image PATH ...] [--text STR] [--modes M ...] [--runs N] [--max-tokens N] [--no-warmup]\n"
     "       [--ignore-eos] [--model-id ID] [--device auto|cuda|cpu] [--quantize] [--output-dir DIR] [--output FILE]\n"
-    "       [--csv] [--compare-devices | --compare-quantization] [--threads N] [--plot FILE.svg|FILE.html]\n"
-    "       [--concurrency N[,N...]]   (N requests at once to an in-process engine, one level each)\n"
+    "       [--csv] [--compare-devices | --compare-quantization] [--threads N] [--precision f32|bf16]\n"
+    "       [--plot FILE.svg|FILE.html] [--concurrency N[,N...]]   (N requests at once to an in-process engine)\n"
     "   or: vlm bench --serve URL (--concurrency N[,N...] | --request-rate R[,R...]) [--requests K] [--image PATH "
     "...]\n"
     "       [--text STR] [--max-tokens N] [--ignore-eos] [--runs N] [--api-key KEY] [--served-model NAME]\n"
@@ -23,7 +23,7 @@ static const char k_synopsis[] =
 
 typedef struct {
     vlm_arg_list images, modes, concurrency, rates;
-    const char *text, *model_id, *device, *output_dir, *output, *plot, *serve, *api_key, *served_model;
+    const char *text, *model_id, *device, *output_dir, *output, *plot, *serve, *api_key, *served_model, *precision;
     int runs, max_tokens, no_warmup, ignore_eos, quantize, csv, compare_devices, compare_quant, threads, requests;
     float timeout;
     int device_seen, runs_seen, model_seen, modes_seen, output_dir_seen;
@@ -37,6 +37,8 @@ static int check_args(const bench_args *a, vlm_bench_config *c) {
     if (a->runs < 1) return vlm_usage_error("bench", "--runs must be at least 1, got %d", a->runs);
     if (a->max_tokens < 1) return vlm_usage_error("bench", "--max-tokens must be at least 1, got %d", a->max_tokens);
     if (a->threads < 0) return vlm_usage_error("bench", "--threads must be 0 (every core) or more, got %d", a->threads);
+    if (vlm_precision_parse(a->precision, &c->precision) != 0)
+        return usage("--precision: unknown precision '%s' (expected f32 or bf16)%s", a->precision, "");
     if (a->modes.n) {
         c->n_modes = 0;
         for (int i = 0; i < a->modes.n; i++) {
@@ -149,7 +151,8 @@ static int run_concurrency(const bench_args *a, const vlm_bench_config *c) {
     int levels[32], n = 0, r;
     if ((r = parse_levels(&a->concurrency, "--concurrency", 1, conc, 32, &n))) return r;
     if (a->compare_devices || a->compare_quant)
-        return vlm_usage_error("bench", "--concurrency cannot be combined with --compare-devices / --compare-quantization");
+        return vlm_usage_error("bench",
+                               "--concurrency cannot be combined with --compare-devices / --compare-quantization");
     if (a->modes.n > 1) return vlm_usage_error("bench", "--concurrency measures one mode: give at most one in --modes");
     for (int i = 0; i < n; i++) levels[i] = (int)conc[i];
     vlm_loadtest_results res;
@@ -162,15 +165,16 @@ static int run_concurrency(const bench_args *a, const vlm_bench_config *c) {
 
 /* vlm bench --serve URL: a load test of an OpenAI-compatible server (src/bench/bench_serve.c). */
 static int run_serve(const bench_args *a) {
-    const char *bad = a->modes_seen ? "--modes"
-        : a->device_seen            ? "--device"
-        : a->quantize               ? "--quantize"
-        : a->model_seen             ? "--model-id"
-        : a->compare_devices        ? "--compare-devices"
-        : a->compare_quant          ? "--compare-quantization"
-        : a->threads                ? "--threads"
-        : a->output_dir_seen        ? "--output-dir"
-                                    : NULL;
+    const char *bad = a->modes_seen   ? "--modes"
+        : a->device_seen              ? "--device"
+        : a->quantize                 ? "--quantize"
+        : a->model_seen               ? "--model-id"
+        : a->compare_devices          ? "--compare-devices"
+        : a->compare_quant            ? "--compare-quantization"
+        : a->threads                  ? "--threads"
+        : strcmp(a->precision, "f32") ? "--precision"
+        : a->output_dir_seen          ? "--output-dir"
+                                      : NULL;
     if (bad) return vlm_usage_error("bench", "%s cannot be combined with --serve (the server's own setting)", bad);
     double conc[32], rates[32];
     int n_conc = 0, n_rates = 0, r;
@@ -250,6 +254,7 @@ int cmd_bench(int argc, char **argv) {
     bench_args a = {.text = "Describe this image.",
                     .model_id = "Qwen/Qwen2.5-VL-3B-Instruct",
                     .device = "auto",
+                    .precision = "f32",
                     .output_dir = "split_models",
                     .runs = 5,
                     .max_tokens = 128,
@@ -277,6 +282,7 @@ int cmd_bench(int argc, char **argv) {
         {"--compare-quantization", ARG_FLAG, &a.compare_quant, NULL,
          "run non-quantized and 4-bit; write benchmark_{non_quantized,quantized}_TIMESTAMP.json here"},
         {"--threads", ARG_INT, &a.threads, "N", "CPU threads (default: every core)"},
+        {"--precision", ARG_STR, &a.precision, "P", "f32 (default) | bf16: arithmetic of the matrix products"},
         {"--plot", ARG_STR, &a.plot, "FILE", "chart of stage times and throughput (.svg or .html)"},
         {"--serve", ARG_STR, &a.serve, "URL", "benchmark an OpenAI-compatible server at URL instead (vlm serve, ...)"},
         {"--concurrency", ARG_LIST, &a.concurrency, "N",

@@ -75,7 +75,7 @@ int cmd_run(int argc, char **argv) {
     vlm_load_options_init(&o);
     vlm_request_init(&r);
     vlm_arg_list images = {0}, stops = {0};
-    const char *mode = "original", *device = "auto", *json = NULL, *text = NULL, *file = NULL;
+    const char *mode = "original", *device = "auto", *precision = "f32", *json = NULL, *text = NULL, *file = NULL;
     long long seed = 0;
     int greedy = 0, seen_t = 0, seen_k = 0, seen_p = 0, seen_r = 0;
     vlm_arg spec[] = {
@@ -89,6 +89,8 @@ int cmd_run(int argc, char **argv) {
         {"--output-dir", ARG_STR, &o.output_dir, "DIR", "split / ONNX / quantized artifacts (default split_models)"},
         {"--device", ARG_STR, &device, "DEV", "auto | cuda | cpu (default auto)"},
         {"--threads", ARG_INT, &o.threads, "N", "CPU threads (default: all cores)"},
+        {"--precision", ARG_STR, &precision, "P",
+         "f32 (default: the reference's arithmetic) | bf16 (bf16 activations in the matrix products)"},
         {"--quantize", ARG_FLAG, &o.quantize, NULL, "4-bit language model weights"},
         {"--quantize-vision", ARG_FLAG, &o.quantize_vision, NULL, "also quantize the vision encoder"},
         {"--min-pixels", ARG_LLONG, &o.min_pixels, "N", "override the processor's min_pixels"},
@@ -118,6 +120,8 @@ int cmd_run(int argc, char **argv) {
         return vlm_usage_error("run", "unknown --device '%s' (expected auto, cuda or cpu)", device);
     if (r.sampling.max_tokens < 1) return vlm_usage_error("run", "--max-tokens must be at least 1");
     if (o.threads < 0) return vlm_usage_error("run", "--threads must be positive");
+    if (vlm_precision_parse(precision, &o.precision) != 0)
+        return vlm_usage_error("run", "unknown --precision '%s' (expected f32 or bf16)", precision);
     if (o.min_pixels < 0 || o.max_pixels < 0)
         return vlm_usage_error("run", "--min-pixels / --max-pixels must be positive");
     if (seen_t && !(r.sampling.temperature >= 0))

@@ -1,9 +1,9 @@
 /* The subcommands of `vlm`, one file each. Each returns the process exit status: 0 success,
  * 1 failure (message on stderr), 2 usage error.
  *
- * cli/cmd_*.c, the commands that use a model (run, bench), reach the engine through include/vlm.h
- * only (with the utility layers base/ and io/ for messages, files and JSON, and src/bench, the
- * benchmark application written on vlm.h). cli/dev/cmd_*.c are developer tools that work on
+ * cli/cmd_*.c, the commands that use a model (run, serve, bench), reach the engine through
+ * include/vlm.h only (with the utility layers base/ and io/ for messages, files and JSON, and the
+ * applications written on vlm.h: src/serve, the server, and src/bench, the benchmark). cli/dev/cmd_*.c are developer tools that work on
  * checkpoints and artifacts piece by piece, and call the internal modules directly: split,
  * export-onnx and quantize (the artifacts vlm_load otherwise makes when it needs them), info,
  * tokenize, preprocess, make-synthetic. scripts/check_layout.sh enforces the difference. */
@@ -11,6 +11,7 @@
 #define VLM_CLI_COMMANDS_H
 
 int cmd_run(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* cli/dev/ */

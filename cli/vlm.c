@@ -14,6 +14,7 @@ typedef struct {
 
 static const command k_commands[] = {
     {"run", cmd_run, "answer a prompt about images (streams the answer to stdout)"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server: /v1/chat/completions, /health, /metrics"},
     {"bench", cmd_bench, "measure and compare the modes: timings, throughput, memory, JSON/CSV/chart"},
     {"split", cmd_split, "write the vision encoder and language model as separate artifacts"},
     {"export-onnx", cmd_export_onnx, "export the vision tower to ONNX (vision.onnx) for run_onnx"},

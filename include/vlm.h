@@ -29,6 +29,17 @@ typedef enum {
 
 typedef enum { VLM_DEV_AUTO = 0, VLM_DEV_CPU = 1, VLM_DEV_CUDA = 2 } vlm_device;
 
+/* Arithmetic of the matrix products (activations are f32 in every other op):
+ *   f32   f32-exact products, as the reference computes them (the default; the parity path)
+ *   bf16  activations rounded to bf16 in the matrix products, as Hugging Face runs a bf16
+ *         checkpoint: about twice the CPU's matrix throughput (AVX512-BF16 / AMX), error against
+ *         the f32 reference documented in docs/DESIGN.md. */
+typedef enum { VLM_PRECISION_F32 = 0, VLM_PRECISION_BF16 = 1 } vlm_precision;
+
+/* Parses "f32" | "bf16" (0 on success) and names a precision. */
+int vlm_precision_parse(const char *name, vlm_precision *out);
+const char *vlm_precision_name(vlm_precision p);
+
 /* Parses "original" | "split_native" | "run_onnx" (0 on success) and names a mode. */
 int vlm_mode_parse(const char *name, vlm_mode *out);
 const char *vlm_mode_name(vlm_mode m);
@@ -51,7 +62,8 @@ typedef struct {
     vlm_mode mode;
     const char *output_dir; /* split / ONNX / quantized artifacts; default "split_models" */
     vlm_device device;
-    int threads;                      /* 0 = every core (or VLM_THREADS) */
+    int threads;                      /* CPU threads of this model; 0 = VLM_THREADS, else every core */
+    vlm_precision precision;          /* matrix-product arithmetic (default f32) */
     int quantize;                     /* 4-bit language weights (a cached artifact under output_dir) */
     int quantize_vision;              /* also quantize the vision tower */
     long long min_pixels, max_pixels; /* 0 = from preprocessor_config.json */

@@ -26,6 +26,14 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/ref.h"
 
+/* The kernels' context of a micro-benchmark: a pool of the threads set_threads asked for. */
+static vlm_cpu_ctx g_ctx;
+static void set_threads(int n) {
+    vlm_pool_free(g_ctx.pool);
+    g_ctx.pool = NULL;
+    if (vlm_pool_create(n, &g_ctx.pool) != VLM_OK) g_ctx.pool = NULL; /* one thread */
+}
+
 static int g_reps = 5;
 static int g_cpu_clock; /* --cpu-clock: compute kernels timed by process CPU time / threads */
 static int g_threads = 1;
@@ -109,7 +117,7 @@ static void bench_gemv_shape(vlm_dtype dt, const shape *s, int M, char *pool, si
         double t0 = vlm_now();
         for (size_t c = 0; c < copies; c++) {
             vlm_tensor w = {.dtype = dt, .ndim = 2, .shape = {s->N, s->K}, .data = pool + c * mat, .nbytes = mat};
-            vlm_cpu_matmul(y, x, &w, NULL, M);
+            vlm_cpu_matmul(&g_ctx, y, x, &w, NULL, M);
         }
         double t = vlm_now() - t0;
         if (rep == 0) continue; /* warm-up: page faults of the copies, scratch buffers */
@@ -187,7 +195,7 @@ typedef struct {
 
 static void run_ours(void *a) {
     gemm_job *j = a;
-    vlm_cpu_matmul(j->y, j->x, &j->w, NULL, j->M);
+    vlm_cpu_matmul(&g_ctx, j->y, j->x, &j->w, NULL, j->M);
 }
 static void run_sgemm(void *a) {
     gemm_job *j = a;
@@ -351,7 +359,7 @@ typedef struct {
 static void run_attn(void *a) {
     attn_job *j = a;
     if (j->former) attention_former(j->out, j->q, j->k, j->v, &j->p);
-    else vlm_cpu_attention(j->out, j->q, j->k, j->v, &j->p);
+    else vlm_cpu_attention(&g_ctx, j->out, j->q, j->k, j->v, &j->p);
 }
 
 static void bench_attention(int threads, double peak) {
@@ -434,13 +442,13 @@ static void run_op(void *arg) {
     ops_job *j = arg;
     size_t n = (size_t)j->M * j->D;
     switch (j->op) {
-    case 0: vlm_cpu_rmsnorm(j->c, j->a, j->w, j->M, j->D, 1e-6f); break;
-    case 1: vlm_cpu_layernorm(j->c, j->a, j->w, j->w, j->M, j->D, 1e-6f); break;
-    case 2: vlm_cpu_swiglu(j->c, j->a, j->b, n); break;
-    case 3: vlm_cpu_gelu(j->c, n); break;
-    case 4: vlm_cpu_quick_gelu(j->c, n); break;
-    case 5: vlm_cpu_add(j->c, j->a, n); break;
-    default: vlm_cpu_rope(j->c, j->D, j->a, j->b, j->M, j->D / 80, 80); break;
+    case 0: vlm_cpu_rmsnorm(&g_ctx, j->c, j->a, j->w, j->M, j->D, 1e-6f); break;
+    case 1: vlm_cpu_layernorm(&g_ctx, j->c, j->a, j->w, j->w, j->M, j->D, 1e-6f); break;
+    case 2: vlm_cpu_swiglu(&g_ctx, j->c, j->a, j->b, n); break;
+    case 3: vlm_cpu_gelu(&g_ctx, j->c, n); break;
+    case 4: vlm_cpu_quick_gelu(&g_ctx, j->c, n); break;
+    case 5: vlm_cpu_add(&g_ctx, j->c, j->a, n); break;
+    default: vlm_cpu_rope(&g_ctx, j->c, j->D, j->a, j->b, j->M, j->D / 80, 80); break;
     }
 }
 
@@ -494,8 +502,9 @@ int main(int argc, char **argv) {
     }
     if (!do_gemv && !do_gemm && !do_attn && !do_ops) do_gemv = do_gemm = do_attn = do_ops = 1;
     bench_fair_openblas(argv);
-    if (threads > 0) vlm_set_threads(threads);
-    threads = vlm_threads();
+    if (threads > 0) vlm_set_threads(threads); /* OpenBLAS, the bandwidth probe */
+    set_threads(threads);
+    threads = vlm_pool_threads(g_ctx.pool);
     g_threads = threads;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);

@@ -34,6 +34,14 @@
 #include "runtime/quantize.h"
 #include "tensor/quant.h"
 
+/* The kernels' context of a micro-benchmark: a pool of the threads set_threads asked for. */
+static vlm_cpu_ctx g_ctx;
+static void set_threads(int n) {
+    vlm_pool_free(g_ctx.pool);
+    g_ctx.pool = NULL;
+    if (vlm_pool_create(n, &g_ctx.pool) != VLM_OK) g_ctx.pool = NULL; /* one thread */
+}
+
 enum { MAX_VARIANTS = 8, MAX_ROUNDS = 64 };
 
 enum { MAX_MATS = 7 * 128 + 1 };
@@ -90,7 +98,7 @@ static int token_mats(const vlm_text_weights *tw, const vlm_tensor **out) {
 
 static double token_pass(const variant *v, const float *x, float *y) {
     double t0 = vlm_now();
-    for (int i = 0; i < v->n_mats; i++) vlm_cpu_matmul(y, x, &v->mats[i], NULL, 1);
+    for (int i = 0; i < v->n_mats; i++) vlm_cpu_matmul(&g_ctx, y, x, &v->mats[i], NULL, 1);
     return vlm_now() - t0;
 }
 
@@ -122,7 +130,7 @@ static vlm_status open_variant(variant *v, const vlm_model_config *cfg, const fl
     v->n_mats = token_mats(&v->tw, src);
     v->bytes = 0;
     for (int i = 0; i < v->n_mats; i++) {
-        if (v->interleave) VLM_TRY(vlm_cpu_quant_prepare(src[i], &v->mats[i]));
+        if (v->interleave) VLM_TRY(vlm_cpu_quant_prepare(g_ctx.pool, src[i], &v->mats[i]));
         else v->mats[i] = *src[i];
         v->bytes += v->mats[i].nbytes;
     }
@@ -172,7 +180,7 @@ static double prefill(const variant *v, int M, const float *x, float *y) {
     for (int i = 0; i < 3; i++) flops += 2.0 * M * (double)m[i]->shape[0] * (double)m[i]->shape[1];
     for (int r = 0; r < 3; r++) {
         double t0 = vlm_now();
-        for (int i = 0; i < 3; i++) vlm_cpu_matmul(y, x, m[i], NULL, M);
+        for (int i = 0; i < 3; i++) vlm_cpu_matmul(&g_ctx, y, x, m[i], NULL, M);
         double t = vlm_now() - t0;
         if (t < best) best = t;
     }
@@ -212,7 +220,8 @@ int main(int argc, char **argv) {
         }
     }
     if (rounds < 1 || rounds > MAX_ROUNDS) rounds = 5;
-    if (threads > 0) vlm_set_threads(threads);
+    if (threads > 0) vlm_set_threads(threads); /* the bandwidth probe */
+    set_threads(threads);
     vlm_model_config cfg;
     if (vlm_config_load(model, &cfg) != VLM_OK) {
         fprintf(stderr, "perf_quant: %s\n", vlm_last_error());

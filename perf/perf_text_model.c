@@ -3,7 +3,7 @@
  * each next to the machine limit measured in the same run: DRAM read bandwidth (decode reads every
  * weight once per token) and the f32 GEMM rate of OpenBLAS (prefill is matrix-matrix).
  *
- *   perf_text_model [--model DIR] [--prompt P] [--decode N] [--threads T] [--runs R]
+ *   perf_text_model [--model DIR] [--prompt P] [--decode N] [--threads T] [--runs R] [--precision f32|bf16]
  *
  * The machine is shared and its bandwidth drifts: the bandwidth is measured right before and after
  * the decode run and both are printed. */
@@ -57,13 +57,14 @@ static double sgemm_gflops(int M, int K, int N) {
 int main(int argc, char **argv) {
     bench_fair_openblas(argv);
     const char *dir = "/work/models/q25-3b";
-    int prompt = 512, decode = 8, threads = 0, runs = 1;
+    int prompt = 512, decode = 8, threads = 0, runs = 1, bf16 = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--prompt")) prompt = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode")) decode = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--precision")) bf16 = !strcmp(argv[i + 1], "bf16");
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
@@ -73,17 +74,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "--prompt, --decode and --runs must be >= 1\n");
         return 2;
     }
-    if (threads > 0) vlm_set_threads(threads);
     vlm_backend *be = NULL;
     vlm_text_model *m = NULL;
-    if (vlm_cpu_backend_create(&be) != VLM_OK || vlm_text_model_open(be, dir, &m) != VLM_OK) {
+    vlm_backend_options bo = {.threads = threads, .bf16 = bf16};
+    if (vlm_cpu_backend_create(&bo, &be) != VLM_OK || vlm_text_model_open(be, dir, &m) != VLM_OK) {
         fprintf(stderr, "error: %s\n", vlm_last_error());
         return 1;
     }
     const vlm_text_config *t = &m->cfg.text;
     printf("model %s: %d layers, hidden %d, %d/%d heads, MLP %d, vocab %d, weights %s\n", dir, t->n_layers, t->hidden,
            t->n_heads, t->n_kv_heads, t->intermediate, t->vocab, vlm_dtype_name(m->layers[0].q_w.dtype));
-    printf("cpu %s, %d threads, load average %.2f\n", vlm_cpu_name(), vlm_threads(), bench_load_average());
+    printf("cpu %s, %d threads, %s precision, load average %.2f\n", vlm_cpu_name(), be->threads, bf16 ? "bf16" : "f32",
+           bench_load_average());
 
     int32_t *ids = malloc((size_t)prompt * sizeof *ids);
     uint64_t x = 88172645463325252ull;

@@ -150,14 +150,18 @@ static int bench_grid(bench_model *b, const char *label, int gh, int gw, int rep
 int main(int argc, char **argv) {
     const char *dir = "/work/models/q25-3b", *only = NULL;
     int reps = 1, base_blocks = 4;
+    vlm_backend_options bo = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--base-blocks") && i + 1 < argc) base_blocks = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) vlm_set_threads(atoi(argv[++i]));
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) bo.threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) bo.bf16 = !strcmp(argv[++i], "bf16");
         else {
-            fprintf(stderr, "usage: %s [--model DIR] [--only 448|720] [--reps N] [--base-blocks N] [--threads N]\n",
+            fprintf(stderr,
+                    "usage: %s [--model DIR] [--only 448|720] [--reps N] [--base-blocks N] [--threads N] [--precision "
+                    "f32|bf16]\n",
                     argv[0]);
             return 2;
         }
@@ -167,7 +171,7 @@ int main(int argc, char **argv) {
     vlm_status s = vlm_config_load(dir, &b.cfg);
     if (s == VLM_OK) s = vlm_st_open(dir, &b.st);
     if (s == VLM_OK) s = vlm_bind_weights(b.st, &b.cfg, 1, 0, &b.vw, &b.tw);
-    if (s == VLM_OK) s = vlm_cpu_backend_create(&b.be);
+    if (s == VLM_OK) s = vlm_cpu_backend_create(&bo, &b.be);
     if (s == VLM_OK) s = vlm_vision_create(&b.cfg, &b.vw, b.be, &b.m);
     if (s != VLM_OK) {
         fprintf(stderr, "perf_vision: %s\n", vlm_last_error());
@@ -176,7 +180,7 @@ int main(int argc, char **argv) {
     if (reps < 1) reps = 1;
     if (base_blocks < 1 || base_blocks > b.cfg.vision.depth) base_blocks = b.cfg.vision.depth;
     printf("vision encoder %s (%s, width %d, depth %d), CPU %s, %d threads, f32 activations, %s weights\n", dir,
-           vlm_family_name(b.cfg.family), b.cfg.vision.width, b.cfg.vision.depth, b.be->device_name, vlm_threads(),
+           vlm_family_name(b.cfg.family), b.cfg.vision.width, b.cfg.vision.depth, b.be->device_name, b.be->threads,
            vlm_dtype_name(b.vw.blocks[0].qkv_w.dtype));
     /* warm-up: a small image touches every weight once (page cache -> resident) */
     vlm_grid_thw wg[1] = {{1, 8, 8}};

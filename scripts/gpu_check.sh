@@ -125,7 +125,7 @@ PY
       echo "building here: $why"
       I=$B/include L=$B/lib
       cmake -S "$ROOT" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DVLM_CUDA_ARCH=90a -DVLM_ONNXRUNTIME=OFF \
-        -DVLM_WERROR=OFF -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON \
+        -DVLM_WERROR=OFF -DPKG_CONFIG_EXECUTABLE=/nonexistent/pkg-config \
         -DJPEG_INCLUDE_DIR="$I" -DJPEG_LIBRARY="$L/libjpeg.so" -DPNG_PNG_INCLUDE_DIR="$I" \
         -DPNG_LIBRARY="$L/libpng16.so" -DZLIB_INCLUDE_DIR="$I" -DZLIB_LIBRARY="$L/libz.so" \
         -DPCRE2_INCLUDE_DIR="$I" -DPCRE2_LIBRARY="$L/libpcre2-8.so" -DUTF8PROC_INCLUDE_DIR="$I" \

@@ -19,7 +19,12 @@ PKGS=(
   libmicrohttpd-dev                       # vlm serve: the HTTP server
   libcurl4-openssl-dev                    # vlm bench --serve: the HTTP client; file:// URL parsing
   python3-onnx python3-numpy python3-pil  # test-side checks: onnx checker, Pillow comparison bench
+  clang-format clang-tidy gcovr           # make format / format-check, make lint, make coverage
+  curl nginx-light python3-prometheus-client  # vlm serve tests: a client, a load balancer, a metrics parser
 )
+# Node (npm: ONNX Runtime and the OpenAI client of the serve tests) from Debian when there is none.
+command -v node >/dev/null || PKGS+=(nodejs)
+command -v npm >/dev/null || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -48,6 +53,16 @@ if [[ $(id -u) -eq 0 ]] && [[ -e /usr/lib/x86_64-linux-gnu/openblas-openmp/libbl
 fi
 
 scripts/fetch_onnxruntime.sh || echo "setup.sh: ONNX Runtime not available; run_onnx will be reported unavailable" >&2
+
+# The official OpenAI client for Node, test-only, at the version of tests/serve/package-lock.json.
+if command -v npm >/dev/null; then
+  want=$(sed -n 's/.*"openai": "\(.*\)".*/\1/p' tests/serve/package.json)
+  have=$(cd tests/serve && node -p "require('./node_modules/openai/version.js').VERSION" 2>/dev/null || true)
+  if [[ "$have" != "$want" ]]; then
+    (cd tests/serve && npm ci --no-audit --no-fund --silent) ||
+      echo "setup.sh: npm ci in tests/serve failed: the OpenAI client tests will fail" >&2
+  fi
+fi
 
 # The reference fixtures (not tracked: ~86 MB): a copy of ../shared/fixtures when it is beside the
 # checkout. Without them, the tests that need them are skipped, naming this fix.

@@ -185,9 +185,9 @@ static void test_json_single(void) {
 
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "metadata");
     CHECK(cJSON_IsObject(md));
-    const char *keys[] = {"model_id",   "model_path",   "device",  "device_name", "image_path",
-                          "image_size", "prompt",       "runs",    "max_tokens",  "warmup",
-                          "ignore_eos", "quantization", "version", "timestamp",   "skipped"};
+    const char *keys[] = {"model_id", "model_path", "device",     "device_name", "image_path", "image_size",
+                          "prompt",   "runs",       "max_tokens", "warmup",      "ignore_eos", "quantization",
+                          "version",  "timestamp",  "skipped",    "precision"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         CHECK_MSG(cJSON_HasObjectItem(md, keys[i]), "metadata.%s", keys[i]);
     CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(md, "model_id")->valuestring, "Qwen/Qwen2.5-VL-3B-Instruct"));
@@ -201,6 +201,7 @@ static void test_json_single(void) {
     CHECK(cJSON_GetObjectItemCaseSensitive(md, "max_tokens")->valueint == 128);
     CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(md, "warmup")));
     CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(md, "quantization")->valuestring, "none"));
+    CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(md, "precision")->valuestring, "f32"));
     CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(md, "version")->valuestring, VLM_VERSION));
     const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(md, "skipped");
     CHECK(cJSON_GetArraySize(skipped) == 1);
@@ -302,6 +303,7 @@ static void test_console(void) {
     CHECK(strstr(out, "\nRuns:         3 per mode (+1 warm-up)\n"));
     CHECK(strstr(out, "\nMax tokens:   128 "));
     CHECK(strstr(out, "\nQuantization: none\n"));
+    CHECK(strstr(out, "\nPrecision:    f32\n"));
     /* the summary, in the spec's shape */
     snprintf(
         want, sizeof want,
@@ -375,12 +377,23 @@ static void test_rank(void) {
 
 /* ---- targets -------------------------------------------------------------------------------- */
 
+/* Sets every run's CPU peak memory to its delta + base (the builder's base is 7000 MB). */
+static void set_cpu_peak(vlm_bench_results *r, double base) {
+    for (int k = 0; k < r->n_modes; k++)
+        for (int j = 0; j < r->images[0].modes[k].n_runs; j++) {
+            double *m = r->images[0].modes[k].runs[j].m;
+            m[VLM_BM_CPU_PEAK_MEM] = base + m[VLM_BM_CPU_MEM_DELTA];
+        }
+    CHECK_OK(vlm_bench_finish(r));
+}
+
 static void test_targets(void) {
     vlm_bench_results r;
     vlm_bench_target_row rows[9];
-    /* cpu: only the development profile applies. original: 2.5 s, 52.6 tok/s, ~0 MB: PASS;
-     * split_native: 26.3 tok/s passes, memory 20 MB passes. Scaled by 4: 10 s is not < 10 s. */
+    /* cpu: only the development profile applies. original: 2.5 s, 52.6 tok/s, peak ~1000 MB: PASS;
+     * split_native: 26.3 tok/s passes, memory 1020 MB passes. Scaled by 4: 10 s is not < 10 s. */
     build(&r, VLM_DEV_CPU, 1, 0, 1.0);
+    set_cpu_peak(&r, 1000);
     int n = vlm_bench_targets_eval(&r, rows, 9);
     CHECK(n == 2);
     CHECK(rows[0].mode == VLM_MODE_ORIGINAL && !strcmp(rows[0].target->profile, "development (CPU)"));
@@ -389,11 +402,13 @@ static void test_targets(void) {
     char *out = capture(vlm_bench_print_targets, &r);
     CHECK(strstr(out, "original        development (CPU)"));
     CHECK(strstr(out, "2.500s < 10s PASS"));
+    CHECK_MSG(strstr(out, "CPU peak 1000.1 < 2048 MB PASS (delta 0.1)"), "%s", out);
     CHECK(!strstr(out, "production"));
     free(out);
     vlm_bench_results_free(&r);
 
     build(&r, VLM_DEV_CPU, 1, 0, 4.0); /* original mean 10 s: not below the target */
+    set_cpu_peak(&r, 1000);
     n = vlm_bench_targets_eval(&r, rows, 9);
     CHECK(n == 2 && !rows[0].duration_ok && !rows[0].pass && rows[0].throughput_ok); /* 13.2 tok/s */
     CHECK(rows[1].duration_ok && !rows[1].throughput_ok && !rows[1].pass);           /* 5 s, 6.6 tok/s */
@@ -402,12 +417,19 @@ static void test_targets(void) {
     free(out);
     vlm_bench_results_free(&r);
 
-    /* memory: cpu_memory_delta against 2 GB */
+    /* memory: the peak (not the delta) against 2 GB: a 7 GB peak fails with a delta near zero */
     build(&r, VLM_DEV_CPU, 1, 0, 1.0);
-    for (int j = 0; j < 3; j++) r.images[0].modes[1].runs[j].m[VLM_BM_CPU_MEM_DELTA] = 2048;
+    n = vlm_bench_targets_eval(&r, rows, 9);
+    CHECK(n == 2 && !rows[0].memory_ok && !rows[0].pass && rows[0].duration_ok && rows[0].throughput_ok);
+    CHECK(rows[0].memory_mb > 7000 && fabs(rows[0].memory_delta_mb) < 1);
+    out = capture(vlm_bench_print_targets, &r);
+    CHECK(strstr(out, "CPU peak 7000.1 < 2048 MB FAIL (delta 0.1)"));
+    free(out);
+    set_cpu_peak(&r, 0);
+    for (int j = 0; j < 3; j++) r.images[0].modes[1].runs[j].m[VLM_BM_CPU_PEAK_MEM] = 2048;
     CHECK_OK(vlm_bench_finish(&r));
     n = vlm_bench_targets_eval(&r, rows, 9);
-    CHECK(n == 2 && rows[1].memory_mb == 2048 && !rows[1].memory_ok && !rows[1].pass);
+    CHECK(n == 2 && rows[1].memory_mb == 2048 && !rows[1].memory_ok && !rows[1].pass && rows[0].memory_ok);
     vlm_bench_results_free(&r);
 
     /* cuda: production for every mode, optimized (GPU + ONNX vision) for run_onnx; memory = gpu_peak_memory */

@@ -203,7 +203,7 @@ int main(void) {
         fprintf(stderr, "test_cuda skipped: %s\n", why);
         return 77;
     }
-    if (vlm_backend_create(VLM_DEV_CUDA, &g_be) != VLM_OK) {
+    if (vlm_backend_create(VLM_DEV_CUDA, NULL, &g_be) != VLM_OK) {
         fprintf(stderr, "cannot create the CUDA backend: %s\n", vlm_last_error());
         return 1;
     }
@@ -215,7 +215,7 @@ int main(void) {
     RUN(test_find_nonfinite);
     vlm_backend_destroy(g_be);
     setenv("VLM_CUDA_GEMM_F32", "1", 1); /* the parity GEMM */
-    if (vlm_backend_create(VLM_DEV_CUDA, &g_be) == VLM_OK) {
+    if (vlm_backend_create(VLM_DEV_CUDA, NULL, &g_be) == VLM_OK) {
         g_test_name = "f32 gemm";
         matmul_case(VLM_DT_BF16, 50, 96, 136, 1e-5f);
         vlm_backend_destroy(g_be);

@@ -120,13 +120,13 @@ static void on_done(void *user, vlm_request_id id, vlm_status status, const char
     if (res) {
         o->stop = res->stop;
         o->n_input = res->n_input < 1024 ? res->n_input : 1024;
-        memcpy(o->input_ids, res->input_ids, (size_t)o->n_input * sizeof(int32_t));
+        if (o->n_input) memcpy(o->input_ids, res->input_ids, (size_t)o->n_input * sizeof(int32_t));
         o->n_total = res->n_generated;
         o->n_generated = res->n_generated < 256 ? res->n_generated : 256;
-        memcpy(o->generated, res->generated_ids, (size_t)o->n_generated * sizeof(int32_t));
+        if (o->n_generated) memcpy(o->generated, res->generated_ids, (size_t)o->n_generated * sizeof(int32_t));
         snprintf(o->text, sizeof o->text, "%s", res->text);
         o->n_images = res->n_images < 4 ? res->n_images : 4;
-        if (o->n_images) memcpy(o->images, res->images, (size_t)o->n_images * sizeof *o->images);
+        if (o->n_images) memcpy(o->images, res->images, (size_t)o->n_images * sizeof *o->images); /* NULL when 0 */
         o->timings = res->timings;
         o->times_ok = 1;
         for (int i = 0; i < res->n_generated; i++)

@@ -17,7 +17,7 @@ static void test_check_finite(void) {
     float *x = malloc(sizeof(float) * R * C);
     for (int i = 0; i < R * C; i++) x[i] = (float)i * 1e-3f;
     vlm_backend *be = NULL;
-    CHECK_OK(vlm_backend_create(VLM_DEV_CPU, &be));
+    CHECK_OK(vlm_backend_create(VLM_DEV_CPU, NULL, &be));
     CHECK_OK(vlm_check_finite(NULL, x, R, C, "host"));
     if (be) CHECK_OK(vlm_check_finite(be, x, R, C, "cpu"));
     const float bad[] = {NAN, INFINITY, -INFINITY};

@@ -39,6 +39,7 @@ static int json_pair(const cJSON *o, const char *key, int out[2]) {
 }
 
 static int g_cases, g_images, g_rgb_hashes, g_pv_hashes;
+static vlm_pool *g_pool; /* every core, as a model's backend has */
 
 static void check_pixel_values(const char *name, const vlm_safetensors *st, const float *pv, int64_t n, int dim,
                                const cJSON *expected) {
@@ -143,7 +144,7 @@ static void run_case(const char *name) {
             CHECK_MSG(!strcmp(got, want), "%s/%s: decoded RGB SHA-256 %s, expected %s", name, files[i], got, want);
             g_rgb_hashes += !strcmp(got, want);
         }
-        s = vlm_preprocess_image(&img, &cfg, 0, 0, &pv[i]);
+        s = vlm_preprocess_image(&img, &cfg, 0, 0, g_pool, &pv[i]);
         vlm_image_free(&img);
         CHECK_MSG(s == VLM_OK, "%s: %s", name, vlm_last_error());
         if (s != VLM_OK) goto out;
@@ -206,6 +207,8 @@ static void test_all_cases(void) {
 }
 
 int main(void) {
+    if (vlm_pool_create(0, &g_pool) != VLM_OK) return 1;
     RUN(test_all_cases);
+    vlm_pool_free(g_pool);
     return test_summary();
 }

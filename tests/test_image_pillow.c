@@ -50,7 +50,7 @@ static void check_resize(const char *file, int iw, int ih, int ow, int oh, const
         return;
     }
     vlm_image in = {iw, ih, (uint8_t *)data}, a, b;
-    CHECK_OK(vlm_image_resize_bicubic(&in, ow, oh, &a));
+    CHECK_OK(vlm_image_resize_bicubic(&in, ow, oh, NULL, &a));
     CHECK_OK(vlm_image_resize_bicubic_ref(&in, ow, oh, &b));
     if (a.rgb && b.rgb) {
         char ga[65], gb[65];

@@ -82,7 +82,7 @@ static void test_resize_simd_matches_reference(void) {
                                    {64, 64, 64, 65},  {64, 64, 65, 64},   {129, 257, 140, 252}, {300, 200, 1000, 700}};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         vlm_image in = random_image(sizes[i][0], sizes[i][1], &rng, (int)(i & 1)), a, b;
-        CHECK_OK(vlm_image_resize_bicubic(&in, sizes[i][2], sizes[i][3], &a));
+        CHECK_OK(vlm_image_resize_bicubic(&in, sizes[i][2], sizes[i][3], NULL, &a));
         CHECK_OK(vlm_image_resize_bicubic_ref(&in, sizes[i][2], sizes[i][3], &b));
         CHECK_MSG(same(&a, &b), "%dx%d -> %dx%d", sizes[i][0], sizes[i][1], sizes[i][2], sizes[i][3]);
         vlm_image_free(&a);
@@ -94,7 +94,7 @@ static void test_resize_simd_matches_reference(void) {
         int iw = 1 + (int)((test_rand(&rng) + 1) * 150), ih = 1 + (int)((test_rand(&rng) + 1) * 150);
         int ow = 1 + (int)((test_rand(&rng) + 1) * 150), oh = 1 + (int)((test_rand(&rng) + 1) * 150);
         vlm_image in = random_image(iw, ih, &rng, t & 1), a, b;
-        CHECK_OK(vlm_image_resize_bicubic(&in, ow, oh, &a));
+        CHECK_OK(vlm_image_resize_bicubic(&in, ow, oh, NULL, &a));
         CHECK_OK(vlm_image_resize_bicubic_ref(&in, ow, oh, &b));
         CHECK_MSG(same(&a, &b), "%dx%d -> %dx%d", iw, ih, ow, oh);
         vlm_image_free(&a);
@@ -107,20 +107,20 @@ static void test_resize_properties(void) {
     uint64_t rng = 3;
     vlm_image in = random_image(37, 23, &rng, 0), out;
     /* the same size: an exact copy (Pillow returns a copy too) */
-    CHECK_OK(vlm_image_resize_bicubic(&in, 37, 23, &out));
+    CHECK_OK(vlm_image_resize_bicubic(&in, 37, 23, NULL, &out));
     CHECK(same(&in, &out));
     vlm_image_free(&out);
     /* a constant image stays constant, whatever the scale (weights sum to 1) */
     memset(in.rgb, 200, 37 * 23 * 3);
-    CHECK_OK(vlm_image_resize_bicubic(&in, 300, 5, &out));
+    CHECK_OK(vlm_image_resize_bicubic(&in, 300, 5, NULL, &out));
     int ok = 1;
     for (size_t i = 0; i < 300 * 5 * 3; i++) ok &= out.rgb[i] == 200;
     CHECK(ok);
     vlm_image_free(&out);
-    CHECK_ERR(vlm_image_resize_bicubic(&in, 0, 5, &out), VLM_ERR_INVALID, "output size");
+    CHECK_ERR(vlm_image_resize_bicubic(&in, 0, 5, NULL, &out), VLM_ERR_INVALID, "output size");
     vlm_image_free(&in);
     vlm_image empty = {0};
-    CHECK_ERR(vlm_image_resize_bicubic(&empty, 5, 5, &out), VLM_ERR_INVALID, "empty");
+    CHECK_ERR(vlm_image_resize_bicubic(&empty, 5, 5, NULL, &out), VLM_ERR_INVALID, "empty");
 }
 
 /* Each pixel value is the same function of (x, y, channel), so every pixel_values entry says where
@@ -138,7 +138,7 @@ static void check_layout(int P, int M, int T, int gw_blocks, int gh_blocks) {
             for (int ch = 0; ch < 3; ch++)
                 img.rgb[((size_t)y * W + x) * 3 + ch] = (uint8_t)((x * 7 + y * 3 + ch * 50) & 255);
     vlm_pixel_values pv;
-    CHECK_OK(vlm_image_patchify(&img, &c, &pv));
+    CHECK_OK(vlm_image_patchify(&img, &c, NULL, &pv));
     CHECK(pv.n_patches == gw * gh && pv.patch_dim == dim);
     CHECK(pv.grid.t == 1 && pv.grid.h == gh && pv.grid.w == gw);
     int bad = 0;
@@ -158,7 +158,7 @@ static void check_layout(int P, int M, int T, int gw_blocks, int gh_blocks) {
     CHECK_MSG(bad == 0, "patch %d merge %d frames %d: %d misplaced values", P, M, T, bad);
     vlm_pixel_values_free(&pv);
     img.width = W - 1; /* fits in the buffer, no longer a multiple */
-    CHECK_ERR(vlm_image_patchify(&img, &c, &pv), VLM_ERR_INVALID, "is not a multiple of");
+    CHECK_ERR(vlm_image_patchify(&img, &c, NULL, &pv), VLM_ERR_INVALID, "is not a multiple of");
     img.width = W;
     vlm_image_free(&img);
 }
@@ -177,7 +177,7 @@ static void test_rescale_normalize_values(void) {
     CHECK_OK(vlm_image_alloc(&img, 28, 28));
     for (int i = 0; i < 28 * 28; i++) img.rgb[3 * i] = (uint8_t)i, img.rgb[3 * i + 1] = 255, img.rgb[3 * i + 2] = 0;
     vlm_pixel_values pv;
-    CHECK_OK(vlm_image_patchify(&img, &c, &pv));
+    CHECK_OK(vlm_image_patchify(&img, &c, NULL, &pv));
     /* row 0 = patch (0,0); channel 0, frame 0, pixel (0,1) holds level 1 */
     float v1 = (float)(1.0 * (1.0 / 255.0));
     CHECK(pv.data[1] == (v1 - 0.48145466f) / 0.26862954f);
@@ -186,7 +186,7 @@ static void test_rescale_normalize_values(void) {
     CHECK(pv.data[196 + 1] == pv.data[1]);                     /* frame 1 repeats frame 0 */
     vlm_pixel_values_free(&pv);
     c.do_normalize = 0;
-    CHECK_OK(vlm_image_patchify(&img, &c, &pv));
+    CHECK_OK(vlm_image_patchify(&img, &c, NULL, &pv));
     CHECK(pv.data[1] == v1 && pv.data[392] == 1.0f);
     vlm_pixel_values_free(&pv);
     vlm_image_free(&img);
@@ -197,29 +197,29 @@ static void test_preprocess_errors_and_overrides(void) {
     uint64_t rng = 9;
     vlm_image img = random_image(200, 100, &rng, 1);
     vlm_pixel_values pv;
-    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 0, &pv));
+    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 0, NULL, &pv));
     CHECK(pv.resized_h == 112 && pv.resized_w == 196 && pv.n_patches == 8 * 14);
     vlm_pixel_values_free(&pv);
     /* a min_pixels override scales up, a max_pixels override scales down */
-    CHECK_OK(vlm_preprocess_image(&img, &c, 200000, 0, &pv));
+    CHECK_OK(vlm_preprocess_image(&img, &c, 200000, 0, NULL, &pv));
     CHECK((long long)pv.resized_h * pv.resized_w >= 200000 && pv.resized_h == 336 && pv.resized_w == 644);
     vlm_pixel_values_free(&pv);
-    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 5000, &pv));
+    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 5000, NULL, &pv));
     CHECK(pv.resized_h == 28 && pv.resized_w == 84);
     vlm_pixel_values_free(&pv);
-    CHECK_ERR(vlm_preprocess_image(&img, &c, 9000, 5000, &pv), VLM_ERR_INVALID, "min_pixels 9000");
-    CHECK_ERR(vlm_preprocess_image(&img, &c, -1, 0, &pv), VLM_ERR_INVALID, "must be positive");
+    CHECK_ERR(vlm_preprocess_image(&img, &c, 9000, 5000, NULL, &pv), VLM_ERR_INVALID, "min_pixels 9000");
+    CHECK_ERR(vlm_preprocess_image(&img, &c, -1, 0, NULL, &pv), VLM_ERR_INVALID, "must be positive");
     vlm_image_free(&img);
     /* too small for the processor, and too elongated */
     img = random_image(3, 3, &rng, 0);
-    CHECK_ERR(vlm_preprocess_image(&img, &c, 0, 0, &pv), VLM_ERR_INVALID, "too small");
+    CHECK_ERR(vlm_preprocess_image(&img, &c, 0, 0, NULL, &pv), VLM_ERR_INVALID, "too small");
     CHECK(pv.data == NULL);
     vlm_image_free(&img);
     img = random_image(1000, 4, &rng, 0);
-    CHECK_ERR(vlm_preprocess_image(&img, &c, 0, 0, &pv), VLM_ERR_INVALID, "aspect ratio");
+    CHECK_ERR(vlm_preprocess_image(&img, &c, 0, 0, NULL, &pv), VLM_ERR_INVALID, "aspect ratio");
     vlm_image_free(&img);
     img = random_image(4, 4, &rng, 0);
-    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 0, &pv));
+    CHECK_OK(vlm_preprocess_image(&img, &c, 0, 0, NULL, &pv));
     CHECK(pv.resized_h == 56 && pv.resized_w == 56);
     vlm_pixel_values_free(&pv);
     vlm_image_free(&img);
@@ -238,11 +238,11 @@ static void test_fused_matches_separate_steps(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         vlm_image img = random_image((int)cases[i][0], (int)cases[i][1], &rng, (int)(i & 1)), ref;
         vlm_pixel_values got, want;
-        CHECK_OK(vlm_preprocess_image(&img, &c, cases[i][2], cases[i][3], &got));
+        CHECK_OK(vlm_preprocess_image(&img, &c, cases[i][2], cases[i][3], NULL, &got));
         int rh, rw;
         CHECK_OK(vlm_smart_resize(img.height, img.width, 28, cases[i][2], cases[i][3], &rh, &rw));
         CHECK_OK(vlm_image_resize_bicubic_ref(&img, rw, rh, &ref));
-        CHECK_OK(vlm_image_patchify(&ref, &c, &want));
+        CHECK_OK(vlm_image_patchify(&ref, &c, NULL, &want));
         CHECK_MSG(got.data && want.data && got.n_patches == want.n_patches &&
                       !memcmp(got.data, want.data, (size_t)got.n_patches * got.patch_dim * sizeof(float)),
                   "%lldx%lld -> %dx%d", cases[i][0], cases[i][1], rw, rh);

@@ -18,6 +18,14 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/ref.h"
 
+/* The kernels' context: a pool of the threads set_threads asked for (0: every core). */
+static vlm_cpu_ctx g_ctx;
+static void set_threads(int n) {
+    vlm_pool_free(g_ctx.pool);
+    g_ctx.pool = NULL;
+    if (vlm_pool_create(n, &g_ctx.pool) != VLM_OK) g_ctx.pool = NULL; /* one thread */
+}
+
 static uint64_t g_seed = 12345;
 
 static float *rand_floats(size_t n, float scale) {
@@ -63,7 +71,7 @@ static void check_matmul(vlm_dtype dt, int M, int64_t N, int64_t K, int with_bia
     vlm_ref_matmul(ref, x, &w, bias, M);
     FOR_EACH_PATH({
         for (size_t i = 0; i < (size_t)M * N; i++) got[i] = -777.0f; /* every output must be written */
-        vlm_cpu_matmul(got, x, &w, bias, M);
+        vlm_cpu_matmul(&g_ctx, got, x, &w, bias, M);
         char what[160];
         snprintf(what, sizeof what, "matmul %s %s M=%d N=%lld K=%lld bias=%d", path, vlm_dtype_name(dt), M,
                  (long long)N, (long long)K, with_bias);
@@ -85,20 +93,20 @@ static void test_gemv_shapes(void) {
 static void test_gemv_threads(void) {
     /* big enough to be split across threads, with odd splits */
     for (int threads = 1; threads <= 3; threads++) {
-        vlm_set_threads(threads);
+        set_threads(threads);
         for (size_t d = 0; d < 3; d++) {
             check_matmul(k_dtypes[d], 1, 517, 300, 1);
             check_matmul(k_dtypes[d], 3, 1000, 129, 0);
             check_matmul(k_dtypes[d], 8, 333, 2048, 1);
-            check_matmul(k_dtypes[d], 5, 40, 5001, 1); /* x in k chunks, the last one with a tail */
+            check_matmul(k_dtypes[d], 5, 40, 7001, 1); /* x in k chunks, the last one with a tail */
             check_matmul(k_dtypes[d], 1, 37, 11008, 0);
         }
     }
-    vlm_set_threads(0);
+    set_threads(0);
 }
 
 static void test_gemm_shapes(void) {
-    static const int Ms[] = {9, 13, 14, 15, 29, 64};
+    static const int Ms[] = {9, 29, 64, 65, 70, 71, 83}; /* the GEMM from 65 rows (VLM_CPU_SMALL_M) */
     static const int64_t Ns[] = {1, 16, 31, 32, 33, 70};
     static const int64_t Ks[] = {1, 15, 16, 17, 100, 256, 257};
     for (size_t d = 0; d < 3; d++)
@@ -111,14 +119,14 @@ static void test_gemm_shapes(void) {
 static void test_gemm_blocks(void) {
     /* crosses the KC (256) and MC (at most 1400 rows) blocks with tails in every dimension */
     for (int threads = 1; threads <= 3; threads += 2) {
-        vlm_set_threads(threads);
+        set_threads(threads);
         for (size_t d = 0; d < 3; d++) check_matmul(k_dtypes[d], 700, 70, 600, 1);
         check_matmul(VLM_DT_BF16, 100, 1000, 1176, 1);
         check_matmul(VLM_DT_BF16, 50, 200, 3420, 0);
         check_matmul(VLM_DT_F16, 1500, 40, 300, 1);
         check_matmul(VLM_DT_BF16, 2900, 33, 20, 0);
     }
-    vlm_set_threads(0);
+    set_threads(0);
 }
 
 /* AMX with the activations in 3, 2 or 1 bf16 parts (BF16 weights only): 3 parts is as accurate as
@@ -130,7 +138,7 @@ static void check_matmul_amx(int parts, int M, int64_t N, int64_t K, int with_bi
     vlm_ref_matmul(ref, x, &w, bias, M);
     for (size_t i = 0; i < (size_t)M * N; i++) got[i] = -777.0f;
     vlm_cpu_set_amx_parts(parts);
-    vlm_cpu_matmul(got, x, &w, bias, M);
+    vlm_cpu_matmul(&g_ctx, got, x, &w, bias, M);
     char what[160];
     snprintf(what, sizeof what, "matmul amx parts=%d M=%d N=%lld K=%lld bias=%d", parts, M, (long long)N, (long long)K,
              with_bias);
@@ -145,7 +153,7 @@ static void test_matmul_amx(void) {
         return;
     }
     int saved = vlm_cpu_amx_parts();
-    static const int Ms[] = {9, 16, 31, 33, 64, 100};
+    static const int Ms[] = {65, 80, 96, 97, 100}; /* AMX runs from 65 rows (VLM_CPU_SMALL_M) */
     static const int64_t Ns[] = {1, 15, 16, 17, 32, 33, 70};
     static const int64_t Ks[] = {1, 31, 32, 33, 100, 513};
     for (int parts = 1; parts <= 3; parts++)
@@ -155,7 +163,7 @@ static void test_matmul_amx(void) {
                     check_matmul_amx(parts, Ms[mi], Ns[ni], Ks[ki], (int)((mi + ni + ki) & 1));
     /* several k blocks (1344 .. 4096 k per block), row blocks (128 .. 1024 rows), packings, threads */
     for (int threads = 1; threads <= 3; threads += 2) {
-        vlm_set_threads(threads);
+        set_threads(threads);
         for (int parts = 1; parts <= 3; parts++) {
             check_matmul_amx(parts, 300, 100, 5000, 1);
             check_matmul_amx(parts, 1100, 70, 40, 0);
@@ -163,8 +171,73 @@ static void test_matmul_amx(void) {
         }
         check_matmul_amx(3, 4200, 40, 1400, 1); /* more rows than one packing (32 MiB) holds */
     }
-    vlm_set_threads(0);
+    set_threads(0);
     vlm_cpu_set_amx_parts(saved);
+}
+
+/* --precision bf16: activations rounded to bf16 (nearest even), products exact, f32 sums. The
+ * reference is the f32 product of the rounded activations, to the f32 tolerance. */
+static void check_matmul_bf16(int M, int64_t N, int64_t K, int with_bias) {
+    vlm_tensor w = rand_weight(VLM_DT_BF16, N, K, 1.0f);
+    float *x = rand_floats((size_t)M * K, 1.0f), *bias = with_bias ? rand_floats((size_t)N, 1.0f) : NULL;
+    float *xr = malloc(sizeof(float) * (size_t)M * K);
+    float *ref = malloc(sizeof(float) * (size_t)M * N), *got = malloc(sizeof(float) * (size_t)M * N);
+    for (size_t i = 0; i < (size_t)M * K; i++) xr[i] = vlm_bf16_to_f32(vlm_f32_to_bf16(x[i]));
+    vlm_ref_matmul(ref, xr, &w, bias, M);
+    g_ctx.bf16 = 1;
+    FOR_EACH_PATH({
+        for (size_t i = 0; i < (size_t)M * N; i++) got[i] = -777.0f;
+        vlm_cpu_matmul(&g_ctx, got, x, &w, bias, M);
+        char what[160];
+        snprintf(what, sizeof what, "matmul bf16 precision %s M=%d N=%lld K=%lld", path, M, (long long)N, (long long)K);
+        /* the AVX2 path has no bf16 kernel: f32-exact, within 2^-8 relative per product of it */
+        float rtol = !strcmp(path, "avx2") || !vlm_cpu()->avx512_bf16 ? 8e-3f : 2e-6f * sqrtf((float)K) + 1e-6f;
+        test_close(what, got, ref, (size_t)M * N, rtol, 1e-6f);
+    });
+    g_ctx.bf16 = 0;
+    free(w.data), free(x), free(xr), free(bias), free(ref), free(got);
+}
+
+static void test_matmul_bf16(void) {
+    vlm_cpu_set_amx_parts(0);
+    check_matmul_bf16(65, 70, 257, 1); /* odd K: the last pair half zero */
+    check_matmul_bf16(100, 33, 32, 0);
+    check_matmul_bf16(300, 130, 600, 1); /* several KC blocks */
+    check_matmul_bf16(8, 40, 300, 1);    /* small M: the vdpbf16ps tiles */
+    check_matmul_bf16(1, 77, 33, 0);
+    check_matmul_bf16(20, 130, 2048, 1);
+    set_threads(3);
+    check_matmul_bf16(700, 517, 1176, 1);
+    set_threads(0);
+}
+
+/* Batch invariance (what the engine's continuous batching relies on): up to VLM_CPU_SMALL_M rows,
+ * a row's result is bitwise the same whatever the other rows and their number, in each precision
+ * and for every weight dtype, quantized ones included (quant_matmul.c). */
+static void test_batch_invariance(void) {
+    static const int Ms[] = {1, 2, 3, 5, 8, 9, 16, 17, 32, 64};
+    static const vlm_dtype dts[] = {VLM_DT_F32, VLM_DT_F16, VLM_DT_BF16};
+    const int64_t N = 45, K = 6144 + 100; /* K over the GEMV's L1 chunk (6144); N: 4-row tiles and a tail */
+    for (size_t d = 0; d < 3; d++)
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            vlm_tensor w = rand_weight(dts[d], N, K, 1.0f);
+            float *x = rand_floats((size_t)64 * K, 1.0f), *bias = rand_floats((size_t)N, 1.0f);
+            float *one = malloc(sizeof(float) * 64 * (size_t)N), *many = malloc(sizeof(float) * 64 * (size_t)N);
+            g_ctx.bf16 = bf16;
+            FOR_EACH_PATH({
+                for (int m = 0; m < 64; m++)
+                    vlm_cpu_matmul(&g_ctx, one + (size_t)m * N, x + (size_t)m * K, &w, bias, 1);
+                for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+                    int M = Ms[mi], off = 64 - M; /* the last M rows, so row m of the batch is row off + m */
+                    vlm_cpu_matmul(&g_ctx, many, x + (size_t)off * K, &w, bias, M);
+                    CHECK_MSG(!memcmp(many, one + (size_t)off * N, sizeof(float) * (size_t)M * N),
+                              "batch invariance %s %s bf16=%d: M=%d differs from M=1", path, vlm_dtype_name(dts[d]),
+                              bf16, M);
+                }
+            });
+            g_ctx.bf16 = 0;
+            free(w.data), free(x), free(bias), free(one), free(many);
+        }
 }
 
 static void test_matmul_bad_dtype(void) {
@@ -173,7 +246,7 @@ static void test_matmul_bad_dtype(void) {
     int32_t data[32] = {0};
     w.data = data;
     float x[8] = {1}, y[4] = {0};
-    vlm_cpu_matmul(y, x, &w, NULL, 1);
+    vlm_cpu_matmul(&g_ctx, y, x, &w, NULL, 1);
     for (int i = 0; i < 4; i++) CHECK(isnan(y[i]));
 }
 
@@ -190,7 +263,7 @@ static void check_attention(const char *what, vlm_attn_params p, float qscale) {
         /* the strided layout leaves gaps the kernel must not write; mark the rows it must */
         for (size_t i = 0; i < nq; i++)
             for (int d = 0; d < p.n_heads * hd; d++) got[i * p.out_stride + d] = -777.0f;
-        vlm_cpu_attention(got, q, k, v, &p);
+        vlm_cpu_attention(&g_ctx, got, q, k, v, &p);
         char msg[200];
         snprintf(msg, sizeof msg, "%s %s n_q=%d n_kv=%d q_pos0=%d heads=%d/%d hd=%d", what, path, p.n_q, p.n_kv,
                  p.q_pos0, p.n_heads, p.n_kv_heads, hd);
@@ -257,14 +330,14 @@ static void test_attention_causal(void) {
 
 static void test_attention_threads(void) {
     for (int threads = 1; threads <= 3; threads += 2) {
-        vlm_set_threads(threads);
+        set_threads(threads);
         check_attention("prefill t", attn_params(129, 129, 16, 2, 128, 1, 0), 1.0f);
         check_attention("full t", attn_params(257, 257, 4, 4, 80, 0, 0), 1.0f);
         /* decode with fewer kv heads than threads: the key range split across threads, merged */
         check_attention("decode split", attn_params(1, 2000, 16, 2, 128, 1, 1999), 2.0f);
         check_attention("decode split 1 kv", attn_params(1, 3000, 3, 1, 64, 1, 1234), 2.0f);
     }
-    vlm_set_threads(0);
+    set_threads(0);
 }
 
 /* Paged keys and values: the same keys scattered over a pool in shuffled blocks and read through a
@@ -291,8 +364,8 @@ static void check_paged(const char *what, vlm_attn_params p, int bs) {
     pp.kv_blocks = table;
     pp.kv_block_size = bs;
     FOR_EACH_PATH({
-        vlm_cpu_attention(want, q, k, v, &p);
-        vlm_cpu_attention(got, q, kp, vp, &pp);
+        vlm_cpu_attention(&g_ctx, want, q, k, v, &p);
+        vlm_cpu_attention(&g_ctx, got, q, kp, vp, &pp);
         CHECK_MSG(!memcmp(got, want, sizeof(float) * nq * p.out_stride), "%s %s (blocks of %d): paged != contiguous",
                   what, path, bs);
     });
@@ -305,7 +378,7 @@ static void check_paged(const char *what, vlm_attn_params p, int bs) {
 static void test_attention_paged(void) {
     static const int sizes[] = {16, 5, 128};
     for (int threads = 1; threads <= 3; threads += 2) {
-        vlm_set_threads(threads);
+        set_threads(threads);
         for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
             check_paged("prefill chunk", attn_params(37, 237, 16, 2, 128, 1, 200), sizes[i]);
             check_paged("decode", attn_params(1, 1000, 16, 2, 128, 1, 999), sizes[i]);
@@ -316,15 +389,15 @@ static void test_attention_paged(void) {
     vlm_cpu_kernels_test_no_scratch(1);
     check_paged("fallback", attn_params(5, 300, 4, 2, 64, 1, 295), 16);
     vlm_cpu_kernels_test_no_scratch(0);
-    vlm_set_threads(0);
+    set_threads(0);
 }
 
 /* Without scratch memory every kernel falls back to a path that needs none: same results. */
 static void test_no_scratch_fallbacks(void) {
     vlm_cpu_kernels_test_no_scratch(1);
-    vlm_set_threads(3);
+    set_threads(3);
     check_matmul(VLM_DT_BF16, 3, 100, 300, 1); /* GEMV without the reordered x */
-    check_matmul(VLM_DT_BF16, 30, 70, 300, 1); /* GEMM as GEMV groups */
+    check_matmul(VLM_DT_BF16, 80, 70, 300, 1); /* GEMM as GEMV groups */
     check_matmul(VLM_DT_F16, 20, 33, 65, 0);
     if (vlm_cpu_amx_available()) check_matmul_amx(3, 40, 70, 100, 1);
     vlm_cpu_set_amx_parts(0);
@@ -335,7 +408,7 @@ static void test_no_scratch_fallbacks(void) {
     p.segments = segs;
     p.n_segments = 2;
     check_attention("fallback windows", p, 1.0f);
-    vlm_set_threads(0);
+    set_threads(0);
     vlm_cpu_kernels_test_no_scratch(0);
 }
 
@@ -351,17 +424,17 @@ static void test_norms(void) {
             char what[64];
             snprintf(what, sizeof what, "rmsnorm M=%d D=%d", M, D);
             vlm_ref_rmsnorm(ref, x, w, M, D, 1e-6f);
-            vlm_cpu_rmsnorm(got, x, w, M, D, 1e-6f);
+            vlm_cpu_rmsnorm(&g_ctx, got, x, w, M, D, 1e-6f);
             test_close(what, got, ref, n, 1e-6f, 1e-7f);
             for (int with_b = 0; with_b < 2; with_b++) {
                 snprintf(what, sizeof what, "layernorm M=%d D=%d bias=%d", M, D, with_b);
                 vlm_ref_layernorm(ref, x, w, with_b ? b : NULL, M, D, 1e-5f);
-                vlm_cpu_layernorm(got, x, w, with_b ? b : NULL, M, D, 1e-5f);
+                vlm_cpu_layernorm(&g_ctx, got, x, w, with_b ? b : NULL, M, D, 1e-5f);
                 test_close(what, got, ref, n, 2e-6f, 1e-7f);
             }
             /* in place, as the models call it */
             memcpy(got, x, sizeof(float) * n);
-            vlm_cpu_rmsnorm(got, got, w, M, D, 1e-6f);
+            vlm_cpu_rmsnorm(&g_ctx, got, got, w, M, D, 1e-6f);
             vlm_ref_rmsnorm(ref, x, w, M, D, 1e-6f);
             test_close("rmsnorm in place", got, ref, n, 1e-6f, 1e-7f);
             free(x), free(w), free(b), free(ref), free(got);
@@ -378,7 +451,7 @@ static void test_rope(void) {
         float *ref = malloc(sizeof(float) * n);
         memcpy(ref, x, sizeof(float) * n);
         vlm_ref_rope(ref, stride, c, s, M, H, hd);
-        vlm_cpu_rope(x, stride, c, s, M, H, hd);
+        vlm_cpu_rope(&g_ctx, x, stride, c, s, M, H, hd);
         test_close("rope", x, ref, n, 1e-6f, 1e-7f);
         free(x), free(c), free(s), free(ref);
     }
@@ -412,19 +485,19 @@ static void test_activations(void) {
         FOR_EACH_PATH({
             char what[64];
             for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_silu(x[i]) * u[i];
-            vlm_cpu_swiglu(got, x, u, len);
+            vlm_cpu_swiglu(&g_ctx, got, x, u, len);
             snprintf(what, sizeof what, "swiglu %s n=%zu", path, len);
             check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
             for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_gelu(x[i]), got[i] = x[i];
-            vlm_cpu_gelu(got, len);
+            vlm_cpu_gelu(&g_ctx, got, len);
             snprintf(what, sizeof what, "gelu %s n=%zu", path, len);
             check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
             for (size_t i = 0; i < len; i++) ref[i] = vlm_ref_quick_gelu(x[i]), got[i] = x[i];
-            vlm_cpu_quick_gelu(got, len);
+            vlm_cpu_quick_gelu(&g_ctx, got, len);
             snprintf(what, sizeof what, "quick_gelu %s n=%zu", path, len);
             check_activation(what, x, got, ref, len, 2e-6f, 1e-7f);
             for (size_t i = 0; i < len; i++) ref[i] = u[i] + x[i], got[i] = u[i];
-            vlm_cpu_add(got, x, len);
+            vlm_cpu_add(&g_ctx, got, x, len);
             check_activation("add", x, got, ref, len, 0.0f, 0.0f);
         });
     free(x), free(u), free(got), free(ref);
@@ -432,7 +505,7 @@ static void test_activations(void) {
 
 static void test_embed_gather(void) {
     vlm_backend *be = NULL;
-    CHECK_OK(vlm_cpu_backend_create(&be));
+    CHECK_OK(vlm_cpu_backend_create(NULL, &be));
     if (!be) return;
     int32_t ids[] = {0, 5, 99, 5, 42, 1, 0, 77};
     int n = 8;
@@ -458,6 +531,7 @@ static void test_embed_gather(void) {
 int main(void) {
     fprintf(stderr, "CPU: %s, AVX-512 kernels: %s, AMX: %s\n", vlm_cpu_name(), vlm_cpu_kernels_avx512() ? "yes" : "no",
             vlm_cpu_amx_available() ? "yes" : "no");
+    set_threads(0);
     vlm_cpu_set_amx_parts(0); /* the FMA kernels first; test_matmul_amx covers AMX */
     RUN(test_gemv_shapes);
     RUN(test_gemv_threads);
@@ -465,6 +539,8 @@ int main(void) {
     RUN(test_gemm_blocks);
     RUN(test_matmul_bad_dtype);
     RUN(test_matmul_amx);
+    RUN(test_matmul_bf16);
+    RUN(test_batch_invariance);
     RUN(test_attention_vision);
     RUN(test_attention_causal);
     RUN(test_attention_threads);

@@ -85,11 +85,13 @@ static void test_block_hashes(void) {
     CHECK_OK(vlm_block_hashes(ids2, 48, 16, (const uint8_t(*)[32])img, (const int32_t(*)[3])grid, start, tokens, 1, b));
     CHECK(!memcmp(a, b, sizeof a)); /* same tokens and image: same identities */
     /* another image with the same pads: block 0 is the same, blocks 1 and 2 differ */
-    CHECK_OK(vlm_block_hashes(ids2, 48, 16, (const uint8_t(*)[32])img2, (const int32_t(*)[3])grid, start, tokens, 1, b));
+    CHECK_OK(
+        vlm_block_hashes(ids2, 48, 16, (const uint8_t(*)[32])img2, (const int32_t(*)[3])grid, start, tokens, 1, b));
     CHECK(!memcmp(&a[0], &b[0], sizeof a[0]) && memcmp(&a[1], &b[1], sizeof a[1]) && memcmp(&a[2], &b[2], sizeof a[2]));
     /* another grid: the same */
     int32_t grid2[1][3] = {{1, 10, 4}};
-    CHECK_OK(vlm_block_hashes(ids2, 48, 16, (const uint8_t(*)[32])img, (const int32_t(*)[3])grid2, start, tokens, 1, b));
+    CHECK_OK(
+        vlm_block_hashes(ids2, 48, 16, (const uint8_t(*)[32])img, (const int32_t(*)[3])grid2, start, tokens, 1, b));
     CHECK(!memcmp(&a[0], &b[0], sizeof a[0]) && memcmp(&a[1], &b[1], sizeof a[1]));
     /* a token changed in block 0 changes every identity after it (chained) */
     ids2[3] = 7;
@@ -104,7 +106,7 @@ static void test_block_hashes(void) {
 
 static void test_image_caches(void) {
     vlm_backend *be = NULL;
-    CHECK_OK(vlm_cpu_backend_create(&be));
+    CHECK_OK(vlm_cpu_backend_create(NULL, &be)); /* NULL: every core */
     if (!be) return;
     vlm_image_cache c;
     vlm_image_cache_init(&c, be, 3 * 10 * 4 * sizeof(float)); /* three entries of 10 rows of 4 */

@@ -12,6 +12,14 @@
 #include "kernels/cpu/quant_kernels.h"
 #include "tensor/quant.h"
 
+/* The kernels' context: a pool of the threads set_threads asked for (0: every core). */
+static vlm_cpu_ctx g_ctx;
+static void set_threads(int n) {
+    vlm_pool_free(g_ctx.pool);
+    g_ctx.pool = NULL;
+    if (vlm_pool_create(n, &g_ctx.pool) != VLM_OK) g_ctx.pool = NULL; /* one thread */
+}
+
 static uint64_t g_rng = 12345;
 
 typedef struct {
@@ -95,7 +103,7 @@ static void check_shape(vlm_qpath p, vlm_dtype t, int64_t N, int64_t K, int M, i
     int8_t *q = malloc((size_t)K);
     float *d = malloc(sizeof(float) * (size_t)nb), *s = malloc(sizeof(float) * (size_t)nb);
     vlm_cpu_quant_set_path(p);
-    vlm_cpu_matmul_quant(y, x, &m.w, bias, M);
+    vlm_cpu_matmul_quant(&g_ctx, y, x, &m.w, bias, M);
     vlm_cpu_quant_set_path(VLM_QPATH_AUTO);
     size_t rb = vlm_dtype_row_bytes(t, K);
     int bad_ref = 0, bad_f32 = 0;
@@ -173,16 +181,16 @@ static void test_dispatch_and_threads(void) {
     qmat m = make_qmat(VLM_DT_Q4_0, 101, 1024, 0.05f);
     float *x = rand_vec(3 * 1024, 1.0f), *b = rand_vec(101, 1.0f);
     float y1[303], y2[303], y3[303];
-    vlm_set_threads(1);
-    vlm_cpu_matmul(y1, x, &m.w, b, 3);
-    vlm_set_threads(2);
-    vlm_cpu_matmul(y2, x, &m.w, b, 3);
-    vlm_cpu_matmul_quant(y3, x, &m.w, b, 3);
-    vlm_set_threads(0);
+    set_threads(1);
+    vlm_cpu_matmul(&g_ctx, y1, x, &m.w, b, 3);
+    set_threads(2);
+    vlm_cpu_matmul(&g_ctx, y2, x, &m.w, b, 3);
+    vlm_cpu_matmul_quant(&g_ctx, y3, x, &m.w, b, 3);
+    set_threads(0);
     CHECK(!memcmp(y1, y2, sizeof y1) && !memcmp(y2, y3, sizeof y2));
     /* a non-finite input makes its row's outputs NaN, not silent garbage */
     x[1024 + 77] = NAN;
-    vlm_cpu_matmul(y1, x, &m.w, NULL, 3);
+    vlm_cpu_matmul(&g_ctx, y1, x, &m.w, NULL, 3);
     int nan_row = 1, clean = 1;
     for (int n = 0; n < 101; n++) {
         nan_row &= isnan(y1[101 + n]);
@@ -193,6 +201,37 @@ static void test_dispatch_and_threads(void) {
     free_qmat(&m);
 }
 
+/* Batch invariance: a row's result is bitwise the same alone (M = 1, the decode kernel) and among
+ * M rows, for the interleaved layouts the backend uses and the plain ones, on every path. */
+static void test_batch_invariance(void) {
+    vlm_dtype ts[] = {VLM_DT_Q4_0, VLM_DT_Q8_0, VLM_DT_NF4};
+    vlm_qpath paths[] = {VLM_QPATH_AVX512, VLM_QPATH_AVX2, VLM_QPATH_SCALAR};
+    static const int Ms[] = {2, 5, 8, 9, 16, 33, 64};
+    for (int pi = 0; pi < 3; pi++) {
+        vlm_cpu_quant_set_path(paths[pi]);
+        if (vlm_cpu_quant_path() != paths[pi]) continue;
+        for (int i = 0; i < 3; i++) {
+            const int64_t N = 77, K = 64 * 35;
+            qmat m = make_qmat(ts[i], N, K, 0.05f);
+            vlm_tensor dev;
+            CHECK_OK(vlm_cpu_quant_prepare(g_ctx.pool, &m.w, &dev));
+            float *x = rand_vec(64 * K, 1.0f), *one = malloc(sizeof(float) * 64 * N),
+                  *many = malloc(sizeof(float) * 64 * N);
+            for (int r = 0; r < 64; r++) vlm_cpu_matmul(&g_ctx, one + r * N, x + r * K, &dev, NULL, 1);
+            for (int mi = 0; mi < 7; mi++) {
+                int M = Ms[mi], off = 64 - M;
+                vlm_cpu_matmul(&g_ctx, many, x + off * K, &dev, NULL, M);
+                CHECK_MSG(!memcmp(many, one + off * N, sizeof(float) * (size_t)(M * N)), "%s %s M=%d",
+                          vlm_qpath_name(paths[pi]), vlm_dtype_name(dev.dtype), M);
+            }
+            vlm_cpu_quant_release(&dev);
+            free(x), free(one), free(many);
+            free_qmat(&m);
+        }
+    }
+    vlm_cpu_quant_set_path(VLM_QPATH_AUTO);
+}
+
 /* The backend's weight preparation: interleaved copies compute the same products (integer block
  * dots are identical; only the float summation order differs), embedding rows read back the same,
  * and release frees the copy. */
@@ -201,17 +240,17 @@ static void test_prepare(void) {
     for (int i = 0; i < 3; i++) {
         qmat m = make_qmat(ts[i], 45, 64 * 19, 0.05f);
         vlm_tensor dev;
-        CHECK_OK(vlm_cpu_quant_prepare(&m.w, &dev));
+        CHECK_OK(vlm_cpu_quant_prepare(g_ctx.pool, &m.w, &dev));
         int avx512 = vlm_cpu_quant_path() == VLM_QPATH_AVX512;
         CHECK(dev.dtype == (avx512 ? vlm_quant_interleaved(ts[i]) : ts[i]));
         CHECK(ts[i] != VLM_DT_NF4 || dev.data == m.w.data);
         float *x = rand_vec(5 * 64 * 19, 1.0f), y0[5 * 45], y1[5 * 45];
-        vlm_cpu_matmul(y0, x, &m.w, NULL, 5);
-        vlm_cpu_matmul(y1, x, &dev, NULL, 5);
+        vlm_cpu_matmul(&g_ctx, y0, x, &m.w, NULL, 5);
+        vlm_cpu_matmul(&g_ctx, y1, x, &dev, NULL, 5);
         CHECK(test_close(vlm_dtype_name(dev.dtype), y1, y0, 5 * 45, 1e-5f, 1e-5f));
         int32_t ids[2] = {44, 3};
         float e[2 * 64 * 19];
-        vlm_cpu_embed(e, &dev, ids, 2);
+        vlm_cpu_embed(&g_ctx, e, &dev, ids, 2);
         CHECK(!memcmp(e, m.deq + 44 * 64 * 19, sizeof(float) * 64 * 19));
         CHECK(!memcmp(e + 64 * 19, m.deq + 3 * 64 * 19, sizeof(float) * 64 * 19));
         void *before = dev.data;
@@ -223,9 +262,11 @@ static void test_prepare(void) {
 }
 
 int main(void) {
+    set_threads(0);
     RUN(test_act_quant);
     RUN(test_paths);
     RUN(test_dispatch_and_threads);
     RUN(test_prepare);
+    RUN(test_batch_invariance);
     return test_summary();
 }

@@ -21,6 +21,14 @@
 #include "runtime/quantize.h"
 #include "tensor/quant.h"
 
+/* The kernels' context: a pool of the threads set_threads asked for (0: every core). */
+static vlm_cpu_ctx g_ctx;
+static __attribute__((unused)) void set_threads(int n) {
+    vlm_pool_free(g_ctx.pool);
+    g_ctx.pool = NULL;
+    if (vlm_pool_create(n, &g_ctx.pool) != VLM_OK) g_ctx.pool = NULL; /* one thread */
+}
+
 static uint64_t g_rng = 99;
 
 static vlm_status quantize(const char *model, const char *out, vlm_dtype linear, int vision, int language_only) {
@@ -49,7 +57,7 @@ static double check_matmul(const char *name, const vlm_tensor *wq, const vlm_ten
     float *x = malloc(sizeof(float) * (size_t)(M * K)), *yq = malloc(sizeof(float) * (size_t)(M * N));
     float *row = malloc(sizeof(float) * (size_t)K), *dq = malloc(sizeof(float) * (size_t)K);
     for (int64_t i = 0; i < M * K; i++) x[i] = test_rand(&g_rng);
-    vlm_cpu_matmul(yq, x, wq, NULL, M);
+    vlm_cpu_matmul(&g_ctx, yq, x, wq, NULL, M);
     size_t rb = vlm_dtype_row_bytes(wq->dtype, K), bs = vlm_dtype_size(wq->dtype);
     int bk = vlm_dtype_block(wq->dtype), bad = 0;
     double se = 0, ss = 0;
@@ -145,7 +153,7 @@ static void check_model(const char *fixture, const char *tag, vlm_dtype linear) 
         int32_t ids[3] = {0, 151655, 77};
         int64_t D = tw.embed.shape[1];
         float *y = malloc(sizeof(float) * (size_t)(3 * D)), *ref = malloc(sizeof(float) * (size_t)D);
-        vlm_cpu_embed(y, &tw.embed, ids, 3);
+        vlm_cpu_embed(&g_ctx, y, &tw.embed, ids, 3);
         size_t rb = vlm_dtype_row_bytes(VLM_DT_Q8_0, D);
         for (int i = 0; i < 3; i++) {
             vlm_dequantize_row(VLM_DT_Q8_0, (const uint8_t *)tw.embed.data + (size_t)ids[i] * rb, ref, D);
@@ -294,12 +302,12 @@ static void test_prepare_mapped(void) {
     uint8_t *copy = malloc(host.nbytes);
     memcpy(copy, host.data, host.nbytes);
     vlm_tensor dev;
-    CHECK_OK(vlm_cpu_quant_prepare(&host, &dev));
+    CHECK_OK(vlm_cpu_quant_prepare(g_ctx.pool, &host, &dev));
     CHECK(!memcmp(copy, host.data, host.nbytes)); /* the view reads the file again */
     float x[2 * 64], *y0 = malloc(sizeof(float) * 2 * 151936), *y1 = malloc(sizeof(float) * 2 * 151936);
     for (int i = 0; i < 128; i++) x[i] = test_rand(&g_rng);
-    vlm_cpu_matmul(y0, x, &host, NULL, 2);
-    vlm_cpu_matmul(y1, x, &dev, NULL, 2);
+    vlm_cpu_matmul(&g_ctx, y0, x, &host, NULL, 2);
+    vlm_cpu_matmul(&g_ctx, y1, x, &dev, NULL, 2);
     CHECK(test_close("prepared lm_head", y1, y0, 2 * 151936, 1e-5f, 1e-5f));
     vlm_cpu_quant_release(&dev);
     free(copy), free(y0), free(y1);
@@ -404,6 +412,7 @@ static void test_corrupt_files(void) {
 }
 
 int main(void) {
+    set_threads(0);
     RUN(test_fixtures);
     RUN(test_vision_and_language_only);
     RUN(test_output_dir);

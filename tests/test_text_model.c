@@ -203,7 +203,7 @@ static void test_fixture_parity_cuda(void) {
         return;
     }
     vlm_backend *cuda = NULL;
-    CHECK_OK(vlm_backend_create(VLM_DEV_CUDA, &cuda));
+    CHECK_OK(vlm_backend_create(VLM_DEV_CUDA, NULL, &cuda));
     if (!cuda) return;
     parity_on(cuda);
     CHECK_MSG(cuda->bytes_in_use == 0, "%zu CUDA bytes still allocated", cuda->bytes_in_use);
@@ -614,7 +614,7 @@ static void test_3b_checkpoint(void) {
 }
 
 int main(void) {
-    CHECK_OK(vlm_cpu_backend_create(&g_be));
+    CHECK_OK(vlm_cpu_backend_create(NULL, &g_be));
     if (!g_be) return test_summary();
     RUN(test_fixture_parity);
     RUN(test_fixture_parity_cuda);

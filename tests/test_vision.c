@@ -34,7 +34,7 @@ static int tiny_open(tiny *t, const char *model) {
     vlm_status s = vlm_config_load(dir, &t->cfg);
     if (s == VLM_OK) s = vlm_st_open(file, &t->st);
     if (s == VLM_OK) s = vlm_bind_weights(t->st, &t->cfg, 1, 0, &t->vw, &t->tw);
-    if (s == VLM_OK) s = vlm_cpu_backend_create(&t->be);
+    if (s == VLM_OK) s = vlm_cpu_backend_create(NULL, &t->be);
     if (s == VLM_OK) s = vlm_vision_create(&t->cfg, &t->vw, t->be, &t->m);
     CHECK_OK(s);
     return s == VLM_OK;

@@ -24,12 +24,18 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
     vlm_status s = vlm_preproc_config_load(dir, &cfg);
     if (s != VLM_OK) return vlm_err_ctx(s, "%s", model_id);
 
+    vlm_pool *pool = NULL; /* one thread per core, as vlm run's default */
+    s = vlm_pool_create(0, &pool);
+    if (s != VLM_OK) return s;
     vlm_pixel_values *pv = vlm_calloc((size_t)images->n, sizeof *pv, "the images' pixel values");
     int64_t *grid = NULL;
     float *all = NULL;
     int n = 0;
     int64_t total = 0;
-    if (!pv) return VLM_ERR_NOMEM;
+    if (!pv) {
+        vlm_pool_free(pool);
+        return VLM_ERR_NOMEM;
+    }
     for (; n < images->n; n++) {
         const char *path = images->v[n];
         double t0 = vlm_now();
@@ -38,7 +44,7 @@ static vlm_status run(const char *model_id, const vlm_arg_list *images, long lon
         s = vlm_image_decode_file(path, limit, &img, &info);
         if (s != VLM_OK) goto done;
         double t1 = vlm_now();
-        s = vlm_preprocess_image(&img, &cfg, min_px, max_px, &pv[n]);
+        s = vlm_preprocess_image(&img, &cfg, min_px, max_px, pool, &pv[n]);
         if (s != VLM_OK) {
             vlm_err_ctx(s, "%s", path);
             vlm_image_free(&img);
@@ -77,6 +83,7 @@ done:
     vlm_free(grid);
     for (int i = 0; i < n; i++) vlm_pixel_values_free(&pv[i]);
     vlm_free(pv);
+    vlm_pool_free(pool);
     return s;
 }
 

@@ -101,7 +101,7 @@ static int split_decode_value(int argc, char **argv, char **out, const char **id
     int n = 0;
     for (int i = 0; i < argc; i++) {
         out[n++] = argv[i];
-        if (!strcmp(argv[i], "--decode") && i + 1 < argc && strncmp(argv[i + 1], "--", 2)) *ids = argv[++i];
+        if (!strcmp(argv[i], "--decode") && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) *ids = argv[++i];
     }
     return n;
 }

@@ -1,5 +1,7 @@
 #include "base/cpu.h"
 
+#include "base/pool.h"
+
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,5 +81,5 @@ int vlm_threads(void) {
     if (g_threads > 0) return g_threads;
     const char *e = getenv("VLM_THREADS");
     if (e && atoi(e) > 0) return atoi(e);
-    return omp_get_num_procs();
+    return vlm_cpu_count();
 }

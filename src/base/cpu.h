@@ -15,7 +15,9 @@ int vlm_cpu_has_avx512(void);
 /* The CPU model name from /proc/cpuinfo, e.g. "AMD EPYC 9R14". */
 const char *vlm_cpu_name(void);
 
-/* Threads used by kernels: --threads / vlm_set_threads, else VLM_THREADS, else all cores. */
+/* Threads of the offline tools (quantize, synthetic checkpoints, the bandwidth probe):
+ * vlm_set_threads, else VLM_THREADS, else every core this process may use. Inference never reads
+ * this: each backend has its own thread count (vlm_backend_options.threads, kernels/backend.h). */
 void vlm_set_threads(int n);
 int vlm_threads(void);
 

@@ -100,6 +100,7 @@ typedef struct {
     vlm_device device_requested, device; /* device: the one used (auto resolved) */
     char device_name[128];               /* CPU model or GPU name */
     int runs, max_tokens, warmup, ignore_eos, quantize, threads;
+    vlm_precision precision;
     char timestamp[40]; /* ISO 8601, local time */
     int n_modes;
     vlm_mode modes[VLM_BENCH_MAX_MODES];
@@ -124,8 +125,9 @@ typedef struct {
     int warmup;     /* default 1 */
     int ignore_eos;
     int quantize;
-    int threads;       /* 0 = every core */
-    vlm_device device; /* default auto */
+    int threads;             /* 0 = every core */
+    vlm_precision precision; /* default f32 */
+    vlm_device device;       /* default auto */
 } vlm_bench_config;
 
 void vlm_bench_config_init(vlm_bench_config *c);
@@ -185,13 +187,14 @@ typedef struct {
     vlm_device device;   /* where it applies */
     int onnx_only;       /* applies to run_onnx only (GPU + ONNX vision) */
     double max_duration_s, min_tokens_per_s, max_memory_mb;
-    vlm_bench_metric memory_metric; /* cpu_memory_delta or gpu_peak_memory */
+    vlm_bench_metric memory_metric; /* cpu_peak_memory or gpu_peak_memory: judged by the peak */
 } vlm_bench_target;
 
 typedef struct {
     const vlm_bench_target *target;
     vlm_mode mode;
     double duration, tokens_per_s, memory_mb;
+    double memory_delta_mb; /* the delta over the run, shown beside the peak */
     int duration_ok, throughput_ok, memory_ok, pass;
 } vlm_bench_target_row;
 

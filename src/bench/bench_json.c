@@ -120,6 +120,8 @@ static void metadata(vlm_strbuf *b, const vlm_bench_results *r) {
     vlm_sb_printf(b, "\"%s\",", r->quantize ? "4-bit" : "none");
     key(b, i2, "threads");
     vlm_sb_printf(b, "%d,", r->threads);
+    key(b, i2, "precision");
+    vlm_sb_printf(b, "\"%s\",", vlm_precision_name(r->precision));
     key(b, i2, "output_dir");
     str_or_null(b, r->output_dir);
     vlm_sb_append(b, ",", 1);

@@ -33,7 +33,7 @@ void vlm_loadtest_print(FILE *f, const vlm_loadtest_results *r) {
     fprintf(f, "\n  %d image(s), prompt \"%s\", max_tokens %d%s, ", r->n_images, r->prompt ? r->prompt : "",
             r->max_tokens, r->ignore_eos ? " (ignore_eos)" : "");
     if (r->requests > 0) fprintf(f, "%d requests per level", r->requests);
-    else fprintf(f, "N requests per level N");
+    else fprintf(f, "one round of N requests at concurrency N");
     fprintf(f, ", %d run(s)%s\n", r->runs, r->warmup ? " after one warm-up request" : "");
     fprintf(f, "%-9s %9s %8s %11s %26s %26s %26s  %s\n", "level", "ok/total", "req/s", "out tok/s",
             "TTFT p50/p90/p99 (s)", "ITL p50/p90/p99 (ms)", "E2E p50/p90/p99 (s)", "errors");

@@ -16,7 +16,7 @@ static void print_image_line(FILE *f, const char *label, const vlm_bench_image_r
 
 void vlm_bench_print_config(FILE *f, const vlm_bench_results *r) {
     fprintf(f, "%s\nBENCHMARK CONFIGURATION\n%s\n", k_rule, k_rule);
-    if (r->model_path && strcmp(r->model_path, r->model_id))
+    if (r->model_path && strcmp(r->model_path, r->model_id) != 0)
         fprintf(f, "%-14s%s (%s)\n", "Model:", r->model_id, r->model_path);
     else fprintf(f, "%-14s%s\n", "Model:", r->model_id);
     fprintf(f, "%-14s%s (%s)\n", "Device:", vlm_device_name(r->device), r->device_name[0] ? r->device_name : "unknown");
@@ -30,6 +30,7 @@ void vlm_bench_print_config(FILE *f, const vlm_bench_results *r) {
     fprintf(f, "%-14s%d (greedy; %s)\n", "Max tokens:", r->max_tokens,
             r->ignore_eos ? "exactly this many, --ignore-eos" : "stops at end of sequence");
     fprintf(f, "%-14s%s\n", "Quantization:", r->quantize ? "4-bit" : "none");
+    fprintf(f, "%-14s%s\n", "Precision:", vlm_precision_name(r->precision));
     fprintf(f, "%-14s", "Modes:");
     for (int k = 0; k < r->n_modes; k++) fprintf(f, "%s%s", k ? ", " : "", vlm_mode_name(r->modes[k]));
     fprintf(f, "\n");
@@ -125,7 +126,7 @@ void vlm_bench_print_summary(FILE *f, const vlm_bench_results *r, const vlm_benc
 /* ---- targets -------------------------------------------------------------------------------- */
 
 const vlm_bench_target vlm_bench_targets[3] = {
-    {"development (CPU)", VLM_DEV_CPU, 0, 10.0, 10.0, 2048.0, VLM_BM_CPU_MEM_DELTA},
+    {"development (CPU)", VLM_DEV_CPU, 0, 10.0, 10.0, 2048.0, VLM_BM_CPU_PEAK_MEM},
     {"production (GPU)", VLM_DEV_CUDA, 0, 2.0, 50.0, 4096.0, VLM_BM_GPU_PEAK_MEM},
     {"optimized (GPU + ONNX vision)", VLM_DEV_CUDA, 1, 1.5, 70.0, 3072.0, VLM_BM_GPU_PEAK_MEM},
 };
@@ -144,6 +145,7 @@ int vlm_bench_targets_eval(const vlm_bench_results *r, vlm_bench_target_row *row
             w->duration = m->stats[VLM_BM_DURATION].mean;
             w->tokens_per_s = m->stats[VLM_BM_TOKENS_PER_SEC].mean;
             w->memory_mb = m->stats[g->memory_metric].mean;
+            w->memory_delta_mb = m->stats[g->device == VLM_DEV_CPU ? VLM_BM_CPU_MEM_DELTA : VLM_BM_GPU_MEM_DELTA].mean;
             w->duration_ok = w->duration < g->max_duration_s;
             w->throughput_ok = w->tokens_per_s > g->min_tokens_per_s;
             w->memory_ok = w->memory_mb < g->max_memory_mb;
@@ -163,20 +165,20 @@ void vlm_bench_print_targets(FILE *f, const vlm_bench_results *r) {
         fprintf(f, "No mode ran: nothing to compare with the targets.\n");
         return;
     }
-    fprintf(f, "%-15s %-30s %-22s %-20s %-28s %s\n", "Mode", "Profile", "Duration", "Tokens/s", "Memory", "Result");
+    fprintf(f, "%-15s %-30s %-22s %-20s %-44s %s\n", "Mode", "Profile", "Duration", "Tokens/s", "Memory", "Result");
     for (int i = 0; i < n; i++) {
         const vlm_bench_target_row *w = &rows[i];
-        char dur[64], tps[64], mem[64];
+        char dur[64], tps[64], mem[96];
         snprintf(dur, sizeof dur, "%.3fs < %gs %s", w->duration, w->target->max_duration_s, pf(w->duration_ok));
         snprintf(tps, sizeof tps, "%.2f > %g %s", w->tokens_per_s, w->target->min_tokens_per_s, pf(w->throughput_ok));
-        snprintf(mem, sizeof mem, "%s %.1f < %g MB %s",
-                 w->target->memory_metric == VLM_BM_CPU_MEM_DELTA ? "CPU" : "GPU", w->memory_mb,
-                 w->target->max_memory_mb, pf(w->memory_ok));
-        fprintf(f, "%-15s %-30s %-22s %-20s %-28s %s\n", vlm_mode_name(w->mode), w->target->profile, dur, tps, mem,
+        snprintf(mem, sizeof mem, "%s peak %.1f < %g MB %s (delta %.1f)",
+                 w->target->memory_metric == VLM_BM_CPU_PEAK_MEM ? "CPU" : "GPU", w->memory_mb,
+                 w->target->max_memory_mb, pf(w->memory_ok), w->memory_delta_mb);
+        fprintf(f, "%-15s %-30s %-22s %-20s %-44s %s\n", vlm_mode_name(w->mode), w->target->profile, dur, tps, mem,
                 pf(w->pass));
     }
-    fprintf(f, "Memory: %s against the profile's limit (MB = 2^20 bytes).\n",
-            r->device == VLM_DEV_CUDA ? "mean gpu_peak_memory" : "mean cpu_memory_delta");
+    fprintf(f, "Memory: %s against the profile's limit, the delta over the run beside it (MB = 2^20 bytes).\n",
+            r->device == VLM_DEV_CUDA ? "mean gpu_peak_memory" : "mean cpu_peak_memory (the process's peak RSS)");
     int dev_fail = 0;
     for (int i = 0; i < n; i++) dev_fail |= rows[i].target->device == VLM_DEV_CPU && !rows[i].pass;
     if (dev_fail)

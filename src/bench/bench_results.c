@@ -57,6 +57,7 @@ vlm_status vlm_bench_results_init(vlm_bench_results *r, const vlm_bench_config *
     r->ignore_eos = c->ignore_eos;
     r->quantize = c->quantize;
     r->threads = c->threads;
+    r->precision = c->precision;
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
@@ -158,7 +159,7 @@ void vlm_bench_results_free(vlm_bench_results *r) {
     free(r->model_path);
     free(r->prompt);
     free(r->output_dir);
-    for (int i = 0; i < r->n_images; i++) {
+    for (int i = 0; r->images && i < r->n_images; i++) {
         free(r->images[i].path);
         for (int k = 0; k < VLM_BENCH_MAX_MODES; k++) free(r->images[i].modes[k].runs);
     }

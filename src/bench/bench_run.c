@@ -85,6 +85,7 @@ static vlm_status load_mode(const vlm_bench_config *c, vlm_mode mode, vlm_device
     o.output_dir = c->output_dir;
     o.device = device;
     o.threads = c->threads;
+    o.precision = c->precision;
     o.quantize = c->quantize;
     o.progress = on_load_progress;
     o.progress_user = (void *)vlm_mode_name(mode);

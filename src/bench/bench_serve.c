@@ -148,7 +148,9 @@ static void xfer_end(client *cl, xfer *x, CURLcode rc) {
               x->raw.data ? x->raw.data : "");
 }
 
-static vlm_loadtest_request record(const xfer *x, double t0) {
+/* The record of a finished transfer, its times from t0 (the token times are shifted in place). */
+static vlm_loadtest_request record(xfer *x, double t0) {
+    for (int i = 0; i < x->n_token_s; i++) x->token_s[i] -= t0;
     vlm_loadtest_request q = {.start_s = x->start - t0,
                               .end_s = x->end - t0,
                               .first_token_s = x->first >= 0 ? x->first - t0 : -1,

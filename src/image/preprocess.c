@@ -2,7 +2,6 @@
  * normalize and patchify — see preprocess.h. */
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "base/memory.h"
@@ -144,44 +143,81 @@ static void patchify_rows(const uint8_t *rows, int y0, int y_end, int W, int bh0
     }
 }
 
-vlm_status vlm_image_patchify(const vlm_image *img, const vlm_preproc_config *cfg, vlm_pixel_values *out) {
+typedef struct {
+    const vlm_image *img;
+    const vlm_preproc_config *cfg;
+    float lut[3][256];
+    vlm_pixel_values *out;
+} patchify_job;
+
+static void patchify_task(void *arg, int64_t bh, int thread) {
+    const patchify_job *j = arg;
+    patchify_rows(j->img->rgb, 0, j->img->height, j->img->width, (int)bh, (int)bh + 1, j->cfg, j->lut, j->out->data, 0);
+}
+
+static vlm_status patchify(const vlm_image *img, const vlm_preproc_config *cfg, vlm_pool *pool, vlm_pixel_values *out) {
     if (!img->rgb) return vlm_err(VLM_ERR_INVALID, "patchify: empty image");
     VLM_TRY(patchify_alloc(img->height, img->width, cfg, out));
-    float lut[3][256];
-    build_lut(cfg, lut);
+    patchify_job j = {.img = img, .cfg = cfg, .out = out};
+    build_lut(cfg, j.lut);
     const int unit = cfg->patch_size * cfg->merge_size, bh_n = img->height / unit;
-#pragma omp parallel for schedule(static) if (out->n_patches > 64)
-    for (int bh = 0; bh < bh_n; bh++)
-        patchify_rows(img->rgb, 0, img->height, img->width, bh, bh + 1, cfg, lut, out->data, 0);
+    vlm_pool_run(pool, out->n_patches > 64 ? 0 : 1, bh_n, patchify_task, &j);
     return VLM_OK;
+}
+
+vlm_status vlm_image_patchify(const vlm_image *img, const vlm_preproc_config *cfg, vlm_pool *pool,
+                              vlm_pixel_values *out) {
+    return patchify(img, cfg, pool, out);
 }
 
 /* Resize and patchify fused, strip by strip: each thread resizes a band of output rows into a
  * buffer that stays in cache and turns it into pixel_values rows right away, so the resized image
  * (and the horizontal pass's intermediate) never exist in full. Same bytes as resize + patchify. */
-static vlm_status resize_patchify(const vlm_image *img, int rh, int rw, const vlm_preproc_config *cfg,
+typedef struct {
+    const vlm_image *img;
+    const vlm_preproc_config *cfg;
+    const vlm_resampler *rs;
+    float lut[3][256];
+    uint8_t *scratch;
+    size_t per, rows_bytes;
+    int strip, rh, rw, unit;
+    vlm_pixel_values *out;
+} strip_job;
+
+static void strip_task(void *arg, int64_t i, int thread) {
+    const strip_job *j = arg;
+    uint8_t *mine = j->scratch + j->per * (size_t)thread, *rows = mine + (j->per - j->rows_bytes);
+    const int y0 = (int)i * j->strip, y1 = y0 + j->strip < j->rh ? y0 + j->strip : j->rh;
+    vlm_resampler_rows(j->rs, j->img, y0, y1, rows, mine);
+    patchify_rows(rows, y0, y1, j->rw, y0 / j->unit, y1 / j->unit, j->cfg, j->lut, j->out->data, 1);
+}
+
+static vlm_status resize_patchify(const vlm_image *img, int rh, int rw, const vlm_preproc_config *cfg, vlm_pool *pool,
                                   vlm_pixel_values *out) {
     vlm_resampler rs;
     VLM_TRY(vlm_resampler_init(&rs, img->width, img->height, rw, rh));
     vlm_status s = patchify_alloc(rh, rw, cfg, out);
     const int unit = cfg->patch_size * cfg->merge_size;
     const int strip = unit * (unit >= 48 ? 1 : (48 + unit - 1) / unit); /* 56 rows for Qwen's 28 */
-    const int nthreads = out->n_patches > 64 ? omp_get_max_threads() : 1;
+    const int nthreads = out->n_patches > 64 ? vlm_pool_threads(pool) : 1;
     const size_t rows_bytes = (size_t)strip * rw * 3 + 64; /* + slack for the vector loads */
     const size_t per = (vlm_resampler_scratch(&rs, strip) + rows_bytes + 63) / 64 * 64;
     uint8_t *scratch = s == VLM_OK ? vlm_alloc(per * (size_t)nthreads, "preprocess scratch") : NULL;
     if (s == VLM_OK && !scratch) s = VLM_ERR_NOMEM;
     if (s == VLM_OK) {
-        float lut[3][256];
-        build_lut(cfg, lut);
-        const int strips = (rh + strip - 1) / strip;
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
-        for (int i = 0; i < strips; i++) {
-            uint8_t *mine = scratch + per * (size_t)omp_get_thread_num(), *rows = mine + (per - rows_bytes);
-            const int y0 = i * strip, y1 = y0 + strip < rh ? y0 + strip : rh;
-            vlm_resampler_rows(&rs, img, y0, y1, rows, mine);
-            patchify_rows(rows, y0, y1, rw, y0 / unit, y1 / unit, cfg, lut, out->data, 1);
-        }
+        strip_job j = {.img = img,
+                       .cfg = cfg,
+                       .rs = &rs,
+                       .scratch = scratch,
+                       .per = per,
+                       .rows_bytes = rows_bytes,
+                       .strip = strip,
+                       .rh = rh,
+                       .rw = rw,
+                       .unit = unit,
+                       .out = out};
+        build_lut(cfg, j.lut);
+        vlm_pool_run(pool, nthreads, (rh + strip - 1) / strip, strip_task, &j);
     }
     vlm_free(scratch);
     vlm_resampler_free(&rs);
@@ -211,24 +247,24 @@ static vlm_status target_size(const vlm_image *img, const vlm_preproc_config *cf
 }
 
 vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
-                                long long max_pixels, vlm_pixel_values *out) {
+                                long long max_pixels, vlm_pool *pool, vlm_pixel_values *out) {
     memset(out, 0, sizeof *out);
     int rh, rw;
     VLM_TRY(target_size(img, cfg, min_pixels, max_pixels, &rh, &rw));
-    if (!cfg->do_resize) return vlm_image_patchify(img, cfg, out);
-    vlm_status s = resize_patchify(img, rh, rw, cfg, out);
+    if (!cfg->do_resize) return patchify(img, cfg, pool, out);
+    vlm_status s = resize_patchify(img, rh, rw, cfg, pool, out);
     if (s != VLM_OK) return vlm_err_ctx(s, "preprocessing a %dx%d image", img->width, img->height);
     return VLM_OK;
 }
 
 vlm_status vlm_preprocess_resize(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
-                                 long long max_pixels, vlm_image *out) {
+                                 long long max_pixels, vlm_pool *pool, vlm_image *out) {
     memset(out, 0, sizeof *out);
     int rh, rw;
     VLM_TRY(target_size(img, cfg, min_pixels, max_pixels, &rh, &rw));
     vlm_status s;
     if (cfg->do_resize) {
-        s = vlm_image_resize_bicubic(img, rw, rh, out);
+        s = vlm_image_resize_bicubic(img, rw, rh, pool, out);
     } else {
         s = vlm_image_alloc(out, img->width, img->height);
         if (s == VLM_OK) memcpy(out->rgb, img->rgb, (size_t)img->width * img->height * 3);

@@ -5,7 +5,7 @@
  * order; image_grid_thw alongside.
  *
  *   vlm_image img;  vlm_image_decode_file(path, 0, &img, NULL);
- *   vlm_pixel_values pv;  vlm_preprocess_image(&img, &preproc_cfg, 0, 0, &pv);
+ *   vlm_pixel_values pv;  vlm_preprocess_image(&img, &preproc_cfg, 0, 0, pool, &pv);
  *   ... pv.data [pv.n_patches × pv.patch_dim], pv.grid ...
  *   vlm_pixel_values_free(&pv);  vlm_image_free(&img);
  *
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/pool.h"
 #include "image/grid.h"
 #include "image/preproc_config.h"
 #include "io/image_decode.h"
@@ -38,24 +39,27 @@ vlm_status vlm_smart_resize(long long height, long long width, int factor, long 
 /* Pillow's Image.resize((out_w, out_h), Resampling.BICUBIC) on an RGB image, exactly (libImaging/
  * Resample.c: separable, horizontal pass first over the rows the vertical pass needs, 8-bit
  * intermediate, 22-bit fixed-point coefficients). out is allocated here. */
-vlm_status vlm_image_resize_bicubic(const vlm_image *in, int out_w, int out_h, vlm_image *out);
+vlm_status vlm_image_resize_bicubic(const vlm_image *in, int out_w, int out_h, vlm_pool *pool, vlm_image *out);
 /* The same computed by the plain scalar reference (for tests and benchmarks). */
 vlm_status vlm_image_resize_bicubic_ref(const vlm_image *in, int out_w, int out_h, vlm_image *out);
 
 /* Rescale + normalize + patchify an image that already has the final size (sides multiples of
- * patch_size · merge_size): the last steps of the processor. */
-vlm_status vlm_image_patchify(const vlm_image *img, const vlm_preproc_config *cfg, vlm_pixel_values *out);
+ * patch_size · merge_size): the last steps of the processor. Every function here that takes a pool
+ * runs on its threads (the model's backend's; NULL: the calling thread alone). */
+vlm_status vlm_image_patchify(const vlm_image *img, const vlm_preproc_config *cfg, vlm_pool *pool,
+                              vlm_pixel_values *out);
 
 /* The whole processor on one decoded image. min_pixels / max_pixels override the config when > 0
- * (transformers' min_pixels / max_pixels processor arguments). */
+ * (transformers' min_pixels / max_pixels processor arguments). Runs on the pool's threads (the
+ * model's backend's; NULL: the calling thread). */
 vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
-                                long long max_pixels, vlm_pixel_values *out);
+                                long long max_pixels, vlm_pool *pool, vlm_pixel_values *out);
 /* The processor's first half: its checks, smart_resize and the bicubic resize (a copy when the
  * config has do_resize false), into out (allocated here). vlm_image_patchify of out gives the same
  * pixel_values as vlm_preprocess_image: a caller can keep the smaller 8-bit image until it needs
  * the rows (the engine's queue does). */
 vlm_status vlm_preprocess_resize(const vlm_image *img, const vlm_preproc_config *cfg, long long min_pixels,
-                                 long long max_pixels, vlm_image *out);
+                                 long long max_pixels, vlm_pool *pool, vlm_image *out);
 void vlm_pixel_values_free(vlm_pixel_values *pv);
 
 #endif

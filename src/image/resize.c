@@ -12,7 +12,6 @@
  * images; the fast path (resize_simd.c) works strip by strip and must equal it exactly — integer
  * sums are exact in any order — which the tests check on many sizes. */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "base/memory.h"
@@ -169,7 +168,24 @@ void vlm_resampler_free(vlm_resampler *rs) {
     vlm_resample_axis_free(&rs->v);
 }
 
-static vlm_status resize(const vlm_image *in, int out_w, int out_h, vlm_image *out, int simd) {
+typedef struct {
+    const vlm_resampler *rs;
+    const vlm_image *in;
+    vlm_image *out;
+    uint8_t *scratch;
+    size_t per;
+    int strip;
+} resize_job;
+
+static void resize_task(void *arg, int64_t i, int thread) {
+    const resize_job *j = arg;
+    const int out_h = j->out->height, out_w = j->out->width;
+    const int y0 = (int)i * j->strip, y1 = y0 + j->strip < out_h ? y0 + j->strip : out_h;
+    vlm_resampler_rows(j->rs, j->in, y0, y1, j->out->rgb + (size_t)y0 * out_w * 3,
+                       j->scratch + j->per * (size_t)thread);
+}
+
+static vlm_status resize(const vlm_image *in, int out_w, int out_h, vlm_image *out, int simd, vlm_pool *pool) {
     out->rgb = NULL;
     out->width = out->height = 0;
     if (!in->rgb) return vlm_err(VLM_ERR_INVALID, "resize: empty input image (%dx%d)", in->width, in->height);
@@ -183,18 +199,13 @@ static vlm_status resize(const vlm_image *in, int out_w, int out_h, vlm_image *o
         s = resize_ref(in, out, &rs);
     } else {
         enum { STRIP = 32 };
-        const int nthreads = (long)out_w * out_h > 100000 ? omp_get_max_threads() : 1;
+        const int nthreads = (long)out_w * out_h > 100000 ? vlm_pool_threads(pool) : 1;
         const size_t per = (vlm_resampler_scratch(&rs, STRIP) + 63) / 64 * 64;
         uint8_t *scratch = vlm_alloc(per * (size_t)nthreads, "resize scratch");
         s = scratch ? vlm_image_alloc(out, out_w, out_h) : VLM_ERR_NOMEM;
         if (s == VLM_OK) {
-            const int strips = (out_h + STRIP - 1) / STRIP;
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
-            for (int i = 0; i < strips; i++) {
-                const int y0 = i * STRIP, y1 = y0 + STRIP < out_h ? y0 + STRIP : out_h;
-                vlm_resampler_rows(&rs, in, y0, y1, out->rgb + (size_t)y0 * out_w * 3,
-                                   scratch + per * (size_t)omp_get_thread_num());
-            }
+            resize_job j = {.rs = &rs, .in = in, .out = out, .scratch = scratch, .per = per, .strip = STRIP};
+            vlm_pool_run(pool, nthreads, (out_h + STRIP - 1) / STRIP, resize_task, &j);
         }
         vlm_free(scratch);
     }
@@ -203,10 +214,10 @@ static vlm_status resize(const vlm_image *in, int out_w, int out_h, vlm_image *o
     return VLM_OK;
 }
 
-vlm_status vlm_image_resize_bicubic(const vlm_image *in, int out_w, int out_h, vlm_image *out) {
-    return resize(in, out_w, out_h, out, 1);
+vlm_status vlm_image_resize_bicubic(const vlm_image *in, int out_w, int out_h, vlm_pool *pool, vlm_image *out) {
+    return resize(in, out_w, out_h, out, 1, pool);
 }
 
 vlm_status vlm_image_resize_bicubic_ref(const vlm_image *in, int out_w, int out_h, vlm_image *out) {
-    return resize(in, out_w, out_h, out, 0);
+    return resize(in, out_w, out_h, out, 0, NULL);
 }

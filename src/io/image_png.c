@@ -120,7 +120,7 @@ static int xmp_orientation(const uint8_t *v, size_t n) {
     static const char pat[] = "tiff:Orientation";
     const size_t pn = sizeof pat - 1;
     for (size_t i = 0; i + pn < n; i++) {
-        if (memcmp(v + i, pat, pn)) continue;
+        if (memcmp(v + i, pat, pn) != 0) continue;
         size_t j = i + pn;
         if (j + 1 < n && v[j] == '>' && v[j + 1] >= '0' && v[j + 1] <= '9') return v[j + 1] - '0';
         if (j + 2 < n && v[j] == '=' && v[j + 1] == '"' && v[j + 2] >= '0' && v[j + 2] <= '9') return v[j + 2] - '0';

@@ -100,7 +100,7 @@ vlm_status vlm_json_num_array(const cJSON *obj, const char *key, const char *wha
 }
 
 vlm_status vlm_json_int_array(const cJSON *obj, const char *key, const char *what, int *out, int cap, int *n) {
-    double tmp[256];
+    double tmp[256] = {0};
     int count = 0;
     if (cap > 256) cap = 256;
     VLM_TRY(vlm_json_num_array(obj, key, what, tmp, cap, &count));

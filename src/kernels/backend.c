@@ -22,18 +22,31 @@ vlm_status vlm_gpu_memory(uint64_t *used, uint64_t *total) {
 }
 #endif
 
-vlm_status vlm_backend_create(vlm_device kind, vlm_backend **out) {
+vlm_status vlm_backend_create(vlm_device kind, const vlm_backend_options *o, vlm_backend **out) {
     *out = NULL;
-    if (kind == VLM_DEV_CPU) return vlm_cpu_backend_create(out);
+    if (kind == VLM_DEV_CPU) return vlm_cpu_backend_create(o, out);
     if (kind != VLM_DEV_CUDA)
         return vlm_err(VLM_ERR_INVALID, "no backend for device %d (resolve auto first)", (int)kind);
     char why[256];
     if (!vlm_cuda_available(why, sizeof why)) return vlm_err(VLM_ERR_UNAVAILABLE, "no usable CUDA device: %s", why);
-    return vlm_cuda_backend_create(out);
+    VLM_TRY(vlm_cuda_backend_create(out));
+    /* host threads for the host-side work of a GPU run */
+    vlm_status s = vlm_pool_create(o ? o->threads : 0, &(*out)->pool);
+    if (s != VLM_OK) {
+        vlm_backend_destroy(*out);
+        *out = NULL;
+        return s;
+    }
+    (*out)->threads = vlm_pool_threads((*out)->pool);
+    (*out)->bf16 = o ? o->bf16 : 0;
+    return VLM_OK;
 }
 
 void vlm_backend_destroy(vlm_backend *be) {
-    if (be) be->ops->destroy(be);
+    if (!be) return;
+    vlm_pool *pool = be->pool;
+    be->ops->destroy(be);
+    vlm_pool_free(pool);
 }
 
 uint64_t vlm_backend_available_memory(vlm_backend *be) {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/pool.h"
 #include "tensor/tensor.h"
 #include "vlm.h" /* vlm_device: a backend is VLM_DEV_CPU or VLM_DEV_CUDA (vlm_load resolves auto) */
 
@@ -79,18 +80,28 @@ typedef struct {
     vlm_status (*find_nonfinite)(vlm_backend *be, const float *x, size_t n, int64_t *first);
 } vlm_backend_ops;
 
+/* How a backend computes (ggml passes n_threads per backend the same way): set at creation. */
+typedef struct {
+    int threads; /* host threads: the CPU kernels, and every backend's host-side work (image
+                  * preprocessing, ONNX Runtime); <= 0: one per core this process may use */
+    int bf16;    /* 1: matrix products round activations to bf16 (--precision bf16); 0: f32 */
+} vlm_backend_options;
+
 struct vlm_backend {
     const vlm_backend_ops *ops;
     vlm_device kind;                 /* VLM_DEV_CPU or VLM_DEV_CUDA */
     const char *name;                /* "cpu" / "cuda" */
+    vlm_pool *pool;                  /* host threads (options.threads of them) */
+    int threads;                     /* vlm_pool_threads(pool) */
+    int bf16;                        /* options.bf16 */
     char device_name[128];           /* CPU model or GPU name */
     size_t bytes_in_use, bytes_peak; /* this backend's own allocations (activations, device weights) */
     void *impl;
 };
 
-/* Creates the backend for kind (VLM_DEV_CPU or VLM_DEV_CUDA; auto is the caller's to resolve);
- * VLM_ERR_UNAVAILABLE with the reason when it cannot run here. */
-vlm_status vlm_backend_create(vlm_device kind, vlm_backend **out);
+/* Creates the backend for kind (VLM_DEV_CPU or VLM_DEV_CUDA; auto is the caller's to resolve) with
+ * options o (NULL: defaults); VLM_ERR_UNAVAILABLE with the reason when it cannot run here. */
+vlm_status vlm_backend_create(vlm_device kind, const vlm_backend_options *o, vlm_backend **out);
 void vlm_backend_destroy(vlm_backend *be);
 /* 1 when this build has the CUDA backend and a usable GPU is present; reason explains a 0. */
 int vlm_cuda_available(char *reason, size_t cap);
@@ -106,7 +117,7 @@ static inline int vlm_backend_host_memory(const vlm_backend *be) { return be->ki
 uint64_t vlm_backend_available_memory(vlm_backend *be);
 
 /* Backend constructors (kernels/cpu, kernels/cuda). */
-vlm_status vlm_cpu_backend_create(vlm_backend **out);
+vlm_status vlm_cpu_backend_create(const vlm_backend_options *o, vlm_backend **out);
 vlm_status vlm_cuda_backend_create(vlm_backend **out);
 
 /* ---- wrappers the model code calls ---- */

@@ -32,6 +32,17 @@ int vlm_mode_parse(const char *name, vlm_mode *out) {
 
 const char *vlm_mode_name(vlm_mode m) { return (unsigned)m < 3 ? k_modes[m] : "?"; }
 
+int vlm_precision_parse(const char *name, vlm_precision *out) {
+    if (!strcmp(name, "f32")) *out = VLM_PRECISION_F32;
+    else if (!strcmp(name, "bf16")) *out = VLM_PRECISION_BF16;
+    else return -1;
+    return 0;
+}
+
+const char *vlm_precision_name(vlm_precision p) {
+    return p == VLM_PRECISION_F32 ? "f32" : p == VLM_PRECISION_BF16 ? "bf16" : "?";
+}
+
 const char *vlm_stop_reason_name(vlm_stop_reason r) {
     static const char *const names[] = {"eos", "max_tokens", "callback", "stop_string", "cancelled"};
     return (unsigned)r < sizeof names / sizeof *names ? names[r] : "?";

@@ -152,7 +152,7 @@ static vlm_status decode_resize(vlm_model *m, const void *data, size_t n, const 
     vlm_image_info info;
     const vlm_preproc_config *pc = &m->preproc;
     vlm_status s = vlm_image_decode_memory(data, n, name, 0, &img, &info);
-    if (s == VLM_OK) s = vlm_preprocess_resize(&img, pc, out->min_pixels, out->max_pixels, &out->resized);
+    if (s == VLM_OK) s = vlm_preprocess_resize(&img, pc, out->min_pixels, out->max_pixels, m->be->pool, &out->resized);
     if (s == VLM_OK) {
         out->grid = (vlm_grid_thw){1, out->resized.height / pc->patch_size, out->resized.width / pc->patch_size};
         s = vlm_chat_vision_tokens(out->grid.t, out->grid.h, out->grid.w, pc->merge_size, &out->tokens);
@@ -271,7 +271,10 @@ static vlm_status build_prompt(vlm_model *m, const conversation *c, vlm_job *j) 
     vlm_status s = vlm_chat_build(m->tok, c->msgs, c->n_msgs, &opt, counts, c->n_images, &ids, NULL);
     pthread_mutex_unlock(&m->lock);
     vlm_free(counts);
-    if (s != VLM_OK) return s;
+    if (s != VLM_OK) {
+        vlm_ids_free(&ids); /* a failed build rewinds ids->n but keeps the buffer it grew */
+        return s;
+    }
     j->ids = vlm_alloc((ids.n + 1) * sizeof *j->ids, "the prompt ids");
     if (j->ids) memcpy(j->ids, ids.v, ids.n * sizeof *j->ids);
     j->n_ids = (int)ids.n;

@@ -22,7 +22,7 @@ static vlm_status make_pixels(vlm_model *m, vlm_job *j, int k0, int k1, float **
     for (int i = k0; i < k1; i++) {
         vlm_pixel_values pv;
         VLM_TRY(vlm_job_image_pixels(m, j, i));
-        VLM_TRY(vlm_image_patchify(&j->images[i].resized, pc, &pv));
+        VLM_TRY(vlm_image_patchify(&j->images[i].resized, pc, m->be->pool, &pv));
         memcpy(*pixels + row * dim, pv.data, (size_t)pv.n_patches * dim * sizeof(float));
         row += pv.n_patches;
         vlm_pixel_values_free(&pv);

@@ -158,7 +158,7 @@ static vlm_status prepare_and_load(vlm_model *m) {
                   "CPU, the language model on the GPU");
     VLM_TRY(open_component(&m->vis, vis_dir)); /* its config (merge size) */
     VLM_TRY(vlm_preproc_config_load(vis_dir, &m->preproc));
-    VLM_TRY(vlm_ort_vision_open(m->output_dir, vlm_threads(), VLM_DEV_CPU, &m->onnx));
+    VLM_TRY(vlm_ort_vision_open(m->output_dir, m->be->threads, VLM_DEV_CPU, &m->onnx));
     const char *files[] = {VLM_ONNX_FILE, VLM_ONNX_DATA_FILE};
     for (int i = 0; i < 2; i++) {
         char p[VLM_PATH_MAX];
@@ -184,12 +184,19 @@ vlm_status vlm_load(const vlm_load_options *o, vlm_model **out) {
              o->output_dir && *o->output_dir ? o->output_dir : "split_models");
     m->opt.model_id = m->model_id;
     m->opt.output_dir = m->output_dir;
-    if (o->threads > 0) vlm_set_threads(o->threads);
+    if ((unsigned)o->precision > VLM_PRECISION_BF16) {
+        free(m);
+        return vlm_err(VLM_ERR_INVALID, "unknown precision %d (expected f32 or bf16)", (int)o->precision);
+    }
+    /* the model's threads: its own, never a process-wide setting (two models may differ) */
+    vlm_backend_options bo = {.threads = o->threads, .bf16 = o->precision == VLM_PRECISION_BF16};
+    const char *env = getenv("VLM_THREADS");
+    if (bo.threads <= 0 && env && atoi(env) > 0) bo.threads = atoi(env);
     vlm_status s = vlm_resolve_model(o->model_id, m->source_dir, sizeof m->source_dir);
     /* the processor's class defaults until a vision component brings its own file */
     if (s == VLM_OK) s = vlm_preproc_config_parse(NULL, "preprocessor_config.json", &m->preproc);
     if (s == VLM_OK) s = vlm_device_resolve(o->device, &m->device); /* auto is resolved here, once */
-    if (s == VLM_OK) s = vlm_backend_create(m->device, &m->be);
+    if (s == VLM_OK) s = vlm_backend_create(m->device, &bo, &m->be);
     if (s == VLM_OK) {
         report_progress(m, "loading", 0.0);
         s = prepare_and_load(m);

@@ -139,7 +139,7 @@ static vlm_status check_replaceable(const char *out_dir) {
     DIR *d = opendir(out_dir);
     int empty = d != NULL;
     for (struct dirent *de; d && (de = readdir(d)) != NULL;)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) empty = 0;
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) empty = 0;
     if (d) closedir(d);
     if (empty) return VLM_OK;
     vlm_manifest m;

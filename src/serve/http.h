@@ -78,7 +78,8 @@ void vlm_http_stop(vlm_http *h);
 /* What a handler waiting for its request's next event saw (vlm_http_wait). */
 typedef enum { VLM_HTTP_EVENT, VLM_HTTP_GONE, VLM_HTTP_TIMEOUT } vlm_http_wake;
 /* Waits until event_fd is readable, the client on sock_fd hangs up, or timeout_ms passes (-1: no
- * limit). Does not read either descriptor. */
+ * limit). Does not read either descriptor. A client that shuts down its sending side after its
+ * request (POLLRDHUP) counts as gone: HTTP clients keep the connection open for the answer. */
 vlm_http_wake vlm_http_wait(int sock_fd, int event_fd, int timeout_ms);
 
 #endif

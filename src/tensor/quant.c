@@ -193,7 +193,7 @@ void vlm_quant_interleaved_block(vlm_dtype t, const void *row, int64_t nb, int64
 
 void vlm_dequantize_row(vlm_dtype t, const void *src, float *dst, int64_t K) {
     if (t != vlm_quant_base(t)) { /* interleaved: block by block through the plain layout */
-        uint8_t blk[34];
+        uint8_t blk[34] = {0};
         int64_t nb = K / 32;
         for (int64_t b = 0; b < nb; b++) {
             vlm_quant_interleaved_block(t, src, nb, b, blk);

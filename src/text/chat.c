@@ -25,7 +25,7 @@ vlm_status vlm_chat_render(const vlm_chat_message *msgs, int n_msgs, const vlm_c
             return vlm_err(VLM_ERR_INVALID, "chat: message %d has a bad part list", m);
     }
     int images = 0, videos = 0;
-    if (strcmp(msgs[0].role, "system")) put(out, k_default_system);
+    if (strcmp(msgs[0].role, "system") != 0) put(out, k_default_system);
     for (int m = 0; m < n_msgs; m++) {
         put(out, "<|im_start|>");
         put(out, msgs[m].role);

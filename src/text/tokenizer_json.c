@@ -231,7 +231,7 @@ vlm_status vlm_tokjs_int(vlm_tokjs *s, int64_t lo, int64_t hi, int64_t *v) {
 
 static vlm_status skip_literal(vlm_tokjs *s, const char *lit) {
     size_t n = strlen(lit);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n)) return vlm_tokjs_fail(s, "unexpected character");
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0) return vlm_tokjs_fail(s, "unexpected character");
     s->p += n;
     return VLM_OK;
 }
@@ -267,7 +267,7 @@ vlm_status vlm_tokjs_skip(vlm_tokjs *s) {
         if (++s->depth > MAX_DEPTH) return vlm_tokjs_fail(s, "nesting too deep");
         s->p++;
         int64_t i = 0;
-        int more;
+        int more = 0;
         for (;;) {
             VLM_TRY(vlm_tokjs_next(s, close, &i, &more));
             if (!more) break;

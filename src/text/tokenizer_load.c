@@ -111,7 +111,7 @@ static vlm_status check_model(vlm_tokenizer *t, const sections *sec) {
     const cJSON *o = sec->model_opts;
     const char *type = NULL;
     VLM_TRY(vlm_json_str(o, "type", t->path, &type));
-    if (type && strcmp(type, "BPE")) {
+    if (type && strcmp(type, "BPE") != 0) {
         if (!strcmp(type, "Unigram") || !strcmp(type, "WordPiece") || !strcmp(type, "WordLevel"))
             return vlm_err(VLM_ERR_UNSUPPORTED,
                            "%s: tokenizer model type \"%s\" is not supported (only byte-level BPE)", t->path, type);
@@ -220,7 +220,7 @@ done:
 static void finish_added(vlm_tokenizer *t, const uint8_t *special_of) {
     for (int k = 0; k < t->n_added; k++) {
         vlm_tok_added *a = &t->added[k];
-        if (special_of[k]) t->flags[a->id] |= VLM_TOK_SPECIAL;
+        if (special_of && special_of[k]) t->flags[a->id] |= VLM_TOK_SPECIAL;
     }
     if (t->n_added) qsort(t->added, (size_t)t->n_added, sizeof *t->added, added_cmp);
     for (int k = 0; k < t->n_added; k++) t->added_first[(unsigned char)t->added[k].content[0]] = 1;

@@ -193,10 +193,10 @@ static vlm_status read_pre(vlm_tokenizer *t, const cJSON *p, int *byte_level) {
         int invert = 0;
         VLM_TRY(vlm_json_str(p, "behavior", t->path, &behavior));
         VLM_TRY(vlm_json_bool(p, "invert", t->path, &invert));
-        if (!cJSON_IsString(re))
+        if (!re || !cJSON_IsString(re))
             return vlm_err(VLM_ERR_UNSUPPORTED, "%s: Split pre-tokenizer without a \"Regex\" pattern is not supported",
                            t->path);
-        if (!behavior || strcmp(behavior, "Isolated") || invert)
+        if (!behavior || strcmp(behavior, "Isolated") != 0 || invert)
             return vlm_err(VLM_ERR_UNSUPPORTED,
                            "%s: Split pre-tokenizer with behavior \"%s\"%s is not supported (only "
                            "Isolated)",

@@ -15,6 +15,7 @@ source "$SCRIPT_DIR/lib.sh"
 expect bench 2 "--image is required" --
 expect bench 2 "--image is required" -- --runs 2
 expect bench 2 "unknown option '--bogus'" -- --image "$IMG" --bogus
+expect bench 2 "--precision: unknown precision 'fp16'" -- --image "$IMG" --precision fp16
 expect bench 2 "unknown option '--run'" -- --image "$IMG" --run 3
 expect bench 2 "--image needs a value" -- --image
 expect bench 2 "--runs needs a value" -- --image "$IMG" --runs
@@ -68,7 +69,11 @@ expect bench 1 "--plot $TMP/d.svg: is a directory" -- --image "$IMG" --model-id 
 
 # --serve: the served benchmark's own usage errors, and a server that is not there
 expect bench 2 "--serve needs --concurrency N or --request-rate R" -- --serve http://127.0.0.1:9
-expect bench 2 "need --serve URL" -- --image "$IMG" --concurrency 4
+expect bench 2 "need --serve URL" -- --image "$IMG" --request-rate 4
+# --concurrency without --serve: the in-process engine, whose options are checked before any load
+expect bench 2 "--concurrency: '0' is not a whole number" -- --image "$IMG" --concurrency 2,0
+expect bench 2 "--concurrency cannot be combined with --compare-devices" -- --image "$IMG" --concurrency 2 \
+    --compare-devices
 expect bench 2 "--concurrency: '0' is not a whole number" -- --serve http://127.0.0.1:9 --concurrency 1,0
 expect bench 2 "--concurrency: '2.5' is not a whole number" -- --serve http://127.0.0.1:9 --concurrency 2.5
 expect bench 2 "--request-rate: 'x' is not a positive rate" -- --serve http://127.0.0.1:9 --request-rate x

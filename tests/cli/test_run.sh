@@ -78,6 +78,20 @@ for bad in "--temperature -1" "--top-k -5" "--top-p -0.5" "--top-p 1.5" "--repet
   "$VLM" run --model-id "$M25" --text hi $bad >"$T/eneg" 2>&1
   check "negative sampling flag $bad: exit 2 naming it" "[ $? -eq 2 ] && grep -q -- '${bad%% *}' $T/eneg"
 done
+"$VLM" run --model-id "$M25" --text hi --precision fp8 >/dev/null 2>"$T/ep"
+check "unknown precision: exit 2 naming it" "[ $? -eq 2 ] && grep -q fp8 $T/ep"
+# --precision bf16: the same greedy ids as the fixture on this case (measured for every case in
+# test_pipeline's test_bf16), with --threads 1 and 2 giving the same answer
+"$VLM" run --model-id "$M25" --image "$IMG" --text "$PROMPT" --greedy --max-tokens 16 --precision bf16 --threads 1 \
+  --json "$T/b1.json" >/dev/null 2>"$T/eb1"
+check "bf16 run exits 0" "[ $? -eq 0 ]"
+"$VLM" run --model-id "$M25" --image "$IMG" --text "$PROMPT" --greedy --max-tokens 16 --precision bf16 --threads 2 \
+  --json "$T/b2.json" >/dev/null 2>"$T/eb2"
+check "bf16 ids equal across thread counts and to the fixture" "$PY - $T/b1.json $T/b2.json $C/expected.json <<'PY'
+import json, sys
+a, b, e = (json.load(open(p)) for p in sys.argv[1:4])
+assert a['generated_ids'] == b['generated_ids'] == e['generated_ids']
+PY"
 "$VLM" run --model-id "$M25" --text hi --bogus >/dev/null 2>"$T/e5"
 check "unknown flag: exit 2" "[ $? -eq 2 ] && grep -q bogus $T/e5"
 "$VLM" run --model-id "$M25" --text hi --max-tokens 500000 >/dev/null 2>"$T/e6"

@@ -54,7 +54,7 @@ static void preprocess(const vlm_preproc_config *p) {
     long long lo = p->min_pixels < (1 << 16) ? 0 : 3136, hi = p->max_pixels < (1 << 16) ? 0 : 1 << 16;
     if (lo && hi < lo) hi = lo;
     vlm_pixel_values pv;
-    if (vlm_preprocess_image(&img, p, lo, hi, &pv) == VLM_OK) {
+    if (vlm_preprocess_image(&img, p, lo, hi, NULL, &pv) == VLM_OK) {
         check(pv.n_patches == vlm_grid_patches(&pv.grid) && pv.n_patches > 0);
         vlm_pixel_values_free(&pv);
     } else {

@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                   .do_rescale = 1,
                                   .do_normalize = 1};
         vlm_pixel_values pv;
-        if (vlm_preprocess_image(&img, &cfg, 0, 0, &pv) == VLM_OK) {
+        if (vlm_preprocess_image(&img, &cfg, 0, 0, NULL, &pv) == VLM_OK) {
             if (pv.n_patches <= 0 || pv.n_patches != vlm_grid_patches(&pv.grid)) __builtin_trap();
             vlm_pixel_values_free(&pv);
         } else if (!vlm_last_error()[0]) {

@@ -12,6 +12,14 @@
 #include "model/config.h"
 #include "model/weights.h"
 
+/* The kernels' context: a pool of the threads set_threads asked for (0: every core). */
+static vlm_cpu_ctx g_ctx;
+static void set_threads(int n) {
+    vlm_pool_free(g_ctx.pool);
+    g_ctx.pool = NULL;
+    if (vlm_pool_create(n, &g_ctx.pool) != VLM_OK) g_ctx.pool = NULL; /* one thread */
+}
+
 static const char k_config[] =
     "{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 2,"
     " \"num_key_value_heads\": 1, \"intermediate_size\": 64, \"vocab_size\": 32, \"tie_word_embeddings\": true,"
@@ -22,7 +30,7 @@ static const char k_config[] =
 static void run(const vlm_tensor *w) {
     float x[2 * 64], y[2 * 64];
     for (int i = 0; i < 2 * 64; i++) x[i] = (float)(i % 7) - 3.0f;
-    if (w->shape[1] <= 64 && w->shape[0] <= 64) vlm_cpu_matmul(y, x, w, NULL, 2);
+    if (w->shape[1] <= 64 && w->shape[0] <= 64) vlm_cpu_matmul(&g_ctx, y, x, w, NULL, 2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -32,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         cJSON *c = cJSON_Parse(k_config);
         if (!c || vlm_config_parse(c, "fuzz config", &cfg) != VLM_OK) __builtin_trap();
         cJSON_Delete(c);
-        vlm_set_threads(1);
+        set_threads(1);
         ready = 1;
     }
     vlm_safetensors *st = NULL;
@@ -48,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < 8; i++) run(m[i]);
         float e[2 * 64];
         int32_t ids[2] = {0, 31};
-        vlm_cpu_embed(e, &tw.embed, ids, 2);
+        vlm_cpu_embed(&g_ctx, e, &tw.embed, ids, 2);
         vlm_text_weights_free(&tw);
     } else if (!vlm_last_error()[0]) {
         __builtin_trap();

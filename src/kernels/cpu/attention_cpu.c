@@ -6,10 +6,9 @@
  * - causal prefill: blocks of query rows, heaviest (latest) first; decode (one query): one task
  *   per kv head with the group's query heads as its rows. */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
-#include "base/cpu.h"
+#include "base/memory.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_simd.h"
 #include "kernels/cpu/ref.h"
@@ -98,8 +97,33 @@ static int params_ok(const vlm_attn_params *p) {
 /* Decode (one query) with fewer kv heads than threads: each head's key range is cut into parts
  * that threads take, each part's unnormalized result is kept with its max and sum, and the parts
  * are merged (flash-decoding). Returns 0 when not worth it or without scratch memory. */
-static int decode_split(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p, int rows,
-                        int threads, int avx512) {
+typedef struct {
+    const vlm_attn_params *p;
+    const float *q, *k, *v;
+    float *out, *partial;
+    int parts, span, hi, rows, avx512;
+    size_t per_task;
+} split_job;
+
+static void split_task(void *arg, int64_t t, int thread) {
+    const split_job *j = arg;
+    int kh = (int)t / j->parts, part = (int)t % j->parts;
+    vlm_attn_task task = {.p = j->p,
+                          .q = j->q,
+                          .k = j->k,
+                          .v = j->v,
+                          .out = j->out,
+                          .kh = kh,
+                          .i0 = 0,
+                          .nq = 1,
+                          .lo = part * j->span,
+                          .hi = (part + 1) * j->span < j->hi ? (part + 1) * j->span : j->hi,
+                          .partial = j->partial + (size_t)t * j->per_task};
+    run_task(&task, j->rows, j->avx512);
+}
+
+static int decode_split(vlm_pool *pool, float *out, const float *q, const float *k, const float *v,
+                        const vlm_attn_params *p, int rows, int threads, int avx512) {
     const int nkv = p->n_kv_heads, hd = p->head_dim, group = p->n_heads / nkv;
     int hi = p->q_pos0 + 1 < p->n_kv ? p->q_pos0 + 1 : p->n_kv;
     int parts = (threads + nkv - 1) / nkv; /* parts per head so that every thread has work */
@@ -110,22 +134,19 @@ static int decode_split(float *out, const float *q, const float *k, const float 
     size_t row = (size_t)hd + 2, per_task = (size_t)group * row;
     float *partial = vlm_cpu_scratch(VLM_SCRATCH_ATTN_SPLIT, per_task * (size_t)(nkv * parts));
     if (!partial) return 0;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int t = 0; t < nkv * parts; t++) {
-        int kh = t / parts, part = t % parts;
-        vlm_attn_task task = {.p = p,
-                              .q = q,
-                              .k = k,
-                              .v = v,
-                              .out = out,
-                              .kh = kh,
-                              .i0 = 0,
-                              .nq = 1,
-                              .lo = part * span,
-                              .hi = (part + 1) * span < hi ? (part + 1) * span : hi,
-                              .partial = partial + (size_t)t * per_task};
-        run_task(&task, rows, avx512);
-    }
+    split_job j = {.p = p,
+                   .q = q,
+                   .k = k,
+                   .v = v,
+                   .out = out,
+                   .parts = parts,
+                   .span = span,
+                   .hi = hi,
+                   .rows = rows,
+                   .avx512 = avx512,
+                   .partial = partial,
+                   .per_task = per_task};
+    vlm_pool_run(pool, threads, nkv * parts, split_task, &j);
     for (int kh = 0; kh < nkv; kh++)
         for (int g = 0; g < group; g++) {
             float mx = -INFINITY, sum = 0.0f;
@@ -148,7 +169,73 @@ static int decode_split(float *out, const float *q, const float *k, const float 
     return 1;
 }
 
-void vlm_cpu_attention(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p) {
+/* Causal blocks and segment blocks: task t of `ntasks`. Causal: the latest query blocks (most keys)
+ * first. Segments: block t lies in the segment s with first[s] <= t < first[s + 1] (tasks never
+ * cross a segment; no barrier between segments, a thread done with one takes tasks of the next). */
+typedef struct {
+    const vlm_attn_params *p;
+    const float *q, *k, *v;
+    float *out;
+    int bq, rows, avx512, ntasks, seg_base;
+    const int *first; /* per segment, its first task (NULL: causal) */
+    int nseg;
+} blocks_job;
+
+static void causal_task(void *arg, int64_t tt, int thread) {
+    const blocks_job *j = arg;
+    const vlm_attn_params *p = j->p;
+    int t = j->ntasks - 1 - (int)tt, nkv = p->n_kv_heads, b = t / nkv;
+    vlm_attn_task task = {.p = p, .q = j->q, .k = j->k, .v = j->v, .out = j->out, .kh = t % nkv, .i0 = b * j->bq};
+    task.nq = p->n_q - task.i0 < j->bq ? p->n_q - task.i0 : j->bq;
+    task.lo = 0;
+    task.hi = p->q_pos0 + task.i0 + task.nq;
+    if (task.hi > p->n_kv) task.hi = p->n_kv;
+    run_task(&task, j->rows, j->avx512);
+}
+
+static void segment_task(void *arg, int64_t tt, int thread) {
+    const blocks_job *j = arg;
+    const vlm_attn_params *p = j->p;
+    int lo = 0, hi = j->nseg - 1, t = (int)tt; /* the last segment whose first task <= t */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (j->first[mid] <= t) lo = mid;
+        else hi = mid - 1;
+    }
+    int s = lo + j->seg_base, nkv = p->n_kv_heads;
+    int s0 = p->segments ? p->segments[s] : 0, s1 = p->segments ? p->segments[s + 1] : p->n_q;
+    if (s0 < 0) s0 = 0;
+    if (s1 > p->n_q) s1 = p->n_q;
+    int klo = p->segments ? s0 : 0, khi = p->segments ? s1 : p->n_kv;
+    if (khi > p->n_kv) khi = p->n_kv;
+    int local = t - j->first[lo], b = local / nkv;
+    vlm_attn_task task = {
+        .p = p, .q = j->q, .k = j->k, .v = j->v, .out = j->out, .kh = local % nkv, .i0 = s0 + b * j->bq};
+    task.nq = s1 - task.i0 < j->bq ? s1 - task.i0 : j->bq;
+    task.lo = klo;
+    task.hi = khi;
+    run_task(&task, j->rows, j->avx512);
+}
+
+/* The tasks of segments [s_from, s_to) as one job (first: room for s_to - s_from ints). */
+static void run_segments(vlm_pool *pool, blocks_job *j, int threads, int s_from, int s_to, int *first) {
+    const vlm_attn_params *p = j->p;
+    int total = 0;
+    for (int s = s_from; s < s_to; s++) {
+        int s0 = p->segments ? p->segments[s] : 0, s1 = p->segments ? p->segments[s + 1] : p->n_q;
+        if (s0 < 0) s0 = 0;
+        if (s1 > p->n_q) s1 = p->n_q;
+        first[s - s_from] = total;
+        total += (s1 > s0 ? (s1 - s0 + j->bq - 1) / j->bq : 0) * p->n_kv_heads;
+    }
+    j->first = first;
+    j->nseg = s_to - s_from;
+    j->seg_base = s_from;
+    vlm_pool_run(pool, threads, total, segment_task, j);
+}
+
+void vlm_cpu_attention(const vlm_cpu_ctx *c, float *out, const float *q, const float *k, const float *v,
+                       const vlm_attn_params *p) {
     if (!params_ok(p)) { /* a malformed call: NaN rows, never plausible numbers */
         if (p->n_heads > 0 && p->head_dim > 0) fill_rows(out, p, 0, p->n_q, NAN);
         return;
@@ -159,23 +246,16 @@ void vlm_cpu_attention(float *out, const float *q, const float *k, const float *
     if (bq < 1) bq = 1;
     const int rows = group * bq;
     const int avx512 = vlm_cpu_kernels_avx512();
-    int threads = vlm_threads();
+    int threads = vlm_pool_threads(c->pool);
     double work = (double)p->n_q * p->n_heads * (p->causal ? p->q_pos0 + p->n_q : p->n_kv) * p->head_dim;
     if (work < 2e5) threads = 1;
 
-    if (p->causal && p->n_q == 1 && threads > 1 && decode_split(out, q, k, v, p, rows, threads, avx512)) return;
+    if (p->causal && p->n_q == 1 && threads > 1 && decode_split(c->pool, out, q, k, v, p, rows, threads, avx512))
+        return;
+    blocks_job j = {.p = p, .q = q, .k = k, .v = v, .out = out, .bq = bq, .rows = rows, .avx512 = avx512};
     if (p->causal) {
-        int nblocks = (p->n_q + bq - 1) / bq, ntasks = nblocks * nkv;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-        for (int t = ntasks - 1; t >= 0; t--) { /* latest query blocks (most keys) first */
-            int b = t / nkv;
-            vlm_attn_task task = {.p = p, .q = q, .k = k, .v = v, .out = out, .kh = t % nkv, .i0 = b * bq};
-            task.nq = p->n_q - task.i0 < bq ? p->n_q - task.i0 : bq;
-            task.lo = 0;
-            task.hi = p->q_pos0 + task.i0 + task.nq;
-            if (task.hi > p->n_kv) task.hi = p->n_kv;
-            run_task(&task, rows, avx512);
-        }
+        j.ntasks = (p->n_q + bq - 1) / bq * nkv;
+        vlm_pool_run(c->pool, threads, j.ntasks, causal_task, &j);
         return;
     }
 
@@ -192,25 +272,14 @@ void vlm_cpu_attention(float *out, const float *q, const float *k, const float *
         fill_rows(out, p, 0, p->n_q, 0.0f);
         return;
     }
-#pragma omp parallel num_threads(threads)
-    {
-        for (int s = 0; s < nseg; s++) {
-            int s0 = p->segments ? p->segments[s] : 0, s1 = p->segments ? p->segments[s + 1] : p->n_q;
-            if (s0 < 0) s0 = 0;
-            if (s1 > p->n_q) s1 = p->n_q;
-            int klo = p->segments ? s0 : 0, khi = p->segments ? s1 : p->n_kv;
-            if (khi > p->n_kv) khi = p->n_kv;
-            int nblocks = s1 > s0 ? (s1 - s0 + bq - 1) / bq : 0;
-            /* no barrier between segments: a thread done with one takes tasks of the next */
-#pragma omp for schedule(dynamic, 1) nowait
-            for (int t = 0; t < nblocks * nkv; t++) {
-                int b = t / nkv;
-                vlm_attn_task task = {.p = p, .q = q, .k = k, .v = v, .out = out, .kh = t % nkv, .i0 = s0 + b * bq};
-                task.nq = s1 - task.i0 < bq ? s1 - task.i0 : bq;
-                task.lo = klo;
-                task.hi = khi;
-                run_task(&task, rows, avx512);
-            }
-        }
+    enum { SEG_GROUP = 256 }; /* segments per job when no memory is left for one list of all */
+    int *first = nseg > SEG_GROUP ? vlm_alloc(sizeof(int) * (size_t)nseg, "attention segment offsets") : NULL;
+    if (first) {
+        run_segments(c->pool, &j, threads, 0, nseg, first);
+        vlm_free(first);
+        return;
     }
+    int local[SEG_GROUP];
+    for (int s = 0; s < nseg; s += SEG_GROUP)
+        run_segments(c->pool, &j, threads, s, s + SEG_GROUP < nseg ? s + SEG_GROUP : nseg, local);
 }

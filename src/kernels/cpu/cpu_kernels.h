@@ -3,23 +3,39 @@
 #ifndef VLM_KERNELS_CPU_KERNELS_H
 #define VLM_KERNELS_CPU_KERNELS_H
 
+#include "base/pool.h"
 #include "kernels/backend.h"
 
-/* y[M, N] = x[M, K] · w[N, K]^T (+ bias): GEMV for M <= 8 (weights streamed once from memory),
- * blocked GEMM above (weight micro-panels converted to f32 as they are packed, never a full f32
- * copy). Weights F32, F16 or BF16. */
-void vlm_cpu_matmul(float *y, const float *x, const vlm_tensor *w, const float *bias, int M);
+/* What every CPU kernel runs with: the backend's threads and its arithmetic precision. Kernels
+ * read nothing else (no process-wide thread count): two backends with different settings coexist. */
+typedef struct {
+    vlm_pool *pool; /* the backend's threads; NULL: the calling thread alone */
+    int bf16;       /* 1: matrix products round the activations to bf16 (one product per weight, HF's
+                     * bf16 arithmetic); 0: f32-exact products (the default, parity with the reference) */
+} vlm_cpu_ctx;
+
+/* Input rows up to which a matrix product takes the small-M path (see vlm_cpu_matmul). */
+enum { VLM_CPU_SMALL_M = 64 };
+
+/* y[M, N] = x[M, K] · w[N, K]^T (+ bias). Weights F32, F16, BF16 or quantized (quant_kernels.h).
+ * Small M (<= VLM_CPU_SMALL_M: decode, batched decode): register tiles of up to 8 input rows
+ * against a few weight rows, every weight read once from memory; large M (prefill, vision): the
+ * blocked GEMM, or AMX. Which rows agree bitwise with which is stated in matmul_cpu.c. */
+void vlm_cpu_matmul(const vlm_cpu_ctx *c, float *y, const float *x, const vlm_tensor *w, const float *bias, int M);
 /* Matrix-vector product with rows [n0, n1) of w for M (<= 8) input rows, on the calling thread. */
 void vlm_cpu_gemv_rows(float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int64_t n0, int64_t n1);
-void vlm_cpu_rmsnorm(float *y, const float *x, const float *w, int M, int D, float eps);
-void vlm_cpu_layernorm(float *y, const float *x, const float *w, const float *b, int M, int D, float eps);
-void vlm_cpu_rope(float *x, int stride, const float *cos, const float *sin, int M, int n_heads, int head_dim);
-void vlm_cpu_attention(float *out, const float *q, const float *k, const float *v, const vlm_attn_params *p);
-void vlm_cpu_swiglu(float *y, const float *gate, const float *up, size_t n);
-void vlm_cpu_gelu(float *x, size_t n);
-void vlm_cpu_quick_gelu(float *x, size_t n);
-void vlm_cpu_add(float *y, const float *x, size_t n);
-void vlm_cpu_embed(float *y, const vlm_tensor *table, const int32_t *ids, int n);
+void vlm_cpu_rmsnorm(const vlm_cpu_ctx *c, float *y, const float *x, const float *w, int M, int D, float eps);
+void vlm_cpu_layernorm(const vlm_cpu_ctx *c, float *y, const float *x, const float *w, const float *b, int M, int D,
+                       float eps);
+void vlm_cpu_rope(const vlm_cpu_ctx *c, float *x, int stride, const float *cos, const float *sin, int M, int n_heads,
+                  int head_dim);
+void vlm_cpu_attention(const vlm_cpu_ctx *c, float *out, const float *q, const float *k, const float *v,
+                       const vlm_attn_params *p);
+void vlm_cpu_swiglu(const vlm_cpu_ctx *c, float *y, const float *gate, const float *up, size_t n);
+void vlm_cpu_gelu(const vlm_cpu_ctx *c, float *x, size_t n);
+void vlm_cpu_quick_gelu(const vlm_cpu_ctx *c, float *x, size_t n);
+void vlm_cpu_add(const vlm_cpu_ctx *c, float *y, const float *x, size_t n);
+void vlm_cpu_embed(const vlm_cpu_ctx *c, float *y, const vlm_tensor *table, const int32_t *ids, int n);
 
 /* Dot product of a weight row (dtype t, K elements) with an f32 vector. */
 float vlm_cpu_dot_row(vlm_dtype t, const void *row, const float *x, int64_t K);

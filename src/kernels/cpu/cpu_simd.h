@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/pool.h"
 #include "kernels/backend.h"
 
 /* ---- scratch: per-thread buffers, grown on first use of a shape and kept (no allocation per call
@@ -32,6 +33,11 @@ void vlm_gemv_rows_avx2(float *y, const float *x, const float *xp, const vlm_ten
                         int64_t n0, int64_t n1);
 void vlm_gemv_rows_avx512(float *y, const float *x, const float *xp, const vlm_tensor *w, const float *bias, int M,
                           int64_t n0, int64_t n1);
+/* The bf16 precision with BF16 weights (AVX512-BF16): xb = the M input rows rounded to bf16
+ * (vlm_round_bf16_avx512, nearest even), K per row. */
+void vlm_gemv_rows_bf16dp_avx512(float *y, const uint16_t *xb, const vlm_tensor *w, const float *bias, int M,
+                                 int64_t n0, int64_t n1);
+void vlm_round_bf16_avx512(uint16_t *dst, const float *x, size_t n);
 
 /* ---- GEMM micro-kernels. Weights are packed k-major in panels of nr rows (bp[k * nr + j]),
  * activations k-major in strips of mr rows (ap[k * mr + i]); the kernel adds (or stores, when
@@ -44,11 +50,15 @@ typedef struct {
                    const float *bias);
 } vlm_gemm_isa;
 extern const vlm_gemm_isa vlm_gemm_avx2, vlm_gemm_avx512;
+/* BF16 weights with activations rounded to bf16 (vdpbf16ps; gemm_bf16_avx512.c): the packed
+ * panels hold pairs of bf16 in each float's place. */
+extern const vlm_gemm_isa vlm_gemm_avx512_bf16;
 
 /* AMX GEMM for BF16 weights (gemm_amx_avx512.c), activations split into `parts` bf16 numbers;
  * returns 0 (nothing done) when AMX cannot run here or memory runs out. */
 int vlm_gemm_amx_available(void);
-int vlm_gemm_amx(float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int parts, int threads);
+int vlm_gemm_amx(vlm_pool *pool, float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int parts,
+                 int threads);
 
 /* ---- activations with AVX-512 over [i0, i1): y = silu(a) * b, gelu(a), quick_gelu(a) */
 enum { VLM_ACT_SWIGLU, VLM_ACT_GELU, VLM_ACT_QUICK_GELU };

@@ -15,12 +15,12 @@
  * the activations the right operand, packed once per block into the k-pair order tdpbf16ps wants
  * (a 16 x 16 dword transpose). A 32 x 32 output block (4 accumulator tiles, 2 weight tiles, 2
  * activation tiles: all 8 tile registers) runs over a whole k block (KC up to 4096 / parts) with
- * the accumulators in tiles, then is transposed into y. Threads split the weight rows. */
+ * the accumulators in tiles, then is transposed into y. The pool's threads take (row block, group
+ * of weight rows) items. */
 #pragma GCC target("amx-tile,amx-bf16")
 
 #include <immintrin.h>
 #include <math.h>
-#include <omp.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -238,7 +238,52 @@ static void amx_item(float *y, const vlm_tensor *w, const float *bias, int M, in
     }
 }
 
-int vlm_gemm_amx(float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int parts, int threads) {
+/* The product's shape and buffers, shared by its tasks. */
+typedef struct {
+    float *y;
+    const float *x, *bias;
+    const vlm_tensor *w;
+    int M, parts, mc_max, chunks_max;
+    int64_t npairs;
+    uint16_t *xp;       /* packed activations of the current group of row blocks */
+    uint16_t *wbuf_all; /* per thread: the edge pair's weights */
+    float *cbuf_all;    /* per thread: accumulators */
+    size_t wbuf_per, cbuf_per;
+    /* the current k block and group of rows */
+    int64_t k0;
+    int kc, chunks, g0, rows_g;
+    int64_t groups, gsize;
+} amx_job;
+
+static void amx_pack_task(void *arg, int64_t t, int thread) {
+    const amx_job *j = arg;
+    const int64_t K = j->w->shape[j->w->ndim - 1];
+    int rows = j->rows_g - (int)t * 16;
+    rows = rows < 0 ? 0 : rows > 16 ? 16 : rows;
+    for (int ch = 0; ch < j->chunks; ch++) {
+        int kn = j->kc - ch * 32 < 32 ? j->kc - ch * 32 : 32;
+        pack_x_tiles(j->x + (size_t)(j->g0 + t * 16) * (size_t)K + j->k0 + ch * 32, K, rows, kn, j->parts,
+                     j->xp + ((size_t)t * j->chunks + ch) * j->parts * TILE_ELEMS, TILE_ELEMS);
+    }
+}
+
+/* Items: (row block, group of weight row pairs), row block major. */
+static void amx_item_task(void *arg, int64_t it, int thread) {
+    const amx_job *j = arg;
+    uint16_t tailbuf[2 * TILE_ELEMS] __attribute__((aligned(64)));
+    float biast[4 * 256] __attribute__((aligned(64)));
+    int mb = (int)(it / j->groups);
+    int64_t j0 = it % j->groups * j->gsize, j1 = j0 + j->gsize < j->npairs ? j0 + j->gsize : j->npairs;
+    int m0 = j->g0 + mb * j->mc_max, mc = j->g0 + j->rows_g - m0 < j->mc_max ? j->g0 + j->rows_g - m0 : j->mc_max;
+    load_tile_config(); /* per task: tile state is per thread, and released when the task ends */
+    amx_item(j->y, j->w, j->bias, j->M, j->parts, j->k0, j->kc, m0, mc,
+             j->xp + (size_t)(mb * j->mc_max / 16) * j->chunks * j->parts * TILE_ELEMS, j0, j1,
+             j->wbuf_all + (size_t)thread * j->wbuf_per, tailbuf, biast, j->cbuf_all + (size_t)thread * j->cbuf_per);
+    _tile_release();
+}
+
+int vlm_gemm_amx(vlm_pool *pool, float *y, const float *x, const vlm_tensor *w, const float *bias, int M, int parts,
+                 int threads) {
     if (w->dtype != VLM_DT_BF16 || parts < 1 || parts > 3 || M <= 0 || !vlm_gemm_amx_available()) return 0;
     const int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
     /* k block: AMX_MC_MIN rows of packed activations fill the L2 budget; rows per block: the rest */
@@ -248,61 +293,46 @@ int vlm_gemm_amx(float *y, const float *x, const vlm_tensor *w, const float *bia
     if (mc_max > AMX_MC_MAX) mc_max = AMX_MC_MAX;
     int mblocks = (M + mc_max - 1) / mc_max;
     mc_max = ((M + mblocks - 1) / mblocks + 31) / 32 * 32;
-    /* packed at once (one barrier): as many row blocks as AMX_X_ALL holds */
+    /* packed at once: as many row blocks as AMX_X_ALL holds */
     int per_pack = (int)(AMX_X_ALL / ((size_t)mc_max * kc_max * parts * 2));
     if (per_pack < 1) per_pack = 1;
     if (per_pack > mblocks) per_pack = mblocks;
     const int rows_pack = per_pack * mc_max, chunks_max = (int)(kc_max / 32);
-    uint16_t *xp = (uint16_t *)vlm_cpu_scratch(VLM_SCRATCH_GEMM_A,
-                                               (size_t)(rows_pack / 16) * chunks_max * parts * TILE_ELEMS / 2 + 16);
-    if (!xp) return 0;
-    const int64_t npairs = (N + 31) / 32;
-    int ok = 1; /* every thread got its buffers: decided before any work, the same for all */
-#pragma omp parallel num_threads(threads) shared(ok)
-    {
-        /* per thread: the edge pair's weights, a partial chunk's tiles, bias tiles, accumulators */
-        uint16_t *wbuf = (uint16_t *)vlm_cpu_scratch(VLM_SCRATCH_GEMM_B, (size_t)16 * chunks_max * 32 + 16);
-        float *cbuf = vlm_cpu_scratch(VLM_SCRATCH_GEMM_C, (size_t)(mc_max / 32) * 1024 + 16);
-        uint16_t tailbuf[2 * TILE_ELEMS] __attribute__((aligned(64)));
-        float biast[4 * 256] __attribute__((aligned(64)));
-        if (!wbuf || !cbuf) {
-#pragma omp atomic write
-            ok = 0;
+    if (threads > vlm_pool_threads(pool)) threads = vlm_pool_threads(pool);
+    if (threads < 1) threads = 1;
+    amx_job j = {.y = y,
+                 .x = x,
+                 .bias = bias,
+                 .w = w,
+                 .M = M,
+                 .parts = parts,
+                 .mc_max = mc_max,
+                 .chunks_max = chunks_max,
+                 .npairs = (N + 31) / 32};
+    /* every buffer is taken by the caller before any work: per-thread ones indexed by the task's
+     * thread number */
+    j.wbuf_per = (size_t)32 * chunks_max * 32 + 32;                  /* uint16: 32 rows of chunks_max * 32 */
+    j.cbuf_per = ((size_t)(mc_max / 32) * 1024 + 16 + 15) / 16 * 16; /* floats */
+    j.xp = (uint16_t *)vlm_cpu_scratch(VLM_SCRATCH_GEMM_A,
+                                       (size_t)(rows_pack / 16) * chunks_max * parts * TILE_ELEMS / 2 + 16);
+    j.wbuf_all = (uint16_t *)vlm_cpu_scratch(VLM_SCRATCH_GEMM_B, (size_t)threads * j.wbuf_per / 2 + 16);
+    j.cbuf_all = vlm_cpu_scratch(VLM_SCRATCH_GEMM_C, (size_t)threads * j.cbuf_per);
+    if (!j.xp || !j.wbuf_all || !j.cbuf_all) return 0;
+    for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
+        j.k0 = k0;
+        j.kc = K - k0 < kc_max ? (int)(K - k0) : (int)kc_max;
+        j.chunks = (j.kc + 31) / 32;
+        for (int g0 = 0; g0 < M; g0 += rows_pack) {
+            j.g0 = g0;
+            j.rows_g = M - g0 < rows_pack ? M - g0 : rows_pack;
+            vlm_pool_run(pool, threads, (j.rows_g + 31) / 32 * 2, amx_pack_task, &j);
+            int nmb = (j.rows_g + mc_max - 1) / mc_max;
+            int64_t groups = (4 * (int64_t)threads + nmb - 1) / nmb;
+            if (groups > j.npairs) groups = j.npairs;
+            j.gsize = (j.npairs + groups - 1) / groups;
+            j.groups = (j.npairs + j.gsize - 1) / j.gsize;
+            vlm_pool_run(pool, threads, nmb * j.groups, amx_item_task, &j);
         }
-#pragma omp barrier
-        if (ok) load_tile_config();
-        for (int64_t k0 = 0; k0 < K && ok; k0 += kc_max) {
-            int kc = K - k0 < kc_max ? (int)(K - k0) : (int)kc_max, chunks = (kc + 31) / 32;
-            for (int g0 = 0; g0 < M; g0 += rows_pack) {
-                int rows_g = M - g0 < rows_pack ? M - g0 : rows_pack, tiles = (rows_g + 31) / 32 * 2;
-#pragma omp for schedule(static)
-                for (int t = 0; t < tiles; t++) {
-                    int rows = rows_g - t * 16;
-                    rows = rows < 0 ? 0 : rows > 16 ? 16 : rows;
-                    for (int ch = 0; ch < chunks; ch++) {
-                        int kn = kc - ch * 32 < 32 ? kc - ch * 32 : 32;
-                        pack_x_tiles(x + (size_t)(g0 + t * 16) * (size_t)K + k0 + ch * 32, K, rows, kn, parts,
-                                     xp + ((size_t)t * chunks + ch) * parts * TILE_ELEMS, TILE_ELEMS);
-                    }
-                }
-                /* items: (row block, group of weight row pairs), row block major, a few per thread */
-                int nmb = (rows_g + mc_max - 1) / mc_max;
-                int64_t groups = (4 * (int64_t)omp_get_num_threads() + nmb - 1) / nmb;
-                if (groups > npairs) groups = npairs;
-                int64_t gsize = (npairs + groups - 1) / groups;
-                groups = (npairs + gsize - 1) / gsize;
-#pragma omp for schedule(dynamic, 1)
-                for (int64_t it = 0; it < nmb * groups; it++) {
-                    int mb = (int)(it / groups);
-                    int64_t j0 = it % groups * gsize, j1 = j0 + gsize < npairs ? j0 + gsize : npairs;
-                    int m0 = g0 + mb * mc_max, mc = g0 + rows_g - m0 < mc_max ? g0 + rows_g - m0 : mc_max;
-                    amx_item(y, w, bias, M, parts, k0, kc, m0, mc,
-                             xp + (size_t)(mb * mc_max / 16) * chunks * parts * TILE_ELEMS, j0, j1, wbuf, tailbuf,
-                             biast, cbuf);
-                }
-            }
-        }
-        if (ok) _tile_release();
     }
-    return ok;
+    return 1;
 }

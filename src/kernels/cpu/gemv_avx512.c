@@ -98,3 +98,80 @@ AI void tile(const int mode, const int M, const int R, const char *w, size_t rb,
 #define R_FOR(M) ((M) <= 4 ? 4 : 2)
 #define GEMV_ROWS_NAME vlm_gemv_rows_avx512
 #include "kernels/cpu/gemv_rows.inc"
+
+/* ---- the bf16 precision: x rounded to bf16 once per call (xb: M rows of K), then vdpbf16ps on
+ * 32 weights at a time, straight from the stored bf16 rows (no conversion at all). Each (input
+ * row, weight row) pair has one accumulator over all of K: the same order for every M. */
+AI void tile_dp(const int M, const int R, const char *w, size_t rb, const uint16_t *xb, int64_t K, float *out) {
+    __m512 acc[VLM_GEMV_MAX_M][4];
+    UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm512_setzero_ps();
+    const int64_t K32 = K & ~(int64_t)31;
+    for (int64_t k = 0; k < K32; k += 32) {
+        __m512bh wv[4];
+        UNROLL for (int r = 0; r < R; r++) {
+            _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 2, _MM_HINT_T0);
+            wv[r] = (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)r * rb + (size_t)k * 2));
+        }
+        UNROLL for (int m = 0; m < M; m++) {
+            __m512bh xv = (__m512bh)_mm512_loadu_si512((const void *)(xb + (size_t)m * (size_t)K + k));
+            UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm512_dpbf16_ps(acc[m][r], wv[r], xv);
+        }
+    }
+    if (K32 < K) {
+        __mmask32 msk = (__mmask32)((1ull << (K - K32)) - 1);
+        __m512bh wv[4];
+        UNROLL for (int r = 0; r < R; r++) wv[r] =
+            (__m512bh)_mm512_maskz_loadu_epi16(msk, w + (size_t)r * rb + (size_t)K32 * 2);
+        UNROLL for (int m = 0; m < M; m++) {
+            __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(msk, xb + (size_t)m * (size_t)K + K32);
+            UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm512_dpbf16_ps(acc[m][r], wv[r], xv);
+        }
+    }
+    UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) out[m * R + r] =
+        _mm512_reduce_add_ps(acc[m][r]);
+}
+
+AI void rows_dp(const int M, float *y, const uint16_t *xb, const vlm_tensor *w, const float *bias, int64_t n0,
+                int64_t n1) {
+    const int R = R_FOR(M);
+    int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+    size_t rb = (size_t)K * 2;
+    const char *base = (const char *)w->data;
+    float out[VLM_GEMV_MAX_M * 4];
+    int64_t n = n0;
+    for (; n + R <= n1; n += R) {
+        tile_dp(M, R, base + (size_t)n * rb, rb, xb, K, out);
+        for (int m = 0; m < M; m++)
+            for (int r = 0; r < R; r++) y[(size_t)m * N + n + r] = out[m * R + r] + (bias ? bias[n + r] : 0.0f);
+    }
+    for (; n < n1; n++) {
+        tile_dp(M, 1, base + (size_t)n * rb, rb, xb, K, out);
+        for (int m = 0; m < M; m++) y[(size_t)m * N + n] = out[m] + (bias ? bias[n] : 0.0f);
+    }
+}
+
+void vlm_gemv_rows_bf16dp_avx512(float *y, const uint16_t *xb, const vlm_tensor *w, const float *bias, int M,
+                                 int64_t n0, int64_t n1) {
+    if (n0 >= n1 || w->dtype != VLM_DT_BF16) return;
+    switch (M) { /* one specialised loop per row count */
+    case 1: rows_dp(1, y, xb, w, bias, n0, n1); break;
+    case 2: rows_dp(2, y, xb, w, bias, n0, n1); break;
+    case 3: rows_dp(3, y, xb, w, bias, n0, n1); break;
+    case 4: rows_dp(4, y, xb, w, bias, n0, n1); break;
+    case 5: rows_dp(5, y, xb, w, bias, n0, n1); break;
+    case 6: rows_dp(6, y, xb, w, bias, n0, n1); break;
+    case 7: rows_dp(7, y, xb, w, bias, n0, n1); break;
+    case 8: rows_dp(8, y, xb, w, bias, n0, n1); break;
+    default: break;
+    }
+}
+
+void vlm_round_bf16_avx512(uint16_t *dst, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        _mm512_storeu_si512(dst + i, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i)));
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}

@@ -142,9 +142,10 @@ static ALWAYS_INLINE void group_scales(vlm_dtype t, const vlm_qact *a, const int
 
 static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M, const uint8_t *row, float *y,
                                      int64_t ldy, const consts *c) {
-    /* two chains per row when few rows, to hide the FMA latency */
+    /* two chains per row (the FMA latency hidden when rows are few), for every M: a row's sum runs
+     * in the same order whatever the rows beside it (batch invariance) */
     __m512 acc0[VLM_QTILE_AVX512], acc1[VLM_QTILE_AVX512], sc[VLM_QTILE_AVX512];
-    __m512 *accb = M <= 2 ? acc1 : acc0;
+    __m512 *accb = acc1;
 #pragma GCC unroll 8
     for (int m = 0; m < M; m++) acc0[m] = acc1[m] = _mm512_setzero_ps();
     int64_t full = a->nb / 16 * 16;
@@ -178,7 +179,7 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
         }
     }
 #pragma GCC unroll 8
-    for (int m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(M <= 2 ? _mm512_add_ps(acc0[m], acc1[m]) : acc0[m]);
+    for (int m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[m], acc1[m]));
 }
 
 /* Decode (one input row): rows from 4 distant places of the matrix in turn, so that 4 memory

@@ -13,7 +13,7 @@
  *           removed once per block with the activation block's precomputed sum (d_x · Σ q_x).
  * Matrix-vector (M <= the path's tile) streams every weight byte once and unpacks each 64-weight
  * unit once for all M rows; larger M takes weight rows in chunks that stay in cache while all input
- * rows pass over them in tiles. Threads (OpenMP) split the output rows.
+ * rows pass over them in tiles. The backend's threads split the output rows.
  *
  * Error with respect to dequantize-then-f32 (what tests bound): the activation rounding,
  * |Σ_k w_k (x_k - x'_k)| <= Σ_blocks d_x / 2 · Σ_j |w_j|, plus for NF4 the int8 code book,
@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "tensor/tensor.h"
 
 enum { VLM_QA_BLOCK = 32 }; /* activation block */
@@ -39,13 +40,14 @@ enum { VLM_QPREFETCH = 4096 };
 typedef enum { VLM_QPATH_AUTO = 0, VLM_QPATH_SCALAR, VLM_QPATH_AVX2, VLM_QPATH_AVX512 } vlm_qpath;
 
 /* y = x · w^T (+ bias) for a quantized w [N, K] (K a multiple of the block). */
-void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const float *bias, int M);
+void vlm_cpu_matmul_quant(const vlm_cpu_ctx *c, float *y, const float *x, const vlm_tensor *w, const float *bias,
+                          int M);
 
 /* Weights as the CPU backend keeps them (its `weight` op): Q4_0 and Q8_0 matrices become their
  * interleaved copies (Q4_0_R16 / Q8_0_R16, a new allocation; the source pages are dropped from the
  * resident set, so memory holds one copy) when the AVX-512 VNNI path runs; anything else is a view
  * of host. vlm_cpu_quant_release frees what prepare allocated (and leaves views alone). */
-vlm_status vlm_cpu_quant_prepare(const vlm_tensor *host, vlm_tensor *dev);
+vlm_status vlm_cpu_quant_prepare(vlm_pool *pool, const vlm_tensor *host, vlm_tensor *dev);
 void vlm_cpu_quant_release(vlm_tensor *dev);
 
 /* The path used (AUTO resolves to the best this CPU runs). Forcing a path the CPU lacks falls back

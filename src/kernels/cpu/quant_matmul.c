@@ -1,7 +1,10 @@
 /* The quantized matrix product's driver (see quant_kernels.h): picks the path, quantizes the input
  * rows once into a per-thread buffer (grown on the first call of each size, never per token), and
- * splits the output rows over OpenMP threads. */
-#include <omp.h>
+ * splits the output rows over the backend's threads (tasks of weight rows).
+ *
+ * Batch invariance: a row's result does not depend on M or on the other rows (each row is quantized
+ * on its own, block dots are exact integers, and the f32 accumulation per row runs in the same
+ * order in every tile size and in the decode kernel), on each path. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,98 +80,102 @@ static int act_alloc(vlm_qact *a, int M, int64_t K, int interleaved) {
 }
 
 /* Without a buffer (out of memory): dequantize block by block and dot with the f32 input. */
-static void matmul_unbuffered(float *y, const float *x, const vlm_tensor *w, int M) {
-    int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
+typedef struct {
+    float *y;
+    const float *x, *bias;
+    const vlm_tensor *w;
+    int M, serial;
+    int64_t N, K, rows_per_task;
+    vlm_qact a;
+    vlm_qrows_fn rows;
+    int tile, interleaved;
+    void (*quant_row)(const float *, int64_t, int8_t *, float *, float *);
+} qjob;
+
+static void unbuffered_task(void *arg, int64_t t, int thread) {
+    const qjob *j = arg;
+    const vlm_tensor *w = j->w;
+    int64_t K = j->K, N = j->N;
     int bk = vlm_dtype_block(w->dtype);
     size_t rb = vlm_dtype_row_bytes(w->dtype, K), bs = vlm_dtype_size(w->dtype);
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; n++) {
+    int64_t n1 = (t + 1) * j->rows_per_task < N ? (t + 1) * j->rows_per_task : N;
+    for (int64_t n = t * j->rows_per_task; n < n1; n++) {
         float blk[64];
-        for (int m = 0; m < M; m++) {
+        for (int m = 0; m < j->M; m++) {
             double acc = 0;
             for (int64_t k = 0; k < K; k += bk) {
                 vlm_dequantize_row(w->dtype, (const uint8_t *)w->data + (size_t)n * rb + (size_t)(k / bk) * bs, blk,
                                    bk);
-                for (int j = 0; j < bk; j++) acc += (double)blk[j] * x[(size_t)m * K + k + j];
+                for (int i = 0; i < bk; i++) acc += (double)blk[i] * j->x[(size_t)m * K + k + i];
             }
-            y[(size_t)m * N + n] = (float)acc;
+            j->y[(size_t)m * N + n] = (float)acc + (j->bias ? j->bias[n] : 0.0f);
         }
     }
 }
 
-void vlm_cpu_matmul_quant(float *y, const float *x, const vlm_tensor *w, const float *bias, int M) {
+static void quant_row_task(void *arg, int64_t m, int thread) {
+    const qjob *j = arg;
+    const vlm_qact *a = &j->a;
+    int64_t K = j->K;
+    j->quant_row(j->x + (size_t)m * K, K, a->q + (size_t)m * K, a->d + (size_t)m * a->nb, a->s + (size_t)m * a->nb);
+    if (j->interleaved) vlm_qact_interleave(a->q + (size_t)m * K, K, a->qt + (size_t)m * K);
+}
+
+/* Weight rows [n0, n1) against every input row, in tiles of the path's size: the weight rows stay
+ * in cache while the tiles pass over them. */
+static void rows_task(void *arg, int64_t t, int thread) {
+    const qjob *j = arg;
+    int64_t N = j->N, n0 = t * j->rows_per_task, n1 = n0 + j->rows_per_task < N ? n0 + j->rows_per_task : N;
+    size_t rb = vlm_dtype_row_bytes(j->w->dtype, j->K);
+    for (int m0 = 0; m0 < j->M; m0 += j->tile) {
+        vlm_qact a = j->a;
+        a.q += (size_t)m0 * j->K;
+        if (a.qt) a.qt += (size_t)m0 * j->K;
+        a.d += (size_t)m0 * a.nb;
+        a.s += (size_t)m0 * a.nb;
+        int mt = j->M - m0 < j->tile ? j->M - m0 : j->tile;
+        j->rows(j->w->dtype, &a, mt, (const uint8_t *)j->w->data, rb, n0, n1, j->y + (size_t)m0 * N, N);
+    }
+    for (int m = 0; j->bias && m < j->M; m++)
+        for (int64_t n = n0; n < n1; n++) j->y[(size_t)m * N + n] += j->bias[n];
+}
+
+void vlm_cpu_matmul_quant(const vlm_cpu_ctx *c, float *y, const float *x, const vlm_tensor *w, const float *bias,
+                          int M) {
     int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
-    vlm_qact a;
-    int interleaved = vlm_quant_base(w->dtype) != w->dtype;
     if (M <= 0 || N <= 0) return;
-    if (act_alloc(&a, M, K, interleaved) != 0) {
-        matmul_unbuffered(y, x, w, M);
-    } else {
-        vlm_qpath path = vlm_cpu_quant_path();
-        void (*quant_row)(const float *, int64_t, int8_t *, float *, float *) = path == VLM_QPATH_AVX512
-            ? vlm_qact_row_avx512
-            : path == VLM_QPATH_AVX2 ? vlm_qact_row_avx2
-                                     : vlm_qact_row_scalar;
-        vlm_qrows_fn rows = path == VLM_QPATH_AVX512 ? vlm_qrows_avx512
-            : path == VLM_QPATH_AVX2                 ? vlm_qrows_avx2
-                                                     : vlm_qrows_scalar;
-        int tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512
-            : path == VLM_QPATH_AVX2        ? VLM_QTILE_AVX2
-                                            : VLM_QTILE_SCALAR;
-        if (interleaved) { /* only AVX-512 has kernels for these; other paths use the reference */
-            rows = path == VLM_QPATH_AVX512 ? vlm_qrows_r16_avx512 : vlm_qrows_scalar;
-            tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512 : VLM_QTILE_SCALAR;
-        }
-        size_t rb = vlm_dtype_row_bytes(w->dtype, K);
-        int64_t chunk = rows_per_chunk(M, tile, rb, N, vlm_threads()), nchunks = (N + chunk - 1) / chunk;
-        /* a few input rows are quantized here (microseconds), sparing the threads a barrier */
-        int serial = M <= tile;
-        for (int m = 0; serial && m < M; m++) {
-            quant_row(x + (size_t)m * K, K, a.q + (size_t)m * K, a.d + (size_t)m * a.nb, a.s + (size_t)m * a.nb);
-            if (interleaved) vlm_qact_interleave(a.q + (size_t)m * K, K, a.qt + (size_t)m * K);
-        }
-#pragma omp parallel num_threads(vlm_threads())
-        {
-            if (!serial) {
-#pragma omp for schedule(static)
-                for (int m = 0; m < M; m++) {
-                    quant_row(x + (size_t)m * K, K, a.q + (size_t)m * K, a.d + (size_t)m * a.nb,
-                              a.s + (size_t)m * a.nb);
-                    if (interleaved) vlm_qact_interleave(a.q + (size_t)m * K, K, a.qt + (size_t)m * K);
-                }
-            }
-            if (serial) {
-                /* Matrix-vector: each thread streams a contiguous share of the weights once (the
-                 * kernels split it further into concurrent streams where that helps). */
-                int t = omp_get_thread_num(), nt = omp_get_num_threads();
-                int64_t n0 = (int64_t)((double)N * t / nt) & ~(int64_t)15;
-                int64_t n1 = t == nt - 1 ? N : (int64_t)((double)N * (t + 1) / nt) & ~(int64_t)15;
-                if (n0 < n1) rows(w->dtype, &a, M, (const uint8_t *)w->data, rb, n0, n1, y, N);
-                for (int m = 0; bias && m < M; m++)
-                    for (int64_t n = n0; n < n1; n++) y[(size_t)m * N + n] += bias[n];
-            }
-            /* Larger M: each chunk of weight rows stays in cache while all input rows pass over it. */
-#pragma omp for schedule(static)
-            for (int64_t c = 0; c < (serial ? 0 : nchunks); c++) {
-                int64_t n0 = c * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
-                for (int m0 = 0; m0 < M; m0 += tile) {
-                    vlm_qact t = a;
-                    t.q += (size_t)m0 * K;
-                    if (t.qt) t.qt += (size_t)m0 * K;
-                    t.d += (size_t)m0 * a.nb;
-                    t.s += (size_t)m0 * a.nb;
-                    int mt = M - m0 < tile ? M - m0 : tile;
-                    rows(w->dtype, &t, mt, (const uint8_t *)w->data, rb, n0, n1, y + (size_t)m0 * N, N);
-                }
-                for (int m = 0; bias && m < M; m++)
-                    for (int64_t n = n0; n < n1; n++) y[(size_t)m * N + n] += bias[n];
-            }
-        }
+    int threads = vlm_pool_threads(c->pool);
+    qjob j = {.y = y, .x = x, .bias = bias, .w = w, .M = M, .N = N, .K = K};
+    j.interleaved = vlm_quant_base(w->dtype) != w->dtype;
+    if (act_alloc(&j.a, M, K, j.interleaved) != 0) {
+        j.rows_per_task = (N + 4 * threads - 1) / (4 * threads);
+        vlm_pool_run(c->pool, threads, (N + j.rows_per_task - 1) / j.rows_per_task, unbuffered_task, &j);
         return;
     }
-    if (bias)
-        for (int m = 0; m < M; m++)
-            for (int64_t n = 0; n < N; n++) y[(size_t)m * N + n] += bias[n];
+    vlm_qpath path = vlm_cpu_quant_path();
+    j.quant_row = path == VLM_QPATH_AVX512 ? vlm_qact_row_avx512
+        : path == VLM_QPATH_AVX2           ? vlm_qact_row_avx2
+                                           : vlm_qact_row_scalar;
+    j.rows = path == VLM_QPATH_AVX512 ? vlm_qrows_avx512 : path == VLM_QPATH_AVX2 ? vlm_qrows_avx2 : vlm_qrows_scalar;
+    j.tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512 : path == VLM_QPATH_AVX2 ? VLM_QTILE_AVX2 : VLM_QTILE_SCALAR;
+    if (j.interleaved) { /* only AVX-512 has kernels for these; other paths use the reference */
+        j.rows = path == VLM_QPATH_AVX512 ? vlm_qrows_r16_avx512 : vlm_qrows_scalar;
+        j.tile = path == VLM_QPATH_AVX512 ? VLM_QTILE_AVX512 : VLM_QTILE_SCALAR;
+    }
+    size_t rb = vlm_dtype_row_bytes(w->dtype, K);
+    /* a few input rows are quantized here (microseconds), sparing the threads a round trip */
+    if (M <= j.tile)
+        for (int m = 0; m < M; m++) quant_row_task(&j, m, 0);
+    else vlm_pool_run(c->pool, threads, M, quant_row_task, &j);
+    if (M <= j.tile) {
+        /* Matrix-vector: contiguous ranges (long streams; the kernels split them further into
+         * concurrent streams), about 4 per thread so that a descheduled thread holds up little. */
+        int64_t r = (N + 4 * threads - 1) / (4 * threads);
+        j.rows_per_task = r < ROW_CHUNK ? ROW_CHUNK : (r + 15) & ~(int64_t)15;
+    } else {
+        j.rows_per_task = rows_per_chunk(M, j.tile, rb, N, threads);
+    }
+    vlm_pool_run(c->pool, threads, (N + j.rows_per_task - 1) / j.rows_per_task, rows_task, &j);
 }
 
 /* 1 when [a, b) lies in one read-only private mapping of a file (per /proc/self/maps). */
@@ -188,12 +195,27 @@ static int readonly_file_mapping(uintptr_t a, uintptr_t b) {
     return found == 1;
 }
 
-vlm_status vlm_cpu_quant_prepare(const vlm_tensor *host, vlm_tensor *dev) {
+typedef struct {
+    const vlm_tensor *host;
+    uint8_t *buf;
+    int64_t rows_per_task;
+} interleave_job;
+
+static void interleave_task(void *arg, int64_t t, int thread) {
+    const interleave_job *j = arg;
+    int64_t N = j->host->shape[0], K = j->host->shape[1];
+    size_t rb = vlm_dtype_row_bytes(j->host->dtype, K);
+    int64_t n1 = (t + 1) * j->rows_per_task < N ? (t + 1) * j->rows_per_task : N;
+    for (int64_t n = t * j->rows_per_task; n < n1; n++)
+        vlm_quant_interleave_row(j->host->dtype, (const uint8_t *)j->host->data + (size_t)n * rb,
+                                 j->buf + (size_t)n * rb, K);
+}
+
+vlm_status vlm_cpu_quant_prepare(vlm_pool *pool, const vlm_tensor *host, vlm_tensor *dev) {
     *dev = *host;
     vlm_dtype it = vlm_quant_interleaved(host->dtype);
     if (it == host->dtype || host->ndim != 2 || vlm_cpu_quant_path() != VLM_QPATH_AVX512) return VLM_OK;
-    int64_t N = host->shape[0], K = host->shape[1];
-    size_t rb = vlm_dtype_row_bytes(host->dtype, K);
+    int64_t N = host->shape[0];
     uint8_t *buf = vlm_alloc(host->nbytes, "an interleaved copy of quantized weights");
     if (!buf) return VLM_ERR_NOMEM;
 #ifdef MADV_HUGEPAGE
@@ -203,9 +225,8 @@ vlm_status vlm_cpu_quant_prepare(const vlm_tensor *host, vlm_tensor *dev) {
               h1 = ((uintptr_t)buf + host->nbytes) & ~(hp - 1);
     if (h1 > h0) madvise((void *)h0, h1 - h0, MADV_HUGEPAGE);
 #endif
-#pragma omp parallel for schedule(static) num_threads(vlm_threads())
-    for (int64_t n = 0; n < N; n++)
-        vlm_quant_interleave_row(host->dtype, (const uint8_t *)host->data + (size_t)n * rb, buf + (size_t)n * rb, K);
+    interleave_job j = {.host = host, .buf = buf, .rows_per_task = 64};
+    vlm_pool_run(pool, 0, (N + 63) / 64, interleave_task, &j);
     /* The source pages are not read again: when they are a read-only file mapping (a checkpoint),
      * drop them from this process (the page cache keeps them for the next load, and a view read
      * later faults them back in), so that memory holds one copy. Other memory is left alone:

@@ -57,9 +57,9 @@ static void build_indices(vision_graph *v, int window_merged) {
 
     /* angles [row·inv_freq, col·inv_freq] (hd/2), duplicated to hd; inv_freq[i] = 1/10000^(2i/(hd/2))
      * in float32 steps, as torch computes it */
-    int64_t q = v->hd / 4;
+    int64_t q = v->hd / 4, rot_dim = v->hd / 2;
     float inv_freq[256];
-    for (int64_t x = 0; x < q; x++) inv_freq[x] = 1.0f / powf(10000.0f, (float)(2 * x) / (float)(v->hd / 2));
+    for (int64_t x = 0; x < q; x++) inv_freq[x] = 1.0f / powf(10000.0f, (float)(2 * x) / (float)rot_dim);
     const char *freq = vlm_ox_f32(g, (int)q, inv_freq);
     const char *ar = OP(g, "Mul", OP(g, "Unsqueeze", OPA(g, "Cast", ATTRS(AI("to", FLOAT_T)), row), I64S(g, 1)), freq);
     const char *ac = OP(g, "Mul", OP(g, "Unsqueeze", OPA(g, "Cast", ATTRS(AI("to", FLOAT_T)), col), I64S(g, 1)), freq);

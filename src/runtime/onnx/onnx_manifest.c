@@ -35,9 +35,9 @@ vlm_status vlm_onnx_manifest_write(const char *model_dir, const char *out_dir, c
     vlm_sb_printf(&b, "\n  ],\n  \"outputs\": [");
     const char *outs[2] = {VLM_ONNX_FILE, VLM_ONNX_DATA_FILE};
     vlm_status s = VLM_OK;
-    for (int i = 0; s == VLM_OK && i < 1 + external; i++) {
-        uint64_t size;
-        int64_t mt;
+    for (int i = 0; s == VLM_OK && i < (external ? 2 : 1); i++) {
+        uint64_t size = 0;
+        int64_t mt = 0;
         s = vlm_path_join(out_path, sizeof out_path, out_dir, outs[i]);
         if (s == VLM_OK) s = vlm_file_stat(out_path, &size, &mt);
         if (s == VLM_OK)
@@ -83,7 +83,7 @@ static int files_match(const cJSON *files, const vlm_checkpoint_fingerprint *fp,
         if ((uint64_t)json_num(m, "size") != f->size)
             return STALE("checkpoint file %s changed size (%llu bytes, exported from %.0f)", f->name,
                          (unsigned long long)f->size, json_num(m, "size"));
-        if (strcmp(json_str(m, "header_fnv1a64"), f->header))
+        if (strcmp(json_str(m, "header_fnv1a64"), f->header) != 0)
             return STALE("the tensor header of checkpoint file %s changed", f->name);
         if (json_i64_str(m, "mtime_ns") != f->mtime_ns)
             return STALE("checkpoint file %s was modified after the export", f->name);
@@ -116,7 +116,7 @@ static int outputs_match(const cJSON *outputs, const char *out_dir, char *why, s
 static int options_match(const cJSON *m, const vlm_onnx_export_options *o, char *why, size_t cap) {
     if (!o) return 1;
     const char *w = json_str(m, "weights");
-    if (strcmp(w, vlm_onnx_weights_name(o->weights)))
+    if (strcmp(w, vlm_onnx_weights_name(o->weights)) != 0)
         return STALE("exported with weights \"%s\", \"%s\" asked for", w, vlm_onnx_weights_name(o->weights));
     int ext = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "external_data"));
     if ((o->external == VLM_ONNX_EXTERNAL_ALWAYS && !ext) || (o->external == VLM_ONNX_EXTERNAL_NEVER && ext))
@@ -147,11 +147,11 @@ vlm_status vlm_onnx_export_current(const char *model_dir, const char *out_dir, c
     if (s != VLM_OK) {
         snprintf(why, cap, "unreadable manifest: %s", vlm_last_error());
         vlm_err_clear();
-    } else if (strcmp(json_str(m, "format"), MANIFEST_FORMAT) ||
+    } else if (strcmp(json_str(m, "format"), MANIFEST_FORMAT) != 0 ||
                json_num(m, "exporter_version") != VLM_ONNX_EXPORTER_VERSION) {
         snprintf(why, cap, "made by another exporter version (%.0f, this one is %d)", json_num(m, "exporter_version"),
                  VLM_ONNX_EXPORTER_VERSION);
-    } else if (strcmp(json_str(m, "checkpoint"), fp.checkpoint)) {
+    } else if (strcmp(json_str(m, "checkpoint"), fp.checkpoint) != 0) {
         snprintf(why, cap, "exported from %s, not %s", json_str(m, "checkpoint"), fp.checkpoint);
     } else {
         *current = options_match(m, o, why, cap) &&

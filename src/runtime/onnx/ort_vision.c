@@ -10,6 +10,7 @@
 #include "base/cpu.h"
 #include "base/log.h"
 #include "base/memory.h"
+#include "base/pool.h"
 #include "io/file.h"
 #include "runtime/onnx/onnx_vision.h"
 
@@ -156,7 +157,7 @@ static vlm_status open_session(vlm_ort_vision *v, int threads, vlm_device device
             "ONNX Runtime memory info");
     OrtSessionOptions *so = NULL;
     ORT_TRY(v, api->CreateSessionOptions(&so), VLM_ERR_RUNTIME, "ONNX Runtime session options");
-    OrtStatus *st = api->SetIntraOpNumThreads(so, threads > 0 ? threads : vlm_threads());
+    OrtStatus *st = api->SetIntraOpNumThreads(so, threads > 0 ? threads : vlm_cpu_count());
     if (!st) st = api->SetInterOpNumThreads(so, 1);
     if (!st) st = api->SetSessionGraphOptimizationLevel(so, ORT_ENABLE_ALL);
     /* VLM_ORT_PROFILE=PREFIX: ONNX Runtime writes a per-node timing profile PREFIX_<date>.json */
@@ -197,7 +198,7 @@ vlm_status vlm_ort_vision_open(const char *path, int threads, vlm_device device,
         return s;
     }
     VLM_LOG_D("run_onnx: %s loaded (%d intra-op threads, out_hidden %d)", v->path,
-              threads > 0 ? threads : vlm_threads(), v->out_hidden);
+              threads > 0 ? threads : vlm_cpu_count(), v->out_hidden);
     *out = v;
     return VLM_OK;
 }
@@ -242,12 +243,13 @@ static vlm_status run_image(vlm_ort_vision *v, const float *pixels, int64_t rows
         if (!st && nd == 2) st = api->GetDimensions(info, dims, 2);
         if (!st) st = api->GetTensorMutableData(output, (void **)&data);
         if (st) s = ort_err(api, st, VLM_ERR_RUNTIME, "%s: reading the output", v->path);
+        else if (!data) s = vlm_err(VLM_ERR_RUNTIME, "%s: the session returned no output data", v->path);
     }
     int64_t want = rows / ((int64_t)v->merge * v->merge);
     if (s == VLM_OK && (nd != 2 || dims[0] != want || dims[1] != v->out_hidden))
         s = vlm_err(VLM_ERR_FORMAT, "%s returned a [%lld, %lld] output, expected [%lld, %d]", v->path,
                     (long long)dims[0], (long long)dims[1], (long long)want, v->out_hidden);
-    if (s == VLM_OK) memcpy(out, data, (size_t)(want * v->out_hidden) * sizeof(float));
+    if (s == VLM_OK && data) memcpy(out, data, (size_t)(want * v->out_hidden) * sizeof(float));
     if (info) api->ReleaseTensorTypeAndShapeInfo(info);
     if (output) api->ReleaseValue(output);
     for (int i = 0; i < 2; i++)
