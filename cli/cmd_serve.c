@@ -11,7 +11,8 @@
 
 static const char k_synopsis[] =
     "--model-id M [--host 127.0.0.1] [--port 8080] [--mode M] [--device D] [--quantize] [--threads N]\n"
-    "       [--max-running N] [--max-waiting N] [--kv-cache-mb N] [--api-key KEY] [--media-dir DIR]\n"
+    "       [--precision f32|bf16] [--max-running N] [--max-waiting N] [--kv-cache-mb N] [--api-key KEY] [--media-dir "
+    "DIR]\n"
     "       [--max-body-mb N] [--max-connections N] [--idle-timeout S] [--shutdown-grace S] [--max-tokens N]";
 
 #ifndef VLM_HAVE_SERVE
@@ -27,7 +28,7 @@ int cmd_serve(int argc, char **argv) {
 int cmd_serve(int argc, char **argv) {
     vlm_serve_options o;
     vlm_serve_options_init(&o);
-    const char *mode = "original", *device = "auto";
+    const char *mode = "original", *device = "auto", *precision = "f32";
     int max_body_mb = 64, no_warmup = 0;
     long long kv_mb = 0;
     float grace = (float)o.shutdown_grace_s;
@@ -42,6 +43,7 @@ int cmd_serve(int argc, char **argv) {
         {"--device", ARG_STR, &device, "DEV", "auto | cuda | cpu (default auto)"},
         {"--threads", ARG_INT, &o.load.threads, "N", "CPU threads (default: all cores)"},
         {"--quantize", ARG_FLAG, &o.load.quantize, NULL, "4-bit language model weights"},
+        {"--precision", ARG_STR, &precision, "P", "f32 (default) | bf16: arithmetic of the matrix products"},
         {"--min-pixels", ARG_LLONG, &o.load.min_pixels, "N", "default min_pixels of images (default: the processor's)"},
         {"--max-pixels", ARG_LLONG, &o.load.max_pixels, "N", "default max_pixels of images (default: the processor's)"},
         {"--max-running", ARG_INT, &o.engine.max_running, "N", "sequences in one batch at most (default 16)"},
@@ -68,6 +70,8 @@ int cmd_serve(int argc, char **argv) {
         return vlm_usage_error("serve", "unknown --mode '%s' (expected original, split_native or run_onnx)", mode);
     if (vlm_device_parse(device, &o.load.device) != 0)
         return vlm_usage_error("serve", "unknown --device '%s' (expected auto, cuda or cpu)", device);
+    if (vlm_precision_parse(precision, &o.load.precision) != 0)
+        return vlm_usage_error("serve", "unknown --precision '%s' (expected f32 or bf16)", precision);
     if (o.port < 0 || o.port > 65535) return vlm_usage_error("serve", "--port %d must be in [0, 65535]", o.port);
     if (o.load.threads < 0) return vlm_usage_error("serve", "--threads must be 0 (every core) or more");
     if (o.load.min_pixels < 0 || o.load.max_pixels < 0)

@@ -165,9 +165,13 @@ vlm_status vlm_bench_concurrency(const vlm_bench_config *c, const int *levels, i
     o.device = c->device;
     o.threads = c->threads;
     o.quantize = c->quantize;
+    o.precision = c->precision;
     vlm_model *m = NULL;
     VLM_TRY(vlm_load(&o, &m));
-    vlm_status s = vlm_loadtest_init(out, "in-process", c->model_id, c->text, c->images, c->n_images, c->max_tokens,
+    char target[160]; /* what ran, for the report's title and the JSON's "target" */
+    snprintf(target, sizeof target, "in-process engine (%s, %s%s, --device %s)", vlm_mode_name(o.mode),
+             vlm_precision_name(o.precision), o.quantize ? ", 4-bit" : "", vlm_device_name(o.device));
+    vlm_status s = vlm_loadtest_init(out, target, c->model_id, c->text, c->images, c->n_images, c->max_tokens,
                                      c->ignore_eos, 0, c->runs, c->warmup);
     if (s == VLM_OK && c->warmup) { /* one request alone, unmeasured */
         vlm_progress(0, "bench: warm-up request");

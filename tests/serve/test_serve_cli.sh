@@ -12,6 +12,7 @@ M25=$FIX/models/tiny-qwen2_5-vl
 expect serve 2 "--port 70000 must be in [0, 65535]" -- --model-id "$M25" --port 70000
 expect serve 2 "unknown --mode 'fast'" -- --model-id "$M25" --mode fast
 expect serve 2 "unknown --device 'gpu'" -- --model-id "$M25" --device gpu
+expect serve 2 "unknown --precision 'fp16'" -- --model-id "$M25" --precision fp16
 expect serve 2 "--max-running must be at least 1" -- --model-id "$M25" --max-running 0
 expect serve 2 "--max-waiting must be 0 or more" -- --model-id "$M25" --max-waiting -1
 expect serve 2 "--max-body-mb must be in [1, 4096]" -- --model-id "$M25" --max-body-mb 0
