@@ -15,7 +15,8 @@ static const char k_synopsis[] =
     "--image PATH [--image PATH ...] [--text STR] [--modes M ...] [--runs N] [--max-tokens N] [--no-warmup]\n"
     "       [--ignore-eos] [--model-id ID] [--device auto|cuda|cpu] [--quantize] [--output-dir DIR] [--output FILE]\n"
     "       [--csv] [--compare-devices | --compare-quantization] [--threads N] [--precision f32|bf16]\n"
-    "       [--plot FILE.svg|FILE.html] [--concurrency N[,N...]]   (N requests at once to an in-process engine)\n"
+    "       [--plot FILE.svg|FILE.html] [--concurrency N[,N...] [--no-prefix-cache]]   (N requests at once to an\n"
+    "       in-process engine)\n"
     "   or: vlm bench --serve URL (--concurrency N[,N...] | --request-rate R[,R...]) [--requests K] [--image PATH "
     "...]\n"
     "       [--text STR] [--max-tokens N] [--ignore-eos] [--runs N] [--api-key KEY] [--served-model NAME]\n"
@@ -25,6 +26,7 @@ typedef struct {
     vlm_arg_list images, modes, concurrency, rates;
     const char *text, *model_id, *device, *output_dir, *output, *plot, *serve, *api_key, *served_model, *precision;
     int runs, max_tokens, no_warmup, ignore_eos, quantize, csv, compare_devices, compare_quant, threads, requests;
+    int no_prefix_cache;
     float timeout;
     int device_seen, runs_seen, model_seen, modes_seen, output_dir_seen;
 } bench_args;
@@ -79,6 +81,7 @@ static int check_args(const bench_args *a, vlm_bench_config *c) {
     c->ignore_eos = a->ignore_eos;
     c->quantize = a->quantize;
     c->threads = a->threads;
+    c->no_reuse = a->no_prefix_cache;
     return 0;
 }
 
@@ -287,6 +290,8 @@ int cmd_bench(int argc, char **argv) {
         {"--serve", ARG_STR, &a.serve, "URL", "benchmark an OpenAI-compatible server at URL instead (vlm serve, ...)"},
         {"--concurrency", ARG_LIST, &a.concurrency, "N",
          "requests at once, e.g. 1,4,16 (one level each): to an in-process engine, or with --serve in flight"},
+        {"--no-prefix-cache", ARG_FLAG, &a.no_prefix_cache, NULL,
+         "--concurrency: no reuse of prompt prefixes' KV or image embeddings between requests"},
         {"--request-rate", ARG_LIST, &a.rates, "R", "--serve: Poisson arrivals at R requests/s (one level each)"},
         {"--requests", ARG_INT, &a.requests, "K", "--serve: requests per level and run (default N; rates: 16)"},
         {"--api-key", ARG_STR, &a.api_key, "KEY", "--serve: bearer key (default $VLM_API_KEY or $OPENAI_API_KEY)"},
@@ -297,6 +302,8 @@ int cmd_bench(int argc, char **argv) {
     int r = vlm_args_parse("bench", k_synopsis, spec, argc, argv);
     if (r) return r < 0 ? 0 : r;
     if (a.serve) return run_serve(&a);
+    if (a.no_prefix_cache && !a.concurrency.n)
+        return vlm_usage_error("bench", "--no-prefix-cache applies to --concurrency (the in-process engine)");
     if (a.rates.n || a.requests || a.api_key || a.served_model)
         return vlm_usage_error("bench", "--request-rate, --requests, --api-key and --served-model need --serve URL");
     vlm_bench_config c;

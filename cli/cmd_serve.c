@@ -11,9 +11,9 @@
 
 static const char k_synopsis[] =
     "--model-id M [--host 127.0.0.1] [--port 8080] [--mode M] [--device D] [--quantize] [--threads N]\n"
-    "       [--precision f32|bf16] [--max-running N] [--max-waiting N] [--kv-cache-mb N] [--api-key KEY] [--media-dir "
-    "DIR]\n"
-    "       [--max-body-mb N] [--max-connections N] [--idle-timeout S] [--shutdown-grace S] [--max-tokens N]";
+    "       [--precision f32|bf16] [--max-running N] [--max-waiting N] [--kv-cache-mb N] [--no-prefix-cache]\n"
+    "       [--image-cache-mb N] [--api-key KEY] [--media-dir DIR] [--max-body-mb N] [--max-connections N]\n"
+    "       [--idle-timeout S] [--shutdown-grace S] [--max-tokens N]";
 
 #ifndef VLM_HAVE_SERVE
 int cmd_serve(int argc, char **argv) {
@@ -29,7 +29,7 @@ int cmd_serve(int argc, char **argv) {
     vlm_serve_options o;
     vlm_serve_options_init(&o);
     const char *mode = "original", *device = "auto", *precision = "f32";
-    int max_body_mb = 64, no_warmup = 0;
+    int max_body_mb = 64, no_warmup = 0, no_prefix_cache = 0;
     long long kv_mb = 0;
     float grace = (float)o.shutdown_grace_s;
     vlm_arg spec[] = {
@@ -50,6 +50,10 @@ int cmd_serve(int argc, char **argv) {
         {"--max-waiting", ARG_INT, &o.engine.max_waiting, "N",
          "queued requests at most; beyond, 429 with Retry-After (default 256)"},
         {"--kv-cache-mb", ARG_LLONG, &kv_mb, "N", "KV-cache pool (default: what fits beside the weights)"},
+        {"--no-prefix-cache", ARG_FLAG, &no_prefix_cache, NULL,
+         "do not share the KV blocks of prompt prefixes between requests"},
+        {"--image-cache-mb", ARG_LLONG, &o.engine.image_cache_mb, "N",
+         "LRU of image embeddings by content (default 256; 0: off)"},
         {"--api-key", ARG_STR, &o.api_key, "KEY",
          "require 'Authorization: Bearer KEY' on /v1/* (default: $VLM_API_KEY, else none)"},
         {"--media-dir", ARG_STR, &o.media_dir, "DIR", "allow file:// image URLs inside DIR (default: refused)"},
@@ -78,6 +82,8 @@ int cmd_serve(int argc, char **argv) {
         return vlm_usage_error("serve", "--min-pixels / --max-pixels must be positive");
     if (o.engine.max_running < 1) return vlm_usage_error("serve", "--max-running must be at least 1");
     if (o.engine.max_waiting < 0) return vlm_usage_error("serve", "--max-waiting must be 0 or more");
+    if (o.engine.image_cache_mb < 0) return vlm_usage_error("serve", "--image-cache-mb must be 0 (off) or more");
+    o.engine.prefix_cache = !no_prefix_cache;
     if (kv_mb < 0) return vlm_usage_error("serve", "--kv-cache-mb must be positive (0: what fits)");
     if (o.default_max_tokens < 1) return vlm_usage_error("serve", "--max-tokens must be at least 1");
     if (max_body_mb < 1 || max_body_mb > 4096) return vlm_usage_error("serve", "--max-body-mb must be in [1, 4096]");

@@ -128,6 +128,7 @@ typedef struct {
     int threads;             /* 0 = every core */
     vlm_precision precision; /* default f32 */
     vlm_device device;       /* default auto */
+    int no_reuse;            /* --concurrency: no prefix KV or image-embedding reuse between requests */
 } vlm_bench_config;
 
 void vlm_bench_config_init(vlm_bench_config *c);

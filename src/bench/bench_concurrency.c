@@ -125,6 +125,7 @@ static vlm_status run_level(vlm_model *m, const vlm_bench_config *c, int n, vlm_
     vlm_engine_options_init(&o);
     o.max_running = n;
     o.max_waiting = n;
+    if (c->no_reuse) o.prefix_cache = 0, o.image_cache_mb = 0;
     vlm_engine *e;
     VLM_TRY(vlm_engine_create(m, &o, &e));
     vlm_reset_peak_rss();

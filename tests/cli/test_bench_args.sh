@@ -70,6 +70,7 @@ expect bench 1 "--plot $TMP/d.svg: is a directory" -- --image "$IMG" --model-id 
 # --serve: the served benchmark's own usage errors, and a server that is not there
 expect bench 2 "--serve needs --concurrency N or --request-rate R" -- --serve http://127.0.0.1:9
 expect bench 2 "need --serve URL" -- --image "$IMG" --request-rate 4
+expect bench 2 "--no-prefix-cache applies to --concurrency" -- --image "$IMG" --no-prefix-cache
 # --concurrency without --serve: the in-process engine, whose options are checked before any load
 expect bench 2 "--concurrency: '0' is not a whole number" -- --image "$IMG" --concurrency 2,0
 expect bench 2 "--concurrency cannot be combined with --compare-devices" -- --image "$IMG" --concurrency 2 \

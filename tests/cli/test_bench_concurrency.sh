@@ -47,6 +47,12 @@ assert csv[0] == "Level,Metric,Mean,Std,Min,Max,Median,P90,P99,Count", csv[0]
 assert any(l.startswith("c=3,output_tokens_per_sec,") for l in csv) and any(l.startswith("c=1,ttft,") for l in csv)
 PYEOF
 
+# --no-prefix-cache: the same requests, each doing all its work (no prefix KV or image reuse)
+"$VLM" bench --image "$IMG" --model-id "$MODEL" --device cpu --concurrency 2 --runs 1 --max-tokens 4 --ignore-eos \
+    --no-prefix-cache --output "$TMP/n.json" >/dev/null 2>err.txt || fail "--no-prefix-cache: $(cat err.txt)"
+"$PY" -c 'import json, sys; l = json.load(open(sys.argv[1]))["concurrency"]["2"]; assert l["num_ok"] == 2, l' \
+    "$TMP/n.json" || fail "--no-prefix-cache: not every request answered"
+
 for bad in "0" "2,x" "-3"; do
     "$VLM" bench --image "$IMG" --model-id "$MODEL" --concurrency "$bad" >/dev/null 2>e.txt
     [ $? -eq 2 ] && grep -q -- "--concurrency" e.txt || fail "--concurrency $bad: not a usage error naming the flag"

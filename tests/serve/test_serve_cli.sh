@@ -15,6 +15,7 @@ expect serve 2 "unknown --device 'gpu'" -- --model-id "$M25" --device gpu
 expect serve 2 "unknown --precision 'fp16'" -- --model-id "$M25" --precision fp16
 expect serve 2 "--max-running must be at least 1" -- --model-id "$M25" --max-running 0
 expect serve 2 "--max-waiting must be 0 or more" -- --model-id "$M25" --max-waiting -1
+expect serve 2 "--image-cache-mb must be 0 (off) or more" -- --model-id "$M25" --image-cache-mb -1
 expect serve 2 "--max-body-mb must be in [1, 4096]" -- --model-id "$M25" --max-body-mb 0
 expect serve 2 "--shutdown-grace must be 0 or more" -- --model-id "$M25" --shutdown-grace -1
 expect serve 2 "--max-tokens must be at least 1" -- --model-id "$M25" --max-tokens 0
