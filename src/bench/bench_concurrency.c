@@ -169,9 +169,11 @@ vlm_status vlm_bench_concurrency(const vlm_bench_config *c, const int *levels, i
     o.precision = c->precision;
     vlm_model *m = NULL;
     VLM_TRY(vlm_load(&o, &m));
+    vlm_model_info info;
+    vlm_model_get_info(m, &info);
     char target[160]; /* what ran, for the report's title and the JSON's "target" */
-    snprintf(target, sizeof target, "in-process engine (%s, %s%s, --device %s)", vlm_mode_name(o.mode),
-             vlm_precision_name(o.precision), o.quantize ? ", 4-bit" : "", vlm_device_name(o.device));
+    snprintf(target, sizeof target, "in-process engine (%s, %s%s, %s)", vlm_mode_name(o.mode),
+             vlm_precision_name(o.precision), o.quantize ? ", 4-bit" : "", vlm_device_name(info.device));
     vlm_status s = vlm_loadtest_init(out, target, c->model_id, c->text, c->images, c->n_images, c->max_tokens,
                                      c->ignore_eos, 0, c->runs, c->warmup);
     if (s == VLM_OK && c->warmup) { /* one request alone, unmeasured */

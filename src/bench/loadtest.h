@@ -70,7 +70,7 @@ typedef struct {
 } vlm_loadtest_level;
 
 typedef struct {
-    char *target; /* "in-process engine (mode, precision, device)" or the server's URL */
+    char *target; /* "in-process engine (mode, precision, the device used)" or the server's URL */
     char *model, *prompt;
     char **images;
     int n_images;
