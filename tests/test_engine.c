@@ -436,6 +436,21 @@ static void test_stop_strings(void) {
     const char *empty[1] = {""};
     r.stop = empty;
     CHECK_ERR(vlm_generate(m, &r, &res), VLM_ERR_INVALID, "stop string 0 is empty");
+    /* the stop tokens written in the prompt's text (they become those ids in the prompt) end
+     * nothing: only generated ids stop a request, so it runs its max_tokens with ignore_eos */
+    char text[512];
+    snprintf(text, sizeof text, "%s <|im_end|> and <|endoftext|>", c.prompt);
+    case_request(&c, &r);
+    r.text = text;
+    r.sampling.ignore_eos = 1;
+    CHECK_OK(vlm_generate(m, &r, &res));
+    int im_end = 0, endoftext = 0, im_end_before = 0; /* Qwen's <|im_end|> 151645, <|endoftext|> 151643 */
+    for (int i = 0; i < res.n_input; i++) im_end += res.input_ids[i] == 151645, endoftext += res.input_ids[i] == 151643;
+    for (int i = 0; i < whole.n_input; i++) im_end_before += whole.input_ids[i] == 151645;
+    CHECK_MSG(im_end == im_end_before + 1 && endoftext == 1,
+              "the prompt's ids: %d <|im_end|> (%d without), %d <|endoftext|>", im_end, im_end_before, endoftext);
+    CHECK(res.stop == VLM_STOP_MAX_TOKENS && res.n_generated == c.max_tokens);
+    vlm_result_free(&res);
 out:
     vlm_result_free(&whole);
     vlm_model_free(m);
