@@ -11,7 +11,8 @@ const char *vlm_last_error(void) { return g_msg; }
 
 void vlm_err_clear(void) { g_msg[0] = '\0'; }
 
-vlm_status vlm_err(vlm_status code, const char *fmt, ...) {
+/* the names in parentheses: under the analyzer error.h makes them macros (make lint) */
+vlm_status(vlm_err)(vlm_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(g_msg, sizeof g_msg, fmt, ap);
@@ -19,7 +20,7 @@ vlm_status vlm_err(vlm_status code, const char *fmt, ...) {
     return code;
 }
 
-vlm_status vlm_err_ctx(vlm_status code, const char *fmt, ...) {
+vlm_status(vlm_err_ctx)(vlm_status code, const char *fmt, ...) {
     char prefix[VLM_ERR_MAX], old[VLM_ERR_MAX];
     va_list ap;
     va_start(ap, fmt);

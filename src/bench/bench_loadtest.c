@@ -98,7 +98,7 @@ vlm_loadtest_level *vlm_loadtest_add_level(vlm_loadtest_results *r, int concurre
 
 static void count_error(vlm_loadtest_level *l, const char *kind) {
     int k = 0;
-    while (k < l->n_error_kinds && strcmp(l->error_kinds[k], kind)) k++;
+    while (k < l->n_error_kinds && strcmp(l->error_kinds[k], kind) != 0) k++;
     if (k == l->n_error_kinds) {
         if (k == VLM_LOADTEST_MAX_ERROR_KINDS) k--; /* the last slot gathers the rest */
         else snprintf(l->error_kinds[l->n_error_kinds++], sizeof l->error_kinds[0], "%s", kind);

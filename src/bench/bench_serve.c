@@ -298,7 +298,7 @@ static vlm_status client_init(client *cl, const vlm_bench_serve_config *c, char 
     size_t n = strlen(base);
     while (n && base[n - 1] == '/') base[--n] = 0;
     if (n >= 3 && !strcmp(base + n - 3, "/v1")) base[n -= 3] = 0;
-    if (strncmp(base, "http://", 7) && strncmp(base, "https://", 8))
+    if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)
         return vlm_err(VLM_ERR_USAGE, "--serve %s: expected an http:// or https:// URL", c->url);
     snprintf(cl->endpoint, sizeof cl->endpoint, "%s/v1/chat/completions", base);
     snprintf(cl->models_url, sizeof cl->models_url, "%s/v1/models", base);
@@ -354,7 +354,7 @@ vlm_status vlm_bench_serve(const vlm_bench_serve_config *c, vlm_loadtest_results
                               c->requests, c->runs, c->warmup);
     uint64_t rng = c->seed;
     if (s == VLM_OK && c->warmup) { /* one unmeasured request; its failure says the server cannot serve */
-        xfer x;
+        xfer x = {0};               /* run_requests may fail before it fills x */
         double d;
         s = run_requests(&cl, 1, 1, 0, &rng, &x, &d);
         if (s == VLM_OK && x.error)

@@ -29,7 +29,7 @@ const char *vlm_image_format_name(vlm_image_format f) {
 /* Video containers: MP4/MOV (ftyp with a video brand), WebM/Matroska (EBML), AVI. */
 static int looks_like_video(const uint8_t *p, size_t n) {
     if (n >= 12 && !memcmp(p + 4, "ftyp", 4))
-        return memcmp(p + 8, "hei", 3) != 0 && memcmp(p + 8, "mif1", 4) && memcmp(p + 8, "avif", 4) != 0;
+        return memcmp(p + 8, "hei", 3) != 0 && memcmp(p + 8, "mif1", 4) != 0 && memcmp(p + 8, "avif", 4) != 0;
     if (n >= 4 && !memcmp(p, "\x1a\x45\xdf\xa3", 4)) return 1;
     if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "AVI ", 4)) return 1;
     return 0;

@@ -195,6 +195,8 @@ static vlm_status prepare_image(vlm_model *m, const vlm_request *r, const vlm_im
         if (file) {
             out->encoded = file;
             file = NULL;
+        } else if (!data) { /* not reached: bytes were checked above; said for the analyzer */
+            s = vlm_err(VLM_ERR_INVALID, "empty image bytes");
         } else if ((out->encoded = vlm_alloc(n, "image bytes"))) {
             memcpy(out->encoded, data, n);
         } else {
@@ -221,7 +223,7 @@ vlm_status vlm_job_image_pixels(vlm_model *m, vlm_job *j, int i) {
     if (!im->encoded) return vlm_err(VLM_ERR_RUNTIME, "image %d has neither pixels nor bytes", i);
     vlm_image_summary want = im->summary;
     VLM_TRY(decode_resize(m, im->encoded, im->n_encoded, "image bytes", im));
-    if (memcmp(&want, &im->summary, sizeof want))
+    if (memcmp(&want, &im->summary, sizeof want) != 0)
         return vlm_err(VLM_ERR_RUNTIME, "image %d decodes to another size than when it was first seen", i);
     vlm_free(im->encoded);
     im->encoded = NULL;

@@ -53,7 +53,7 @@ static int key_matches(const char *given, const char *key) {
 
 static int authorized(const vlm_http *h, struct MHD_Connection *c) {
     const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!v || strncasecmp(v, "Bearer ", 7)) return 0;
+    if (!v || strncasecmp(v, "Bearer ", 7) != 0) return 0;
     v += 7;
     while (*v == ' ') v++;
     return key_matches(v, h->o.api_key);

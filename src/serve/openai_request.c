@@ -275,14 +275,14 @@ static int f_function_call(parser *p, const cJSON *v) {
 
 static int f_response_format(parser *p, const cJSON *v) {
     const cJSON *t = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "type") : NULL;
-    if (!cJSON_IsString(t)) return wrong_type(p, "response_format", v, "an object with a \"type\"");
-    return strcmp(t->valuestring, "text") ? unsupported(p, "response_format", "only {\"type\": \"text\"}") : 0;
+    if (!t || !cJSON_IsString(t)) return wrong_type(p, "response_format", v, "an object with a \"type\"");
+    return strcmp(t->valuestring, "text") != 0 ? unsupported(p, "response_format", "only {\"type\": \"text\"}") : 0;
 }
 
 static int f_modalities(parser *p, const cJSON *v) {
     if (!cJSON_IsArray(v)) return wrong_type(p, "modalities", v, "an array");
     for (const cJSON *it = v->child; it; it = it->next)
-        if (!cJSON_IsString(it) || strcmp(it->valuestring, "text"))
+        if (!cJSON_IsString(it) || strcmp(it->valuestring, "text") != 0)
             return unsupported(p, "modalities", "the answer is text: only [\"text\"]");
     return 0;
 }
@@ -313,9 +313,9 @@ static int data_uri(parser *p, const char *param, const char *url, vlm_image_inp
     const char *media = url + 5;
     if (!comma) return bad(p, param, "'%s': a data: URI needs a ',' before its data.", param);
     size_t mlen = (size_t)(comma - media);
-    if (mlen < 7 || strncasecmp(comma - 7, ";base64", 7))
+    if (mlen < 7 || strncasecmp(comma - 7, ";base64", 7) != 0)
         return bad(p, param, "'%s': only base64 data: URIs are supported (data:image/png;base64,...).", param);
-    if (strncasecmp(media, "image/", 6))
+    if (strncasecmp(media, "image/", 6) != 0)
         return bad(p, param, "'%s': the data: URI's media type '%.*s' is not an image (expected image/...).", param,
                    (int)(mlen - 7), media);
     size_t n;
@@ -481,7 +481,7 @@ static int message(parser *p, int i, const cJSON *m, vlm_message *out) {
         }
     }
     snprintf(name, sizeof name, "%s.role", param);
-    if (!cJSON_IsString(role)) return wrong_type(p, name, role, "a string");
+    if (!role || !cJSON_IsString(role)) return wrong_type(p, name, role, "a string");
     int known = 0;
     for (size_t k = 0; k < sizeof k_roles / sizeof *k_roles; k++) known |= !strcmp(role->valuestring, k_roles[k]);
     if (!known)
@@ -583,7 +583,7 @@ static const struct {
  * escape is real when the backslash before the 'u' is not itself escaped (an odd run of them). */
 static int has_nul_escape(const char *s, size_t n) {
     for (size_t i = 0; i + 6 <= n; i++) {
-        if (s[i] != '\\' || s[i + 1] != 'u' || memcmp(s + i + 2, "0000", 4)) continue;
+        if (s[i] != '\\' || s[i + 1] != 'u' || memcmp(s + i + 2, "0000", 4) != 0) continue;
         size_t run = 0;
         while (run < i + 1 && s[i - run] == '\\') run++;
         if (run % 2) return 1;
@@ -608,7 +608,7 @@ static int parse(parser *p, const char *body, size_t len) {
         if (cJSON_GetObjectItemCaseSensitive(root, it->string) != it)
             return bad(p, it->string, "'%s' is given twice.", it->string);
         size_t k = 0;
-        while (k < sizeof k_fields / sizeof *k_fields && strcmp(k_fields[k].name, it->string)) k++;
+        while (k < sizeof k_fields / sizeof *k_fields && strcmp(k_fields[k].name, it->string) != 0) k++;
         if (k == sizeof k_fields / sizeof *k_fields)
             return bad(p, it->string, "Unrecognized request argument supplied: %s", it->string);
         if (k_fields[k].fn == f_messages) messages = it;

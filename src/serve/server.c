@@ -103,7 +103,7 @@ static void refuse(vlm_server *s, vlm_http_response *rs, vlm_outcome o, int stat
 static void handle(void *user, const vlm_http_request *rq, vlm_http_response *rs) {
     vlm_server *s = user;
     size_t k = 0;
-    while (k < sizeof k_routes / sizeof *k_routes && strcmp(k_routes[k].path, rq->path)) k++;
+    while (k < sizeof k_routes / sizeof *k_routes && strcmp(k_routes[k].path, rq->path) != 0) k++;
     char msg[512];
     if (k == sizeof k_routes / sizeof *k_routes) {
         snprintf(msg, sizeof msg,
@@ -112,7 +112,7 @@ static void handle(void *user, const vlm_http_request *rq, vlm_http_response *rs
         return refuse(s, rs, VLM_OUTCOME_INVALID, 404, "not_found", msg);
     }
     int head = !strcmp(rq->method, "HEAD") && !strcmp(k_routes[k].method, "GET");
-    if (strcmp(rq->method, k_routes[k].method) && !head) {
+    if (strcmp(rq->method, k_routes[k].method) != 0 && !head) {
         snprintf(msg, sizeof msg, "%s takes %s, not %s.", rq->path, k_routes[k].method, rq->method);
         return refuse(s, rs, VLM_OUTCOME_INVALID, 405, "method_not_allowed", msg);
     }

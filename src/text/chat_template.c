@@ -161,7 +161,7 @@ const char *vlm_chat_template_known(const char *tmpl, size_t len) {
     const char *name = NULL;
     if (vlm_chat_template_normalize(tmpl, len, &t) == VLM_OK)
         for (int k = 0; k < N_KNOWN && !name; k++)
-            if (!g_known[k].failed && g_known[k].len == t.len && !memcmp(g_known[k].data, t.data, t.len))
+            if (!g_known[k].failed && g_known[k].len == t.len && t.data && !memcmp(g_known[k].data, t.data, t.len))
                 name = k_known[k].name;
     vlm_sb_free(&t);
     return name;
