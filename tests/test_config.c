@@ -109,6 +109,15 @@ static void test_bad_configs(void) {
         parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_attention_heads\": 5}", NULL, NULL, &c),
         VLM_ERR_FORMAT, "multiple of num_attention_heads");
     CHECK_ERR(parse_str(k_q25, "{\"image_mean\": [0.5, 0.5]}", NULL, &c), VLM_ERR_FORMAT, "image_mean");
+    /* patch geometry beyond the bounds (a fuzzer's merge_size 48 with patch_size 57 made the smallest
+     * resized image 2736 x 2736 pixels) */
+    CHECK_ERR(parse_str(k_q25, "{\"patch_size\": 57, \"merge_size\": 48}", NULL, &c), VLM_ERR_FORMAT,
+              "merge_size 48 beyond what vlm takes");
+    CHECK_ERR(parse_str(k_q25, "{\"temporal_patch_size\": 9}", NULL, &c), VLM_ERR_FORMAT, "temporal_patch_size 9");
+    CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_attention_heads\": 4,"
+                        " \"rope_scaling\": {\"mrope_section\": [2, 3, 3]}, \"vision_config\": {\"patch_size\": 65}}",
+                        NULL, NULL, &c),
+              VLM_ERR_FORMAT, "vision patch_size 65");
     /* found by fuzzing: an eps that is 0 as a float32 (a zero row would divide by zero), an infinite one */
     CHECK_ERR(parse_str("{\"model_type\": \"qwen2_5_vl\", \"hidden_size\": 64, \"num_attention_heads\": 4,"
                         " \"rms_norm_eps\": 1e-46, \"rope_scaling\": {\"mrope_section\": [2, 3, 3]}}",

@@ -18,4 +18,9 @@ static inline int64_t vlm_grid_tokens(const vlm_grid_thw *g, int merge_size) {
     return (int64_t)g->t * (g->h / merge_size) * (g->w / merge_size);
 }
 
+/* Bounds on the patch geometry a config may give (Qwen2-VL / Qwen2.5-VL: patch 14, temporal 2,
+ * merge 2). Checked where config.json and preprocessor_config.json are read: beyond them the smallest
+ * resized image (patch * merge squared) and the products of sizes stop being sane. */
+enum { VLM_MAX_PATCH_SIZE = 64, VLM_MAX_TEMPORAL_PATCH_SIZE = 8, VLM_MAX_MERGE_SIZE = 8 };
+
 #endif

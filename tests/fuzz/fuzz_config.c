@@ -35,6 +35,8 @@ static void check_model(const vlm_model_config *c) {
 static void check_preproc(const vlm_preproc_config *p) {
     check(p->min_pixels > 0 && p->max_pixels >= p->min_pixels);
     check(p->patch_size > 0 && p->temporal_patch_size > 0 && p->merge_size > 0);
+    check(p->patch_size <= VLM_MAX_PATCH_SIZE && p->temporal_patch_size <= VLM_MAX_TEMPORAL_PATCH_SIZE &&
+          p->merge_size <= VLM_MAX_MERGE_SIZE);
     check(p->std[0] > 0 && p->std[1] > 0 && p->std[2] > 0);
 }
 
