@@ -2,7 +2,6 @@
 
 #include <cjson/cJSON.h>
 
-#include "image/grid.h"
 #include "io/file.h"
 #include "io/json.h"
 
@@ -61,13 +60,17 @@ vlm_status vlm_preproc_config_parse(const cJSON *p, const char *what, vlm_prepro
                        pp->max_pixels);
     if (pp->patch_size <= 0 || pp->temporal_patch_size <= 0 || pp->merge_size <= 0)
         return vlm_err(VLM_ERR_FORMAT, "%s: patch sizes must be positive", what);
-    if (pp->patch_size > VLM_MAX_PATCH_SIZE || pp->temporal_patch_size > VLM_MAX_TEMPORAL_PATCH_SIZE ||
-        pp->merge_size > VLM_MAX_MERGE_SIZE)
+    return vlm_patch_geometry_check(what, "", "merge_size", pp->patch_size, pp->temporal_patch_size, pp->merge_size);
+}
+
+vlm_status vlm_patch_geometry_check(const char *what, const char *prefix, const char *merge_key, int patch,
+                                    int temporal, int merge) {
+    if (patch > VLM_MAX_PATCH_SIZE || temporal > VLM_MAX_TEMPORAL_PATCH_SIZE || merge > VLM_MAX_MERGE_SIZE)
         return vlm_err(VLM_ERR_FORMAT,
-                       "%s: patch_size %d / temporal_patch_size %d / merge_size %d beyond what vlm takes (%d / %d / "
-                       "%d; Qwen2-VL and Qwen2.5-VL use 14 / 2 / 2)",
-                       what, pp->patch_size, pp->temporal_patch_size, pp->merge_size, VLM_MAX_PATCH_SIZE,
-                       VLM_MAX_TEMPORAL_PATCH_SIZE, VLM_MAX_MERGE_SIZE);
+                       "%s: %spatch_size %d / temporal_patch_size %d / %s %d beyond what vlm takes (%d / %d / %d; "
+                       "Qwen2-VL and Qwen2.5-VL use 14 / 2 / 2)",
+                       what, prefix, patch, temporal, merge_key, merge, VLM_MAX_PATCH_SIZE, VLM_MAX_TEMPORAL_PATCH_SIZE,
+                       VLM_MAX_MERGE_SIZE);
     return VLM_OK;
 }
 

@@ -4,6 +4,7 @@
 #define VLM_IMAGE_PREPROC_CONFIG_H
 
 #include "base/error.h"
+#include "image/grid.h"
 
 typedef struct {
     long long min_pixels, max_pixels;
@@ -25,5 +26,9 @@ struct cJSON;
 vlm_status vlm_preproc_config_parse(const struct cJSON *p, const char *what, vlm_preproc_config *pp);
 /* Reads DIR/preprocessor_config.json, or gives the class defaults when the file is absent. */
 vlm_status vlm_preproc_config_load(const char *dir, vlm_preproc_config *pp);
+/* The patch geometry against the bounds of image/grid.h, for preprocessor_config.json and
+ * config.json's vision_config alike: an error naming the keys ("PREFIXpatch_size", MERGE_KEY). */
+vlm_status vlm_patch_geometry_check(const char *what, const char *prefix, const char *merge_key, int patch,
+                                    int temporal, int merge);
 
 #endif

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "image/grid.h"
+#include "image/preproc_config.h"
 #include "io/file.h"
 #include "io/json.h"
 
@@ -185,13 +185,8 @@ static vlm_status parse_vision(const cJSON *c, const char *what, vlm_model_confi
     if (v->depth <= 0 || v->width <= 0 || v->n_heads <= 0 || v->mlp_hidden <= 0 || v->out_hidden <= 0 ||
         v->patch_size <= 0 || v->temporal_patch_size <= 0 || v->merge_size <= 0 || v->in_channels <= 0)
         return vlm_err(VLM_ERR_FORMAT, "%s: vision sizes must be positive", what);
-    if (v->patch_size > VLM_MAX_PATCH_SIZE || v->temporal_patch_size > VLM_MAX_TEMPORAL_PATCH_SIZE ||
-        v->merge_size > VLM_MAX_MERGE_SIZE)
-        return vlm_err(VLM_ERR_FORMAT,
-                       "%s: vision patch_size %d / temporal_patch_size %d / spatial_merge_size %d beyond what vlm "
-                       "takes (%d / %d / %d; Qwen2-VL and Qwen2.5-VL use 14 / 2 / 2)",
-                       what, v->patch_size, v->temporal_patch_size, v->merge_size, VLM_MAX_PATCH_SIZE,
-                       VLM_MAX_TEMPORAL_PATCH_SIZE, VLM_MAX_MERGE_SIZE);
+    VLM_TRY(vlm_patch_geometry_check(what, "vision ", "spatial_merge_size", v->patch_size, v->temporal_patch_size,
+                                     v->merge_size));
     if (v->width % v->n_heads)
         return vlm_err(VLM_ERR_FORMAT, "%s: vision width %d is not a multiple of num_heads %d", what, v->width,
                        v->n_heads);
