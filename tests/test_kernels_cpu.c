@@ -49,17 +49,23 @@ static vlm_tensor rand_weight(vlm_dtype dt, int64_t N, int64_t K, float scale) {
     return w;
 }
 
-/* Runs the body once per SIMD path this CPU has, with `path` naming it. */
+/* Runs the body once per SIMD path this CPU has and per way of streaming decode's weights
+ * (vlm_cpu_streams: 1 or 4), with `path` naming them. */
 #define FOR_EACH_PATH(...)                                                                                             \
     do {                                                                                                               \
-        for (int force_ = 0; force_ < 2; force_++) {                                                                   \
+        for (int p_ = 0; p_ < 4; p_++) {                                                                               \
+            int force_ = p_ & 1;                                                                                       \
             vlm_cpu_kernels_force_avx2(force_);                                                                        \
+            vlm_cpu_set_streams(p_ & 2 ? 4 : 1);                                                                       \
             if (!force_ && !vlm_cpu_kernels_avx512()) continue;                                                        \
-            const char *path = force_ ? "avx2" : "avx512";                                                             \
+            static const char *const names_[] = {"avx512/1 stream", "avx2/1 stream", "avx512/4 streams",               \
+                                                 "avx2/4 streams"};                                                    \
+            const char *path = names_[p_];                                                                             \
             (void)path;                                                                                                \
             __VA_ARGS__;                                                                                               \
         }                                                                                                              \
         vlm_cpu_kernels_force_avx2(0);                                                                                 \
+        vlm_cpu_set_streams(0);                                                                                        \
     } while (0)
 
 static const vlm_dtype k_dtypes[] = {VLM_DT_F32, VLM_DT_F16, VLM_DT_BF16};
@@ -191,7 +197,7 @@ static void check_matmul_bf16(int M, int64_t N, int64_t K, int with_bias) {
         char what[160];
         snprintf(what, sizeof what, "matmul bf16 precision %s M=%d N=%lld K=%lld", path, M, (long long)N, (long long)K);
         /* the AVX2 path has no bf16 kernel: f32-exact, within 2^-8 relative per product of it */
-        float rtol = !strcmp(path, "avx2") || !vlm_cpu()->avx512_bf16 ? 8e-3f : 2e-6f * sqrtf((float)K) + 1e-6f;
+        float rtol = !strncmp(path, "avx2", 4) || !vlm_cpu()->avx512_bf16 ? 8e-3f : 2e-6f * sqrtf((float)K) + 1e-6f;
         test_close(what, got, ref, (size_t)M * N, rtol, 1e-6f);
     });
     g_ctx.bf16 = 0;
@@ -237,6 +243,27 @@ static void test_batch_invariance(void) {
             });
             g_ctx.bf16 = 0;
             free(w.data), free(x), free(bias), free(one), free(many);
+        }
+}
+
+/* Decode's way of streaming weights (vlm_cpu_streams) changes the order rows are visited in, never a
+ * result: one input row gives bitwise the same outputs with 1 and with 4 streams. */
+static void test_streams_same_result(void) {
+    const int64_t N = 203, K = 6144 + 100;
+    for (size_t d = 0; d < 3; d++)
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            vlm_tensor w = rand_weight(k_dtypes[d], N, K, 1.0f);
+            float *x = rand_floats((size_t)K, 1.0f), *y1 = malloc(sizeof(float) * N), *y4 = malloc(sizeof(float) * N);
+            g_ctx.bf16 = bf16;
+            vlm_cpu_set_streams(1);
+            vlm_cpu_matmul(&g_ctx, y1, x, &w, NULL, 1);
+            vlm_cpu_set_streams(4);
+            vlm_cpu_matmul(&g_ctx, y4, x, &w, NULL, 1);
+            CHECK_MSG(!memcmp(y1, y4, sizeof(float) * N), "%s bf16=%d: 1 stream vs 4", vlm_dtype_name(k_dtypes[d]),
+                      bf16);
+            g_ctx.bf16 = 0;
+            vlm_cpu_set_streams(0);
+            free(w.data), free(x), free(y1), free(y4);
         }
 }
 
@@ -541,6 +568,7 @@ int main(void) {
     RUN(test_matmul_amx);
     RUN(test_matmul_bf16);
     RUN(test_batch_invariance);
+    RUN(test_streams_same_result);
     RUN(test_attention_vision);
     RUN(test_attention_causal);
     RUN(test_attention_threads);

@@ -261,12 +261,48 @@ static void test_prepare(void) {
     }
 }
 
+/* Decode's way of streaming weights (vlm_cpu_streams) changes the order rows are visited in, never a
+ * result: one input row gives bitwise the same outputs with 1 and with 4 streams, on every path,
+ * with tasks long enough for the lockstep rows and their leftovers. */
+static void test_streams_same_result(void) {
+    vlm_dtype ts[] = {VLM_DT_Q4_0, VLM_DT_Q8_0, VLM_DT_NF4};
+    vlm_qpath paths[] = {VLM_QPATH_AVX512, VLM_QPATH_AVX2, VLM_QPATH_SCALAR};
+    for (int pi = 0; pi < 3; pi++) {
+        vlm_cpu_quant_set_path(paths[pi]);
+        if (vlm_cpu_quant_path() != paths[pi]) continue;
+        for (int i = 0; i < 3; i++) {
+            const int64_t N = 1001, K = 64 * 21;
+            qmat m = make_qmat(ts[i], N, K, 0.05f);
+            vlm_tensor dev;
+            CHECK_OK(vlm_cpu_quant_prepare(g_ctx.pool, &m.w, &dev));
+            float *x = rand_vec(K, 1.0f), *y1 = malloc(sizeof(float) * N), *y4 = malloc(sizeof(float) * N);
+            vlm_cpu_set_streams(1);
+            vlm_cpu_matmul(&g_ctx, y1, x, &dev, NULL, 1);
+            vlm_cpu_set_streams(4);
+            vlm_cpu_matmul(&g_ctx, y4, x, &dev, NULL, 1);
+            CHECK_MSG(!memcmp(y1, y4, sizeof(float) * N), "%s %s: 1 stream vs 4", vlm_qpath_name(paths[pi]),
+                      vlm_dtype_name(dev.dtype));
+            vlm_cpu_quant_release(&dev);
+            free(x), free(y1), free(y4);
+            free_qmat(&m);
+        }
+    }
+    vlm_cpu_quant_set_path(VLM_QPATH_AUTO);
+    vlm_cpu_set_streams(0);
+}
+
 int main(void) {
     set_threads(0);
     RUN(test_act_quant);
-    RUN(test_paths);
     RUN(test_dispatch_and_threads);
     RUN(test_prepare);
-    RUN(test_batch_invariance);
+    RUN(test_streams_same_result);
+    for (int streams = 1; streams <= 4; streams += 3) { /* each way of streaming decode's weights */
+        fprintf(stderr, "-- decode with %d weight stream%s per thread\n", streams, streams > 1 ? "s" : "");
+        vlm_cpu_set_streams(streams);
+        RUN(test_paths);
+        RUN(test_batch_invariance);
+    }
+    vlm_cpu_set_streams(0);
     return test_summary();
 }

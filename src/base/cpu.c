@@ -22,6 +22,7 @@ const vlm_cpu_features *vlm_cpu(void) {
         g_cpu.avx512dq = __builtin_cpu_supports("avx512dq");
         g_cpu.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
         g_cpu.avx512_vnni = __builtin_cpu_supports("avx512vnni");
+        g_cpu.amd = __builtin_cpu_is("amd");
         /* gcc 12 has no names for AVX-VNNI and AMX in __builtin_cpu_supports: read /proc. */
         FILE *f = fopen("/proc/cpuinfo", "r");
         if (f) {

@@ -7,6 +7,7 @@ typedef struct {
     int avx512f, avx512bw, avx512vl, avx512dq; /* "avx512" below means all four */
     int avx512_bf16, avx512_vnni, avx_vnni;
     int amx_bf16, amx_int8;
+    int amd; /* an AMD CPU (the memory system differs: see vlm_cpu_streams) */
 } vlm_cpu_features;
 
 const vlm_cpu_features *vlm_cpu(void);

@@ -9,10 +9,37 @@
 #include "base/cpu.h"
 #include "base/timer.h"
 
-/* Each thread reads its share as 4 interleaved streams (4 distant regions in lockstep): with one
- * stream per core the memory system sits partly idle on some machines (a Sapphire Rapids core reads
- * ~14 GB/s from one stream, ~20 from four), and the kernels compared with this probe stream several
- * weight rows at once. */
+/* Each thread reads its share either as one sequential stream or as 4 interleaved streams (4
+ * distant regions in lockstep), alternately, and the best rate of either counts: the memory systems
+ * differ (a Sapphire Rapids core reads ~14 GB/s from one stream and ~20 from four; 2 AMD Zen 4 cores
+ * read more from one stream each than from four), and the decode kernels stream the faster way
+ * (vlm_cpu_streams). */
+static size_t read_share(const __m256i *buf, size_t n, int nt, int id, int streams, int *acc_out) {
+    size_t per = n / (size_t)nt / (size_t)streams / 2 * 2; /* vectors per stream */
+    const __m256i *s0 = buf + (size_t)id * per * (size_t)streams;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    if (streams == 1) {
+        for (size_t i = 0; i < per; i += 8) {
+            a0 = _mm256_xor_si256(a0, _mm256_xor_si256(_mm256_load_si256(s0 + i), _mm256_load_si256(s0 + i + 1)));
+            a1 = _mm256_xor_si256(a1, _mm256_xor_si256(_mm256_load_si256(s0 + i + 2), _mm256_load_si256(s0 + i + 3)));
+            a2 = _mm256_xor_si256(a2, _mm256_xor_si256(_mm256_load_si256(s0 + i + 4), _mm256_load_si256(s0 + i + 5)));
+            a3 = _mm256_xor_si256(a3, _mm256_xor_si256(_mm256_load_si256(s0 + i + 6), _mm256_load_si256(s0 + i + 7)));
+        }
+        per = per / 8 * 8;
+    } else {
+        const __m256i *s1 = s0 + per, *s2 = s1 + per, *s3 = s2 + per;
+        for (size_t i = 0; i < per; i += 2) {
+            a0 = _mm256_xor_si256(a0, _mm256_xor_si256(_mm256_load_si256(s0 + i), _mm256_load_si256(s0 + i + 1)));
+            a1 = _mm256_xor_si256(a1, _mm256_xor_si256(_mm256_load_si256(s1 + i), _mm256_load_si256(s1 + i + 1)));
+            a2 = _mm256_xor_si256(a2, _mm256_xor_si256(_mm256_load_si256(s2 + i), _mm256_load_si256(s2 + i + 1)));
+            a3 = _mm256_xor_si256(a3, _mm256_xor_si256(_mm256_load_si256(s3 + i), _mm256_load_si256(s3 + i + 1)));
+        }
+    }
+    __m256i a = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
+    *acc_out ^= _mm256_extract_epi32(a, 0);
+    return (size_t)streams * per * sizeof(__m256i);
+}
+
 double vlm_measure_read_bandwidth(size_t bytes, int reps, int threads) {
     if (threads <= 0) threads = vlm_threads();
     size_t n = bytes / sizeof(__m256i) / 8 * 8;
@@ -22,26 +49,12 @@ double vlm_measure_read_bandwidth(size_t bytes, int reps, int threads) {
     for (size_t i = 0; i < n; i++) buf[i] = _mm256_set1_epi32((int)i); /* touch every page */
     double best = 0;
     volatile int sink = 0;
-    for (int r = 0; r < reps; r++) {
+    for (int r = 0; r < 2 * reps; r++) {
         size_t read = 0;
-        int acc_all = 0;
+        int acc_all = 0, streams = r & 1 ? 4 : 1;
         double t0 = vlm_now();
 #pragma omp parallel num_threads(threads) reduction(^ : acc_all) reduction(+ : read)
-        {
-            int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            size_t per = n / (size_t)nt / 4 / 2 * 2; /* vectors per stream */
-            const __m256i *s0 = buf + (size_t)id * per * 4, *s1 = s0 + per, *s2 = s1 + per, *s3 = s2 + per;
-            __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-            for (size_t i = 0; i < per; i += 2) {
-                a0 = _mm256_xor_si256(a0, _mm256_xor_si256(_mm256_load_si256(s0 + i), _mm256_load_si256(s0 + i + 1)));
-                a1 = _mm256_xor_si256(a1, _mm256_xor_si256(_mm256_load_si256(s1 + i), _mm256_load_si256(s1 + i + 1)));
-                a2 = _mm256_xor_si256(a2, _mm256_xor_si256(_mm256_load_si256(s2 + i), _mm256_load_si256(s2 + i + 1)));
-                a3 = _mm256_xor_si256(a3, _mm256_xor_si256(_mm256_load_si256(s3 + i), _mm256_load_si256(s3 + i + 1)));
-            }
-            __m256i a = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
-            acc_all ^= _mm256_extract_epi32(a, 0);
-            read += 4 * per * sizeof(__m256i);
-        }
+        read += read_share(buf, n, omp_get_num_threads(), omp_get_thread_num(), streams, &acc_all);
         double dt = vlm_now() - t0;
         sink ^= acc_all;
         double gbs = (double)read / dt / 1e9;

@@ -65,4 +65,17 @@ int vlm_cpu_amx_parts(void);
 /* 1 when AMX kernels can run on this CPU and kernel. */
 int vlm_cpu_amx_available(void);
 
+/* How a decode product (one input row) reads its weights from memory, a property of the CPU's
+ * memory system, measured on each:
+ *   1: one sequential stream per thread, left to the hardware prefetchers. AMD Zen 4 (2 cores):
+ *      bf16 28-31 GB/s, Q4_0 27-33 GB/s, against 21-25 / 23-25 with the 4-stream way.
+ *   4: 4 weight rows side by side per thread and software prefetch 4 KB ahead. The Sapphire Rapids
+ *      Xeon of earlier sessions: one stream per core stopped at ~14 GB/s, 4 streams reached 18-20,
+ *      and the prefetch took Q4_0 from ~70% to ~90% of the probed bandwidth.
+ * Default: 1 on AMD CPUs, 4 elsewhere; VLM_CPU_STREAMS=1|4 in the environment overrides, and
+ * vlm_cpu_set_streams (perf tools, tests) sets it (0: back to the default). Results do not depend on it (batch invariance
+ * included): only the order in which rows are visited changes, never a sum's order. */
+void vlm_cpu_set_streams(int streams);
+int vlm_cpu_streams(void);
+
 #endif

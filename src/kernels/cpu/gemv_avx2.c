@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/hsum_avx2.h"
 
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_simd.h"
 #include "tensor/tensor.h"
 
@@ -55,16 +56,16 @@ AI float weight_at(const int mode, const char *row, int64_t k) {
 
 AI int elem_bytes(const int mode) { return mode == W_F32 ? 4 : 2; }
 
-AI void tile(const int mode, const int M, const int R, const char *w, size_t rb, const float *xv, const float *x,
-             int64_t ldx, int64_t K, float *out) {
+AI void tile(const int mode, const int M, const int R, const int pf, const char *w, size_t rb, const float *xv,
+             const float *x, int64_t ldx, int64_t K, float *out) {
     __m256 acc[VLM_GEMV_MAX_M][4];
     UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm256_setzero_ps();
     const int64_t K32 = K & ~(int64_t)31;
     for (int64_t k = 0; k < K32; k += 32) {
         UNROLL for (int r = 0; r < R; r++) {
             /* the same place in the next group of rows: a whole tile ahead, never past this chunk */
-            _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * elem_bytes(mode), _MM_HINT_T0);
-            if (elem_bytes(mode) == 4) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 4 + 64, _MM_HINT_T0);
+            if (pf) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * elem_bytes(mode), _MM_HINT_T0);
+            if (pf && elem_bytes(mode) == 4) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 4 + 64, _MM_HINT_T0);
         }
         UNROLL for (int q = 0; q < 4; q++) {
             __m256 wq[4];

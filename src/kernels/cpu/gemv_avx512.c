@@ -9,6 +9,7 @@
  * the 16 odd ones), so a 32-weight step costs one load and two single-uop conversions. */
 #include <immintrin.h>
 
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_simd.h"
 
 #define AI static inline __attribute__((always_inline))
@@ -57,9 +58,10 @@ AI __m512 load16_masked(const int mode, const char *row, int64_t k, __mmask16 m)
 AI int elem_bytes(const int mode) { return mode == W_F32 ? 4 : 2; }
 
 /* out[m * R + r] = x[m] . w[r] for M input rows and R weight rows starting at w (rows rb apart).
- * xv: the input rows as the main loop wants them (reordered for W_BF16_EO), x: as given. */
-AI void tile(const int mode, const int M, const int R, const char *w, size_t rb, const float *xv, const float *x,
-             int64_t ldx, int64_t K, float *out) {
+ * xv: the input rows as the main loop wants them (reordered for W_BF16_EO), x: as given.
+ * pf: prefetch the next group of rows in software (vlm_cpu_streams() == 4). */
+AI void tile(const int mode, const int M, const int R, const int pf, const char *w, size_t rb, const float *xv,
+             const float *x, int64_t ldx, int64_t K, float *out) {
     __m512 acc[VLM_GEMV_MAX_M][4];
     UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm512_setzero_ps();
     const int64_t K32 = K & ~(int64_t)31;
@@ -67,8 +69,8 @@ AI void tile(const int mode, const int M, const int R, const char *w, size_t rb,
         __m512 w0[4], w1[4];
         UNROLL for (int r = 0; r < R; r++) {
             /* the same place in the next group of rows: a whole tile ahead, never past this chunk */
-            _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * elem_bytes(mode), _MM_HINT_T0);
-            if (elem_bytes(mode) == 4) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 4 + 64, _MM_HINT_T0);
+            if (pf) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * elem_bytes(mode), _MM_HINT_T0);
+            if (pf && elem_bytes(mode) == 4) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 4 + 64, _MM_HINT_T0);
             load32(mode, w + (size_t)r * rb, k, &w0[r], &w1[r]);
         }
         UNROLL for (int m = 0; m < M; m++) {
@@ -94,7 +96,9 @@ AI void tile(const int mode, const int M, const int R, const char *w, size_t rb,
 }
 
 /* Weight rows side by side: enough accumulators to hide the FMA latency, few enough to stay in
- * the 32 vector registers (M * R accumulators + 2 R weight vectors + 2 x vectors). */
+ * the 32 vector registers (M * R accumulators + 2 R weight vectors + 2 x vectors). With one input
+ * row and vlm_cpu_streams() == 1 the rows go one at a time instead (gemv_rows.inc): a single
+ * sequential stream, which the memory system of some CPUs serves fastest. */
 #define R_FOR(M) ((M) <= 4 ? 4 : 2)
 #define GEMV_ROWS_NAME vlm_gemv_rows_avx512
 #include "kernels/cpu/gemv_rows.inc"
@@ -102,14 +106,15 @@ AI void tile(const int mode, const int M, const int R, const char *w, size_t rb,
 /* ---- the bf16 precision: x rounded to bf16 once per call (xb: M rows of K), then vdpbf16ps on
  * 32 weights at a time, straight from the stored bf16 rows (no conversion at all). Each (input
  * row, weight row) pair has one accumulator over all of K: the same order for every M. */
-AI void tile_dp(const int M, const int R, const char *w, size_t rb, const uint16_t *xb, int64_t K, float *out) {
+AI void tile_dp(const int M, const int R, const int pf, const char *w, size_t rb, const uint16_t *xb, int64_t K,
+                float *out) {
     __m512 acc[VLM_GEMV_MAX_M][4];
     UNROLL for (int m = 0; m < M; m++) UNROLL for (int r = 0; r < R; r++) acc[m][r] = _mm512_setzero_ps();
     const int64_t K32 = K & ~(int64_t)31;
     for (int64_t k = 0; k < K32; k += 32) {
         __m512bh wv[4];
         UNROLL for (int r = 0; r < R; r++) {
-            _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 2, _MM_HINT_T0);
+            if (pf) _mm_prefetch(w + (size_t)(r + R) * rb + (size_t)k * 2, _MM_HINT_T0);
             wv[r] = (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)r * rb + (size_t)k * 2));
         }
         UNROLL for (int m = 0; m < M; m++) {
@@ -131,21 +136,20 @@ AI void tile_dp(const int M, const int R, const char *w, size_t rb, const uint16
         _mm512_reduce_add_ps(acc[m][r]);
 }
 
-AI void rows_dp(const int M, float *y, const uint16_t *xb, const vlm_tensor *w, const float *bias, int64_t n0,
-                int64_t n1) {
-    const int R = R_FOR(M);
+AI void rows_dp(const int M, const int R, const int pf, float *y, const uint16_t *xb, const vlm_tensor *w,
+                const float *bias, int64_t n0, int64_t n1) {
     int64_t N = w->shape[0], K = w->shape[w->ndim - 1];
     size_t rb = (size_t)K * 2;
     const char *base = (const char *)w->data;
     float out[VLM_GEMV_MAX_M * 4];
     int64_t n = n0;
     for (; n + R <= n1; n += R) {
-        tile_dp(M, R, base + (size_t)n * rb, rb, xb, K, out);
+        tile_dp(M, R, pf, base + (size_t)n * rb, rb, xb, K, out);
         for (int m = 0; m < M; m++)
             for (int r = 0; r < R; r++) y[(size_t)m * N + n + r] = out[m * R + r] + (bias ? bias[n + r] : 0.0f);
     }
     for (; n < n1; n++) {
-        tile_dp(M, 1, base + (size_t)n * rb, rb, xb, K, out);
+        tile_dp(M, 1, pf, base + (size_t)n * rb, rb, xb, K, out);
         for (int m = 0; m < M; m++) y[(size_t)m * N + n] = out[m] + (bias ? bias[n] : 0.0f);
     }
 }
@@ -154,14 +158,17 @@ void vlm_gemv_rows_bf16dp_avx512(float *y, const uint16_t *xb, const vlm_tensor 
                                  int64_t n0, int64_t n1) {
     if (n0 >= n1 || w->dtype != VLM_DT_BF16) return;
     switch (M) { /* one specialised loop per row count */
-    case 1: rows_dp(1, y, xb, w, bias, n0, n1); break;
-    case 2: rows_dp(2, y, xb, w, bias, n0, n1); break;
-    case 3: rows_dp(3, y, xb, w, bias, n0, n1); break;
-    case 4: rows_dp(4, y, xb, w, bias, n0, n1); break;
-    case 5: rows_dp(5, y, xb, w, bias, n0, n1); break;
-    case 6: rows_dp(6, y, xb, w, bias, n0, n1); break;
-    case 7: rows_dp(7, y, xb, w, bias, n0, n1); break;
-    case 8: rows_dp(8, y, xb, w, bias, n0, n1); break;
+    case 1:
+        if (vlm_cpu_streams() == 1) rows_dp(1, 1, 0, y, xb, w, bias, n0, n1); /* one stream: see R_FOR */
+        else rows_dp(1, R_FOR(1), 1, y, xb, w, bias, n0, n1);
+        break;
+    case 2: rows_dp(2, R_FOR(2), 1, y, xb, w, bias, n0, n1); break;
+    case 3: rows_dp(3, R_FOR(3), 1, y, xb, w, bias, n0, n1); break;
+    case 4: rows_dp(4, R_FOR(4), 1, y, xb, w, bias, n0, n1); break;
+    case 5: rows_dp(5, R_FOR(5), 1, y, xb, w, bias, n0, n1); break;
+    case 6: rows_dp(6, R_FOR(6), 1, y, xb, w, bias, n0, n1); break;
+    case 7: rows_dp(7, R_FOR(7), 1, y, xb, w, bias, n0, n1); break;
+    case 8: rows_dp(8, R_FOR(8), 1, y, xb, w, bias, n0, n1); break;
     default: break;
     }
 }

@@ -121,6 +121,7 @@ static void gemv(const vlm_cpu_ctx *c, float *y, const float *x, const vlm_tenso
     rows = (rows + 15) & ~(int64_t)15;
     if (rows < 16) rows = 16;
     j.rows_per_task = rows;
+    (void)vlm_cpu_streams(); /* chosen on this thread, before the kernels read it on theirs */
     vlm_pool_run(c->pool, threads, (N + rows - 1) / rows, gemv_task, &j);
 }
 
@@ -137,6 +138,18 @@ int vlm_cpu_amx_parts(void) {
 }
 
 int vlm_cpu_amx_available(void) { return vlm_cpu_kernels_avx512() && vlm_gemm_amx_available(); }
+
+static int g_streams; /* 0: not chosen yet */
+
+void vlm_cpu_set_streams(int streams) { g_streams = streams <= 0 ? 0 : streams == 1 ? 1 : 4; }
+
+int vlm_cpu_streams(void) {
+    if (!g_streams) {
+        const char *e = getenv("VLM_CPU_STREAMS");
+        vlm_cpu_set_streams(e && *e ? atoi(e) : vlm_cpu()->amd ? 1 : 4);
+    }
+    return g_streams;
+}
 
 /* ---- large M: the blocked GEMM. A work item is a group of weight micro-panels done whole (every k
  * and row block) by one thread with its own packed activations; threads take items dynamically.

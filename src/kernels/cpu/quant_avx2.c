@@ -62,8 +62,9 @@ static ALWAYS_INLINE void block_rows(__m256 *acc, __m256i w, float dw, const vlm
     }
 }
 
-static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M, const uint8_t *row, float *y,
-                                     int64_t ldy) {
+/* pf: prefetch in software (vlm_cpu_streams() == 4), else the hardware prefetchers alone. */
+static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M, const int pf, const uint8_t *row,
+                                     float *y, int64_t ldy) {
     const __m256i m0f = _mm256_set1_epi8(0x0f);
     __m256 acc[VLM_QTILE_AVX2];
 #pragma GCC unroll 8
@@ -71,7 +72,7 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     if (t == VLM_DT_Q4_0) {
         for (int64_t j = 0; j < a->nb; j++) {
             const uint8_t *b = row + 18 * j;
-            _mm_prefetch((const char *)b + VLM_QPREFETCH, _MM_HINT_T0);
+            if (pf) _mm_prefetch((const char *)b + VLM_QPREFETCH, _MM_HINT_T0);
             __m128i x = _mm_loadu_si128((const __m128i *)(b + 2));
             __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), m0f);
             block_rows(acc, _mm256_sub_epi8(w, _mm256_set1_epi8(8)), vlm_quant_block_scale(b), a, M, j);
@@ -79,14 +80,14 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     } else if (t == VLM_DT_Q8_0) {
         for (int64_t j = 0; j < a->nb; j++) {
             const uint8_t *b = row + 34 * j;
-            _mm_prefetch((const char *)b + VLM_QPREFETCH, _MM_HINT_T0);
+            if (pf) _mm_prefetch((const char *)b + VLM_QPREFETCH, _MM_HINT_T0);
             block_rows(acc, _mm256_loadu_si256((const __m256i *)(b + 2)), vlm_quant_block_scale(b), a, M, j);
         }
     } else { /* NF4: one 64-weight block feeds two activation blocks */
         const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)vlm_nf4_i8));
         for (int64_t j = 0; j < a->nb; j += 2) {
             const uint8_t *b = row + 34 * (j / 2);
-            _mm_prefetch((const char *)b + VLM_QPREFETCH, _MM_HINT_T0);
+            if (pf) _mm_prefetch((const char *)b + VLM_QPREFETCH, _MM_HINT_T0);
             __m256i x = _mm256_loadu_si256((const __m256i *)(b + 2));
             float dw = vlm_quant_block_scale(b) * (1.0f / 127.0f);
             block_rows(acc, _mm256_shuffle_epi8(lut, _mm256_and_si256(x, m0f)), dw, a, M, j);
@@ -97,22 +98,24 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     for (int m = 0; m < M; m++) y[m * ldy] = vlm_hsum8(acc[m]);
 }
 
-/* Decode: rows from 4 distant places in turn, 4 memory streams in flight (quant_kernels.h). */
+/* Decode where vlm_cpu_streams() == 4: rows from 4 distant places in turn, 4 memory streams in
+ * flight (see vlm_cpu_streams). */
 enum { STREAMS = 4 };
 #define ROWS_M(MM)                                                                                                     \
     case MM:                                                                                                           \
-        if (MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                                       \
+        if (pf && MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                                 \
             int64_t len = (n1 - n0) / STREAMS;                                                                         \
             for (int64_t i = 0; i < len; i++)                                                                          \
                 for (int s = 0; s < STREAMS; s++)                                                                      \
-                    row_kernel(t, a, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy);               \
+                    row_kernel(t, a, 1, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy);            \
             n0 += STREAMS * len;                                                                                       \
         }                                                                                                              \
-        for (int64_t n = n0; n < n1; n++) row_kernel(t, a, MM, w + (size_t)n * rb, y + n, ldy);                        \
+        for (int64_t n = n0; n < n1; n++) row_kernel(t, a, MM, pf, w + (size_t)n * rb, y + n, ldy);                    \
         break;
 
 void vlm_qrows_avx2(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0, int64_t n1,
                     float *y, int64_t ldy) {
+    const int pf = vlm_cpu_streams() > 1;
     switch (M) {
         ROWS_M(1)
         ROWS_M(2)

@@ -140,8 +140,9 @@ static ALWAYS_INLINE void group_scales(vlm_dtype t, const vlm_qact *a, const int
     }
 }
 
-static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M, const uint8_t *row, float *y,
-                                     int64_t ldy, const consts *c) {
+/* pf: prefetch in software (vlm_cpu_streams() == 4), else the hardware prefetchers alone. */
+static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M, const int pf, const uint8_t *row,
+                                     float *y, int64_t ldy, const consts *c) {
     /* two chains per row (the FMA latency hidden when rows are few), for every M: a row's sum runs
      * in the same order whatever the rows beside it (batch invariance) */
     __m512 acc0[VLM_QTILE_AVX512], acc1[VLM_QTILE_AVX512], sc[VLM_QTILE_AVX512];
@@ -151,7 +152,7 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     int64_t full = a->nb / 16 * 16;
     const int gb = t == VLM_DT_Q8_0 ? 16 * 34 : t == VLM_DT_Q4_0 ? 16 * 18 : 8 * 34; /* bytes per group */
     for (int64_t j0 = 0; j0 < full; j0 += 16) {
-        for (int l = 0; l < gb; l += 64)
+        for (int l = 0; pf && l < gb; l += 64)
             _mm_prefetch((const char *)row + (j0 / 16) * gb + VLM_QPREFETCH + l, _MM_HINT_T0);
         group_scales(t, a, M, row, j0, 16, sc, acc0);
 #pragma GCC unroll 8
@@ -182,24 +183,28 @@ static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M
     for (int m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[m], acc1[m]));
 }
 
-/* Decode (one input row): rows from 4 distant places of the matrix in turn, so that 4 memory
- * streams are in flight (see VLM_QPREFETCH in quant_kernels.h); the rows left over one by one. */
+/* Decode (one input row) where vlm_cpu_streams() == 4: rows from 4 distant places of the matrix in
+ * turn, so that 4 memory streams are in flight (see vlm_cpu_streams); the rows left over one by one. */
 enum { STREAMS = 4 };
 #define ROWS_M(T, MM)                                                                                                  \
     case MM:                                                                                                           \
-        if (MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                                       \
+        if (pf && MM == 1 && n1 - n0 >= 4 * STREAMS) {                                                                 \
             int64_t len = (n1 - n0) / STREAMS;                                                                         \
             for (int64_t i = 0; i < len; i++)                                                                          \
                 for (int s = 0; s < STREAMS; s++)                                                                      \
-                    row_kernel(T, a, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy, &c);           \
+                    row_kernel(T, a, 1, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy, &c);        \
             n0 += STREAMS * len;                                                                                       \
         }                                                                                                              \
-        for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, w + (size_t)n * rb, y + n, ldy, &c);                    \
+        if (pf)                                                                                                        \
+            for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, 1, w + (size_t)n * rb, y + n, ldy, &c);             \
+        else                                                                                                           \
+            for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, 0, w + (size_t)n * rb, y + n, ldy, &c);             \
         break;
 
 #define ROWS_T(T)                                                                                                      \
     do {                                                                                                               \
         consts c = make_consts(T);                                                                                     \
+        const int pf = vlm_cpu_streams() > 1;                                                                          \
         switch (M) {                                                                                                   \
             ROWS_M(T, 1)                                                                                               \
             ROWS_M(T, 2)                                                                                               \

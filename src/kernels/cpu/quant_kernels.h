@@ -30,11 +30,11 @@
 #include "tensor/tensor.h"
 
 enum { VLM_QA_BLOCK = 32 }; /* activation block */
-/* Weights are prefetched this many bytes ahead of use: the hardware streamers stop at every 4 KB
- * page, and on this machine's decode products 4 KB ahead took Q4_0 from ~70% to ~90% of the probed
- * bandwidth. Decode also walks 4 distant rows side by side (quant_r16_avx512.c): a core keeps more
- * requests in flight with several streams than with one (measured: 14 GB/s with one, 18-20 with
- * 4 to 8), which took Q4_0 from ~26 to ~30 GB/s with two threads. */
+/* Where vlm_cpu_streams() == 4, weights are prefetched this many bytes ahead of use: the hardware
+ * streamers stop at every 4 KB page, and on the Xeon's decode products 4 KB ahead took Q4_0 from
+ * ~70% to ~90% of the probed bandwidth. Decode then also walks 4 distant rows side by side
+ * (quant_r16_avx512.c): that core kept more requests in flight with several streams than with one
+ * (14 GB/s with one, 18-20 with 4 to 8), which took Q4_0 from ~26 to ~30 GB/s with two threads. */
 enum { VLM_QPREFETCH = 4096 };
 
 typedef enum { VLM_QPATH_AUTO = 0, VLM_QPATH_SCALAR, VLM_QPATH_AVX2, VLM_QPATH_AVX512 } vlm_qpath;

@@ -153,6 +153,7 @@ void vlm_cpu_matmul_quant(const vlm_cpu_ctx *c, float *y, const float *x, const 
         return;
     }
     vlm_qpath path = vlm_cpu_quant_path();
+    (void)vlm_cpu_streams(); /* chosen on this thread, before the kernels read it on theirs */
     j.quant_row = path == VLM_QPATH_AVX512 ? vlm_qact_row_avx512
         : path == VLM_QPATH_AVX2           ? vlm_qact_row_avx2
                                            : vlm_qact_row_scalar;

@@ -85,15 +85,16 @@ static ALWAYS_INLINE void prefetch_group(const uint8_t *grp, const int bs) {
     for (int l = 0; l < 16 * bs; l += 64) _mm_prefetch((const char *)grp + VLM_QPREFETCH + l, _MM_HINT_T0);
 }
 
-static ALWAYS_INLINE void row_kernel(const vlm_dtype t, const vlm_qact *a, const int M, const uint8_t *row, float *y,
-                                     int64_t ldy) {
+/* pf: prefetch in software (vlm_cpu_streams() == 4), else the hardware prefetchers alone. */
+static ALWAYS_INLINE void row_kernel(const vlm_dtype t, const vlm_qact *a, const int M, const int pf,
+                                     const uint8_t *row, float *y, int64_t ldy) {
     const int bs = t == VLM_DT_Q4_0_R16 ? 18 : 34;
     __m512 acc[VLM_QTILE_AVX512];
 #pragma GCC unroll 8
     for (int m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
     int64_t full = a->nb / 16 * 16;
     for (int64_t g0 = 0; g0 < full; g0 += 16) {
-        prefetch_group(row + bs * g0, bs);
+        if (pf) prefetch_group(row + bs * g0, bs);
         group(t, a, M, row + bs * g0, g0, 16, 1, acc, NI_FOR(M));
     }
     if (full < a->nb) group(t, a, M, row + bs * full, full, (int)(a->nb - full), 0, acc, NI_FOR(M));
@@ -101,9 +102,9 @@ static ALWAYS_INLINE void row_kernel(const vlm_dtype t, const vlm_qact *a, const
     for (int m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(acc[m]);
 }
 
-/* Decode (one input row): S weight rows from S distant places of the matrix go through the loop
- * side by side, so that S sequential streams are in flight at once; one stream per core stops
- * well short of the memory bandwidth (about 14 GB/s here, against 18-20 with 4 to 8 streams). */
+/* Decode (one input row) where vlm_cpu_streams() == 4: S weight rows from S distant places of the
+ * matrix go through the loop side by side, so that S sequential streams are in flight at once (on
+ * the Xeon one stream per core stopped at about 14 GB/s, against 18-20 with 4 to 8 streams). */
 enum { STREAMS = 4 };
 
 static ALWAYS_INLINE void rows_lockstep(const vlm_dtype t, const vlm_qact *a, const uint8_t *w, size_t rb, int64_t n0,
@@ -135,7 +136,10 @@ static ALWAYS_INLINE void rows_lockstep(const vlm_dtype t, const vlm_qact *a, co
 
 #define ROWS_M(T, MM)                                                                                                  \
     case MM:                                                                                                           \
-        for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, w + (size_t)n * rb, y + n, ldy);                        \
+        if (pf)                                                                                                        \
+            for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, 1, w + (size_t)n * rb, y + n, ldy);                 \
+        else                                                                                                           \
+            for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, 0, w + (size_t)n * rb, y + n, ldy);                 \
         break;
 
 #define ROWS_T(T)                                                                                                      \
@@ -153,7 +157,8 @@ static ALWAYS_INLINE void rows_lockstep(const vlm_dtype t, const vlm_qact *a, co
 
 void vlm_qrows_r16_avx512(vlm_dtype t, const vlm_qact *a, int M, const uint8_t *w, size_t rb, int64_t n0, int64_t n1,
                           float *y, int64_t ldy) {
-    if (M == 1 && n1 - n0 >= 4 * STREAMS) { /* rows in lockstep, the few left over one by one */
+    const int pf = vlm_cpu_streams() > 1;
+    if (pf && M == 1 && n1 - n0 >= 4 * STREAMS) { /* rows in lockstep, the few left over one by one */
         int64_t len = (n1 - n0) / STREAMS;
         if (t == VLM_DT_Q4_0_R16) rows_lockstep(VLM_DT_Q4_0_R16, a, w, rb, n0, len, y);
         else rows_lockstep(VLM_DT_Q8_0_R16, a, w, rb, n0, len, y);
