@@ -87,6 +87,12 @@ static vlm_model *load_model(const char *dir) {
     return m;
 }
 
+/* The fixture case `name` and its model (NULL when either is missing: the test returns). */
+static vlm_model *case_model(const char *name, fixture_case *c) {
+    if (!load_case(name, c)) return NULL;
+    return load_model(c->model);
+}
+
 /* ---- what on_done saw, per request ---- */
 
 typedef struct {
@@ -308,8 +314,7 @@ static void test_threads_submit_at_once(void) {
 
 static void test_cancel(void) {
     fixture_case c;
-    if (!load_case("q25_photo", &c)) return;
-    vlm_model *m = load_model(c.model);
+    vlm_model *m = case_model("q25_photo", &c);
     if (!m) return;
     vlm_engine_options o;
     vlm_engine_options_init(&o);
@@ -354,8 +359,7 @@ static void test_cancel(void) {
 
 static void test_full_queue(void) {
     fixture_case c;
-    if (!load_case("q25_text_only", &c)) return;
-    vlm_model *m = load_model(c.model);
+    vlm_model *m = case_model("q25_text_only", &c);
     if (!m) return;
     vlm_engine_options o;
     vlm_engine_options_init(&o);
@@ -391,8 +395,7 @@ static void test_full_queue(void) {
 
 static void test_stop_strings(void) {
     fixture_case c;
-    if (!load_case("q2vlc_photo", &c)) return; /* its answer has >= 5 distinct ids */
-    vlm_model *m = load_model(c.model);
+    vlm_model *m = case_model("q2vlc_photo", &c); /* its answer has >= 5 distinct ids */
     if (!m) return;
     vlm_request r;
     case_request(&c, &r);
@@ -541,8 +544,7 @@ static void test_image_bytes_and_parts(void) {
  * embeddings are cached nowhere (no image cache here), it is decoded then: same answer. */
 static void test_seen_image_decoded_late(void) {
     fixture_case c;
-    if (!load_case("q25_photo", &c)) return;
-    vlm_model *m = load_model(c.model);
+    vlm_model *m = case_model("q25_photo", &c);
     if (!m) return;
     vlm_engine_options o;
     vlm_engine_options_init(&o);
@@ -569,8 +571,7 @@ static void test_seen_image_decoded_late(void) {
 
 static void test_errors_at_submit(void) {
     fixture_case c;
-    if (!load_case("q25_photo", &c)) return;
-    vlm_model *m = load_model(c.model);
+    vlm_model *m = case_model("q25_photo", &c);
     if (!m) return;
     vlm_engine *e = NULL;
     CHECK_OK(vlm_engine_create(m, NULL, &e));

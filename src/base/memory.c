@@ -1,6 +1,7 @@
 #include "base/memory.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,12 @@ static uint64_t proc_kb(const char *path, const char *key) {
 
 uint64_t vlm_rss_bytes(void) { return proc_kb("/proc/self/status", "VmRSS"); }
 uint64_t vlm_peak_rss_bytes(void) { return proc_kb("/proc/self/status", "VmHWM"); }
+
+void vlm_release_free_memory(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
 
 int vlm_reset_peak_rss(void) {
     FILE *f = fopen("/proc/self/clear_refs", "w");

@@ -225,6 +225,7 @@ void vlm_model_free(vlm_model *m) {
     vlm_backend_destroy(m->be);
     pthread_mutex_destroy(&m->lock);
     vlm_free(m);
+    vlm_release_free_memory(); /* what the model held goes back to the system, not to the next model's RSS */
 }
 
 void vlm_model_get_info(const vlm_model *m, vlm_model_info *info) {
