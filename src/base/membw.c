@@ -15,25 +15,19 @@
  * read more from one stream each than from four), and the decode kernels stream the faster way
  * (vlm_cpu_streams). */
 static size_t read_share(const __m256i *buf, size_t n, int nt, int id, int streams, int *acc_out) {
-    size_t per = n / (size_t)nt / (size_t)streams / 2 * 2; /* vectors per stream */
-    const __m256i *s0 = buf + (size_t)id * per * (size_t)streams;
+    size_t per = n / (size_t)nt / (size_t)streams / 8 * 8; /* vectors per stream */
+    const __m256i *s = buf + (size_t)id * per * (size_t)streams;
+    /* 4 accumulators read pairs of vectors: 4 distant regions (gap: a stream's length) or 4
+     * neighbouring pairs of one stream (gap: 2 vectors) */
+    size_t gap = streams == 1 ? 2 : per, step = streams == 1 ? 8 : 2;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    if (streams == 1) {
-        for (size_t i = 0; i < per; i += 8) {
-            a0 = _mm256_xor_si256(a0, _mm256_xor_si256(_mm256_load_si256(s0 + i), _mm256_load_si256(s0 + i + 1)));
-            a1 = _mm256_xor_si256(a1, _mm256_xor_si256(_mm256_load_si256(s0 + i + 2), _mm256_load_si256(s0 + i + 3)));
-            a2 = _mm256_xor_si256(a2, _mm256_xor_si256(_mm256_load_si256(s0 + i + 4), _mm256_load_si256(s0 + i + 5)));
-            a3 = _mm256_xor_si256(a3, _mm256_xor_si256(_mm256_load_si256(s0 + i + 6), _mm256_load_si256(s0 + i + 7)));
-        }
-        per = per / 8 * 8;
-    } else {
-        const __m256i *s1 = s0 + per, *s2 = s1 + per, *s3 = s2 + per;
-        for (size_t i = 0; i < per; i += 2) {
-            a0 = _mm256_xor_si256(a0, _mm256_xor_si256(_mm256_load_si256(s0 + i), _mm256_load_si256(s0 + i + 1)));
-            a1 = _mm256_xor_si256(a1, _mm256_xor_si256(_mm256_load_si256(s1 + i), _mm256_load_si256(s1 + i + 1)));
-            a2 = _mm256_xor_si256(a2, _mm256_xor_si256(_mm256_load_si256(s2 + i), _mm256_load_si256(s2 + i + 1)));
-            a3 = _mm256_xor_si256(a3, _mm256_xor_si256(_mm256_load_si256(s3 + i), _mm256_load_si256(s3 + i + 1)));
-        }
+    for (size_t i = 0; i < per; i += step) {
+        a0 = _mm256_xor_si256(a0, _mm256_xor_si256(_mm256_load_si256(s + i), _mm256_load_si256(s + i + 1)));
+        a1 = _mm256_xor_si256(a1, _mm256_xor_si256(_mm256_load_si256(s + gap + i), _mm256_load_si256(s + gap + i + 1)));
+        a2 = _mm256_xor_si256(
+            a2, _mm256_xor_si256(_mm256_load_si256(s + 2 * gap + i), _mm256_load_si256(s + 2 * gap + i + 1)));
+        a3 = _mm256_xor_si256(
+            a3, _mm256_xor_si256(_mm256_load_si256(s + 3 * gap + i), _mm256_load_si256(s + 3 * gap + i + 1)));
     }
     __m256i a = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
     *acc_out ^= _mm256_extract_epi32(a, 0);

@@ -141,8 +141,8 @@ static ALWAYS_INLINE void group_scales(vlm_dtype t, const vlm_qact *a, const int
 }
 
 /* pf: prefetch in software (vlm_cpu_streams() == 4), else the hardware prefetchers alone. */
-static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M, const int pf, const uint8_t *row,
-                                     float *y, int64_t ldy, const consts *c) {
+static ALWAYS_INLINE void row_kernel(vlm_dtype t, const vlm_qact *a, const int M, int pf, const uint8_t *row, float *y,
+                                     int64_t ldy, const consts *c) {
     /* two chains per row (the FMA latency hidden when rows are few), for every M: a row's sum runs
      * in the same order whatever the rows beside it (batch invariance) */
     __m512 acc0[VLM_QTILE_AVX512], acc1[VLM_QTILE_AVX512], sc[VLM_QTILE_AVX512];
@@ -195,10 +195,7 @@ enum { STREAMS = 4 };
                     row_kernel(T, a, 1, 1, w + (size_t)(n0 + s * len + i) * rb, y + n0 + s * len + i, ldy, &c);        \
             n0 += STREAMS * len;                                                                                       \
         }                                                                                                              \
-        if (pf)                                                                                                        \
-            for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, 1, w + (size_t)n * rb, y + n, ldy, &c);             \
-        else                                                                                                           \
-            for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, 0, w + (size_t)n * rb, y + n, ldy, &c);             \
+        for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, pf, w + (size_t)n * rb, y + n, ldy, &c);                \
         break;
 
 #define ROWS_T(T)                                                                                                      \

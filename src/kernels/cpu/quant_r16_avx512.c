@@ -86,8 +86,8 @@ static ALWAYS_INLINE void prefetch_group(const uint8_t *grp, const int bs) {
 }
 
 /* pf: prefetch in software (vlm_cpu_streams() == 4), else the hardware prefetchers alone. */
-static ALWAYS_INLINE void row_kernel(const vlm_dtype t, const vlm_qact *a, const int M, const int pf,
-                                     const uint8_t *row, float *y, int64_t ldy) {
+static ALWAYS_INLINE void row_kernel(const vlm_dtype t, const vlm_qact *a, const int M, int pf, const uint8_t *row,
+                                     float *y, int64_t ldy) {
     const int bs = t == VLM_DT_Q4_0_R16 ? 18 : 34;
     __m512 acc[VLM_QTILE_AVX512];
 #pragma GCC unroll 8
@@ -136,10 +136,7 @@ static ALWAYS_INLINE void rows_lockstep(const vlm_dtype t, const vlm_qact *a, co
 
 #define ROWS_M(T, MM)                                                                                                  \
     case MM:                                                                                                           \
-        if (pf)                                                                                                        \
-            for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, 1, w + (size_t)n * rb, y + n, ldy);                 \
-        else                                                                                                           \
-            for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, 0, w + (size_t)n * rb, y + n, ldy);                 \
+        for (int64_t n = n0; n < n1; n++) row_kernel(T, a, MM, pf, w + (size_t)n * rb, y + n, ldy);                    \
         break;
 
 #define ROWS_T(T)                                                                                                      \
